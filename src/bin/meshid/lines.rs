@@ -1,0 +1,112 @@
+//! Reading lines of untrusted input with bounded memory.
+
+use std::io::{self, BufRead};
+
+/// How many bytes of one line are kept. Far above the 2048-byte SPIFFE ID limit, so the
+/// library sees enough of an over-long line to refuse it for the right reason.
+const KEEP: usize = 64 * 1024;
+
+/// One line: the bytes kept and the line's real length (terminator excluded).
+pub(crate) struct Line<'a> {
+    pub(crate) kept: &'a [u8],
+    pub(crate) len: usize,
+}
+
+impl Line<'_> {
+    /// The real length, when part of the line was dropped.
+    pub(crate) fn overflow_len(&self) -> Option<usize> {
+        (self.len > self.kept.len()).then_some(self.len)
+    }
+}
+
+/// Splits input on `\n` (dropping a `\r` before it), keeping at most [`KEEP`] bytes of each
+/// line however long it is.
+pub(crate) struct CappedLines<R> {
+    reader: R,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> CappedLines<R> {
+    pub(crate) fn new(reader: R) -> Self {
+        Self {
+            reader,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next line, or `None` at the end of the input. A last line without a terminator
+    /// still counts; an empty input has no lines.
+    pub(crate) fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
+        self.buf.clear();
+        let mut len = 0usize;
+        let mut saw_any = false;
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            saw_any = true;
+            let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (&chunk[..i], Some(i + 1)),
+                None => (chunk, None),
+            };
+            let room = KEEP.saturating_sub(self.buf.len());
+            self.buf.extend_from_slice(&part[..part.len().min(room)]);
+            len += part.len();
+            let used = done.unwrap_or(chunk.len());
+            self.reader.consume(used);
+            if done.is_some() {
+                break;
+            }
+        }
+        if !saw_any {
+            return Ok(None);
+        }
+        if len == self.buf.len() && self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+            len -= 1;
+        }
+        Ok(Some(Line {
+            kept: &self.buf,
+            len,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(input: &[u8]) -> Vec<(Vec<u8>, usize)> {
+        let mut r = CappedLines::new(io::BufReader::with_capacity(7, input));
+        let mut v = Vec::new();
+        while let Some(l) = r.next_line().unwrap() {
+            v.push((l.kept.to_vec(), l.len));
+        }
+        v
+    }
+
+    #[test]
+    fn splits_lines() {
+        assert!(all(b"").is_empty());
+        assert_eq!(all(b"a\n"), vec![(b"a".to_vec(), 1)]);
+        assert_eq!(
+            all(b"abc\r\n\nlast"),
+            vec![(b"abc".to_vec(), 3), (vec![], 0), (b"last".to_vec(), 4)]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_capped_but_measured() {
+        let mut input = vec![b'x'; KEEP + 100];
+        input.extend_from_slice(b"\nnext\n");
+        let v = all(&input);
+        assert_eq!(v[0].0.len(), KEEP);
+        assert_eq!(v[0].1, KEEP + 100);
+        assert_eq!(v[1], (b"next".to_vec(), 4));
+    }
+}

@@ -1,0 +1,66 @@
+//! **meshid** gives Rust services [SPIFFE] workload identity without a sidecar.
+//!
+//! A SPIFFE ID such as `spiffe://example.org/ns/prod/sa/web` names a workload; the part
+//! after `spiffe://` is its *trust domain*, the set of workloads that share one root of
+//! trust. meshid parses and checks these IDs exactly as the standard says, and decides which
+//! peers a workload accepts.
+//!
+//! This release holds the foundation: typed IDs and authorizers. Key and CSR generation, the
+//! issuing CA, X509-SVID verification, rustls integration with live rotation, and the
+//! Workload API and Envoy SDS transports follow in later releases (see `CHANGELOG.md`).
+//!
+//! # Quick start
+//!
+//! ```
+//! use meshid::authorize::{self, Authorizer};
+//! use meshid::{IdError, SpiffeId, TrustDomain};
+//!
+//! // Parse strictly: every rule of the standard is checked, and a refusal says which.
+//! let web: SpiffeId = "spiffe://example.org/ns/prod/sa/web".parse()?;
+//! assert_eq!(web.trust_domain().name(), "example.org");
+//!
+//! let err = "spiffe://example.org/ns//web".parse::<SpiffeId>().unwrap_err();
+//! assert_eq!(err, IdError::EmptySegment { offset: 24 });
+//!
+//! // Build IDs from parts; every segment is validated.
+//! let td = TrustDomain::new("example.org")?;
+//! let db = td.id().join("ns")?.join("prod")?.join("db")?;
+//!
+//! // Decide which peers may connect: anyone under /ns/prod, or the ops admin.
+//! let policy = authorize::path_prefix(td.id().join("ns")?.join("prod")?)
+//!     .or(authorize::exact("spiffe://ops.org/admin".parse()?));
+//! assert!(policy.authorize(&db).is_ok());
+//! assert!(policy.authorize(&"spiffe://example.org/ns/dev/db".parse()?).is_err());
+//! # Ok::<(), IdError>(())
+//! ```
+//!
+//! # Strict parsing and normalization
+//!
+//! The standard calls the scheme and the trust domain case-insensitive but asks producers
+//! to emit lowercase. [`SpiffeId::new`] (and `parse`, `TryFrom`) accept only the lowercase
+//! form, as go-spiffe does, so two spellings of one identity never both pass a comparison.
+//! Where input from people or older systems must be accepted, [`SpiffeId::normalize`]
+//! lowercases the scheme and trust domain first; it never changes the path, which is
+//! case-sensitive.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `serde` | no | `Serialize`/`Deserialize` for [`SpiffeId`] and [`TrustDomain`] as strings, validated strictly on input |
+//! | `cli` | no | the `meshid` operator binary (`meshid id check`) |
+//!
+//! # Specifications
+//!
+//! - [SPIFFE ID](https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE-ID.md):
+//!   the rules [`SpiffeId`] and [`TrustDomain`] enforce; each [`IdError`] variant cites
+//!   its section.
+//!
+//! [SPIFFE]: https://spiffe.io
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod authorize;
+mod id;
+
+pub use authorize::{Authorizer, Unauthorized};
+pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
