@@ -57,10 +57,15 @@
 //!   its section.
 //!
 //! [SPIFFE]: https://spiffe.io
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod authorize;
 mod id;
 
 pub use authorize::{Authorizer, Unauthorized};
 pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
+
+/// The README's Rust examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -10,6 +10,8 @@ const TD: u8 = 1;
 /// Allowed in a path segment: `[a-zA-Z0-9._-]`.
 const SEG: u8 = 2;
 
+// `b` runs over 0..256, so the cast to u8 is exact (`From` is not usable in const context).
+#[allow(clippy::cast_possible_truncation)]
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut b = 0;

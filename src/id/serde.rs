@@ -53,3 +53,39 @@ impl<'de> Deserialize<'de> for TrustDomain {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+    #[serde(crate = "::serde")]
+    struct Config {
+        id: SpiffeId,
+        td: TrustDomain,
+    }
+
+    #[test]
+    fn string_form_round_trips() {
+        let c = Config {
+            id: SpiffeId::new("spiffe://example.org/web").unwrap(),
+            td: TrustDomain::new("example.org").unwrap(),
+        };
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"spiffe://example.org/web","td":"example.org"}"#
+        );
+        assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn deserialize_validates_strictly() {
+        let e = serde_json::from_str::<Config>(r#"{"id":"spiffe://example.org/","td":"a"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("must not end with '/'"), "{e}");
+        let e = serde_json::from_str::<Config>(r#"{"id":"spiffe://a/b","td":"A"}"#).unwrap_err();
+        assert!(e.to_string().contains("trust domain character"), "{e}");
+        assert!(serde_json::from_str::<Config>(r#"{"id":7,"td":"a"}"#).is_err());
+    }
+}
