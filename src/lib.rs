@@ -57,6 +57,8 @@
 //!   its section.
 //!
 //! [SPIFFE]: https://spiffe.io
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod authorize;

@@ -8,11 +8,6 @@ mod parse;
 mod serde;
 mod trust_domain;
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
-use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::str::FromStr;
 use std::sync::Arc;
 
 pub use error::IdError;
@@ -28,6 +23,91 @@ pub const MAX_ID_LEN: usize = 2048;
 ///
 /// [SPIFFE-ID §2.3]: https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE-ID.md#23-maximum-spiffe-id-length
 pub const MAX_TRUST_DOMAIN_LEN: usize = 255;
+
+/// The traits both ID types share, all defined by one string view (`$text`), so that
+/// `Eq`, `Ord`, `Hash` and `Borrow<str>` can never disagree with each other.
+macro_rules! string_like {
+    ($ty:ident, $text:ident) => {
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.$text())
+            }
+        }
+
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_tuple(stringify!($ty)).field(&self.$text()).finish()
+            }
+        }
+
+        impl PartialEq for $ty {
+            fn eq(&self, other: &Self) -> bool {
+                self.$text() == other.$text()
+            }
+        }
+
+        impl Eq for $ty {}
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.$text() == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.$text() == *other
+            }
+        }
+
+        impl PartialOrd for $ty {
+            fn partial_cmp(&self, other: &Self) -> Option<::std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $ty {
+            fn cmp(&self, other: &Self) -> ::std::cmp::Ordering {
+                self.$text().cmp(other.$text())
+            }
+        }
+
+        impl ::std::hash::Hash for $ty {
+            fn hash<H: ::std::hash::Hasher>(&self, state: &mut H) {
+                self.$text().hash(state);
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                self.$text()
+            }
+        }
+
+        impl ::std::borrow::Borrow<str> for $ty {
+            fn borrow(&self) -> &str {
+                self.$text()
+            }
+        }
+
+        impl ::std::str::FromStr for $ty {
+            type Err = IdError;
+
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $ty {
+            type Error = IdError;
+
+            fn try_from(s: &str) -> Result<Self, IdError> {
+                Self::new(s)
+            }
+        }
+    };
+}
+pub(crate) use string_like;
 
 /// A validated SPIFFE ID: `spiffe://<trust-domain>[/<segment>...]`.
 ///
@@ -201,83 +281,7 @@ fn validated_ascii(bytes: &[u8]) -> Arc<str> {
     Arc::from(&*String::from_utf8_lossy(bytes))
 }
 
-impl fmt::Display for SpiffeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Debug for SpiffeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SpiffeId").field(&self.as_str()).finish()
-    }
-}
-
-impl PartialEq for SpiffeId {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for SpiffeId {}
-
-impl PartialEq<str> for SpiffeId {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for SpiffeId {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl PartialOrd for SpiffeId {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for SpiffeId {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_str().cmp(other.as_str())
-    }
-}
-
-impl Hash for SpiffeId {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl AsRef<str> for SpiffeId {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl Borrow<str> for SpiffeId {
-    fn borrow(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl FromStr for SpiffeId {
-    type Err = IdError;
-
-    fn from_str(s: &str) -> Result<Self, IdError> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<&str> for SpiffeId {
-    type Error = IdError;
-
-    fn try_from(s: &str) -> Result<Self, IdError> {
-        Self::new(s)
-    }
-}
+string_like!(SpiffeId, as_str);
 
 impl TryFrom<String> for SpiffeId {
     type Error = IdError;

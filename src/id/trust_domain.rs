@@ -2,14 +2,9 @@
 //!
 //! [SPIFFE-ID §2.1]: https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE-ID.md#21-trust-domain
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
-use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::str::FromStr;
 use std::sync::Arc;
 
-use super::{parse, IdError, SpiffeId, SCHEME};
+use super::{parse, string_like, IdError, SpiffeId, SCHEME};
 
 /// A validated trust-domain name such as `example.org`: `[a-z0-9._-]`, 1 to 255 bytes.
 ///
@@ -100,83 +95,7 @@ impl TrustDomain {
     }
 }
 
-impl fmt::Display for TrustDomain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl fmt::Debug for TrustDomain {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TrustDomain").field(&self.name()).finish()
-    }
-}
-
-impl PartialEq for TrustDomain {
-    fn eq(&self, other: &Self) -> bool {
-        self.name() == other.name()
-    }
-}
-
-impl Eq for TrustDomain {}
-
-impl PartialEq<str> for TrustDomain {
-    fn eq(&self, other: &str) -> bool {
-        self.name() == other
-    }
-}
-
-impl PartialEq<&str> for TrustDomain {
-    fn eq(&self, other: &&str) -> bool {
-        self.name() == *other
-    }
-}
-
-impl PartialOrd for TrustDomain {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for TrustDomain {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.name().cmp(other.name())
-    }
-}
-
-impl Hash for TrustDomain {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.name().hash(state);
-    }
-}
-
-impl AsRef<str> for TrustDomain {
-    fn as_ref(&self) -> &str {
-        self.name()
-    }
-}
-
-impl Borrow<str> for TrustDomain {
-    fn borrow(&self) -> &str {
-        self.name()
-    }
-}
-
-impl FromStr for TrustDomain {
-    type Err = IdError;
-
-    fn from_str(s: &str) -> Result<Self, IdError> {
-        Self::new(s)
-    }
-}
-
-impl TryFrom<&str> for TrustDomain {
-    type Error = IdError;
-
-    fn try_from(s: &str) -> Result<Self, IdError> {
-        Self::new(s)
-    }
-}
+string_like!(TrustDomain, name);
 
 impl TryFrom<String> for TrustDomain {
     type Error = IdError;
