@@ -30,7 +30,7 @@ use crate::{SpiffeId, TrustDomain};
 /// Decides whether a verified peer identity is allowed.
 ///
 /// Implemented by the constructors of this module, by their combinations, by
-/// `Box<dyn Authorizer>`, and by any closure
+/// `Box<dyn Authorizer>` and `Arc<dyn Authorizer>`, and by any closure
 /// `Fn(&SpiffeId) -> Result<(), Unauthorized> + Send + Sync`:
 ///
 /// ```
@@ -79,6 +79,12 @@ where
 }
 
 impl Authorizer for Box<dyn Authorizer> {
+    fn authorize(&self, id: &SpiffeId) -> Result<(), Unauthorized> {
+        (**self).authorize(id)
+    }
+}
+
+impl Authorizer for std::sync::Arc<dyn Authorizer> {
     fn authorize(&self, id: &SpiffeId) -> Result<(), Unauthorized> {
         (**self).authorize(id)
     }
@@ -133,8 +139,10 @@ pub enum Refusal {
         /// The prefix required.
         prefix: SpiffeId,
     },
-    /// [`any`] never refuses; this is [`Or`] when every alternative refused, with each
-    /// alternative's reason in order.
+    /// [`member_of`] and [`path_prefix`]: the ID is a trust domain's own ID (it has no
+    /// path), which names a trust domain, never a workload (X509-SVID §2).
+    TrustDomainId,
+    /// [`Authorizer::or`]: every alternative refused; their reasons, in order.
     NoAlternative(Vec<Refusal>),
     /// A user-defined policy (such as a closure) refused; the text names that policy.
     Policy(Cow<'static, str>),
@@ -149,6 +157,7 @@ impl fmt::Display for Refusal {
                 write!(f, "not a member of trust domain {trust_domain}")
             }
             Self::NotUnderPrefix { prefix } => write!(f, "not {prefix} or below it"),
+            Self::TrustDomainId => f.write_str("a trust-domain ID names no workload"),
             Self::NoAlternative(all) => {
                 f.write_str("no alternative allows it (")?;
                 for (i, r) in all.iter().enumerate() {
@@ -179,13 +188,14 @@ pub fn one_of<I: IntoIterator<Item = SpiffeId>>(ids: I) -> OneOf {
     OneOf(ids.into_iter().collect())
 }
 
-/// Allows every ID of `trust_domain`.
+/// Allows every workload ID of `trust_domain` (not the trust domain's own ID).
 pub fn member_of(trust_domain: TrustDomain) -> MemberOf {
     MemberOf(trust_domain)
 }
 
 /// Allows `prefix` itself and every ID below it, on segment boundaries only:
-/// `spiffe://td/ns/a` allows `spiffe://td/ns/a/web` but not `spiffe://td/ns/ab`.
+/// `spiffe://td/ns/a` allows `spiffe://td/ns/a/web` but not `spiffe://td/ns/ab`. A trust
+/// domain's own ID is never allowed, even when it is the prefix.
 pub fn path_prefix(prefix: SpiffeId) -> PathPrefix {
     PathPrefix(prefix)
 }
@@ -258,6 +268,9 @@ impl Authorizer for OneOf {
 
 impl Authorizer for MemberOf {
     fn authorize(&self, id: &SpiffeId) -> Result<(), Unauthorized> {
+        if id.is_trust_domain_id() {
+            return refuse(id, Refusal::TrustDomainId);
+        }
         if id.is_member_of(&self.0) {
             return Ok(());
         }
@@ -272,6 +285,9 @@ impl Authorizer for MemberOf {
 
 impl Authorizer for PathPrefix {
     fn authorize(&self, id: &SpiffeId) -> Result<(), Unauthorized> {
+        if id.is_trust_domain_id() {
+            return refuse(id, Refusal::TrustDomainId);
+        }
         // Whole-string comparison covers the trust domain too; the byte after the prefix
         // must end a segment, so `/ns/a` never matches `/ns/ab` nor `td` match `td.evil`.
         let below = id
@@ -356,7 +372,12 @@ mod tests {
     fn member_of_is_exact_on_the_trust_domain() {
         let m = member_of(td("example.org"));
         assert!(m.authorize(&id("spiffe://example.org/a")).is_ok());
-        assert!(m.authorize(&id("spiffe://example.org")).is_ok());
+        assert_eq!(
+            m.authorize(&id("spiffe://example.org"))
+                .unwrap_err()
+                .refusal(),
+            &Refusal::TrustDomainId
+        );
         assert!(m.authorize(&id("spiffe://example.org.evil/a")).is_err());
         assert!(m.authorize(&id("spiffe://sub.example.org/a")).is_err());
     }
@@ -372,6 +393,10 @@ mod tests {
         let whole = path_prefix(id("spiffe://td"));
         assert!(whole.authorize(&id("spiffe://td/x")).is_ok());
         assert!(whole.authorize(&id("spiffe://td.evil/x")).is_err());
+        assert_eq!(
+            whole.authorize(&id("spiffe://td")).unwrap_err().refusal(),
+            &Refusal::TrustDomainId
+        );
     }
 
     #[test]
@@ -411,17 +436,11 @@ mod tests {
             e.to_string(),
             "peer spiffe://td/a is not authorized: refused by policy: deny all"
         );
-        let shared: std::sync::Arc<dyn Authorizer> = std::sync::Arc::new(any());
-        assert!(shared.authorize(&id("spiffe://td/a")).is_ok());
-    }
-
-    #[test]
-    fn authorizers_are_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>(_: &T) {}
-        assert_send_sync(&member_of(td("a")).or(any()));
-        assert_send_sync(&Unauthorized::new(
-            id("spiffe://a/b"),
-            Refusal::NotOneOf { allowed: 0 },
-        ));
+        // A shared policy is an authorizer too, and composes.
+        let shared: std::sync::Arc<dyn Authorizer> =
+            std::sync::Arc::new(exact(id("spiffe://td/a")));
+        let either = std::sync::Arc::clone(&shared).or(exact(id("spiffe://td/b")));
+        assert!(either.authorize(&id("spiffe://td/b")).is_ok());
+        assert!(shared.authorize(&id("spiffe://td/b")).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Replays every fuzz corpus under `fuzz/corpus/` through the same checks the fuzz targets
 //! run, so CI exercises them on stable Rust without cargo-fuzz.
 
-#[path = "../fuzz/checks/spiffe_id.rs"]
+#[path = "checks/spiffe_id.rs"]
 mod spiffe_id_checks;
 
 mod common;

@@ -1,6 +1,6 @@
 //! Property tests of SPIFFE IDs (proptest).
 
-#[path = "../fuzz/checks/spiffe_id.rs"]
+#[path = "checks/spiffe_id.rs"]
 mod spiffe_id_checks;
 
 use meshid::{SpiffeId, TrustDomain};
@@ -96,7 +96,11 @@ proptest! {
     }
 
     #[test]
-    fn every_invariant_holds_on_arbitrary_bytes(input in prop::collection::vec(any::<u8>(), 0..64)) {
+    fn every_invariant_holds_on_arbitrary_bytes(
+        scheme in prop::sample::select(vec![&b""[..], b"spiffe://", b"SPIFFE://", b"spiffe://td/"]),
+        tail in prop::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let input = [scheme, &tail[..]].concat();
         spiffe_id_checks::check(&input);
     }
 }

@@ -1,4 +1,4 @@
-//! SPIFFE ID parsing: no panic, and every invariant in `checks/spiffe_id.rs` holds (verdict
+//! SPIFFE ID parsing: no panic, and every invariant in `tests/checks/spiffe_id.rs` holds (verdict
 //! equal to a naive reading of the standard, display/parse identity, idempotent
 //! normalization, `from_segments` round-trip, error offsets pointing at the offending byte).
 //!
@@ -6,7 +6,7 @@
 //! `corpus/spiffe_id/` is replayed by the root crate's `cargo test` (tests/fuzz_corpus.rs).
 #![no_main]
 
-#[path = "../checks/spiffe_id.rs"]
+#[path = "../../tests/checks/spiffe_id.rs"]
 mod checks;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::check(data));

@@ -207,9 +207,11 @@ impl SpiffeId {
     /// # Ok::<(), meshid::IdError>(())
     /// ```
     pub fn join(&self, segment: &str) -> Result<Self, IdError> {
+        parse::validate_segment(segment.as_bytes(), self.as_str().len())?;
         let mut out = String::with_capacity(self.as_str().len() + 1 + segment.len());
         out.push_str(self.as_str());
-        push_segment(&mut out, segment)?;
+        out.push('/');
+        out.push_str(segment);
         Self::from_built(out)
     }
 
@@ -250,9 +252,8 @@ impl SpiffeId {
     }
 
     fn from_validated(buf: Arc<str>, td_end: usize) -> Self {
-        // Both fit: validation caps an ID at MAX_ID_LEN (2048) bytes.
-        let end = u16::try_from(buf.len()).unwrap_or(u16::MAX);
-        let td_end = u16::try_from(td_end).unwrap_or(u16::MAX);
+        let end = u16::try_from(buf.len()).expect("validated: at most MAX_ID_LEN bytes");
+        let td_end = u16::try_from(td_end).expect("validated: at most MAX_ID_LEN bytes");
         Self { buf, td_end, end }
     }
 
@@ -260,8 +261,8 @@ impl SpiffeId {
         Self { buf, td_end, end }
     }
 
-    /// Validates a string built from already-checked parts (for the total length and as a
-    /// second line of defence) and takes it without another copy of the bytes.
+    /// Validates a string built from already-checked parts (a second line of defence: the
+    /// whole ID passes the same validator as parsed input).
     fn from_built(out: String) -> Result<Self, IdError> {
         let td_end = parse::validate_id(out.as_bytes())?;
         Ok(Self::from_validated(Arc::from(out), td_end))
@@ -269,7 +270,7 @@ impl SpiffeId {
 }
 
 fn push_segment(out: &mut String, seg: &str) -> Result<(), IdError> {
-    parse::validate_segment(seg.as_bytes(), out.len() + 1)?;
+    parse::validate_segment(seg.as_bytes(), out.len())?;
     out.push('/');
     out.push_str(seg);
     Ok(())
@@ -375,11 +376,18 @@ mod tests {
             SpiffeId::from_segments(&td, [".."]),
             Err(IdError::DotSegment { offset: 12 })
         );
-        let long = "x".repeat(MAX_ID_LEN);
-        assert!(matches!(
+        // The length is checked before the characters and before any allocation.
+        let long = format!("{} ", "x".repeat(5000));
+        assert_eq!(
             id("spiffe://td").join(&long),
-            Err(IdError::TooLong { .. })
-        ));
+            Err(IdError::TooLong { len: 5013 })
+        );
+        let fits = "x".repeat(MAX_ID_LEN - 12);
+        assert_eq!(
+            id("spiffe://td").join(&fits).unwrap().as_str().len(),
+            MAX_ID_LEN
+        );
+        assert!(SpiffeId::from_segments(&TrustDomain::new("td").unwrap(), [&fits, "y"]).is_err());
         assert_eq!(
             id("spiffe://td/a").join("%41"),
             Err(IdError::PercentEncoding { offset: 14 })

@@ -53,11 +53,20 @@ pub(super) fn validate_id(input: &[u8]) -> Result<usize, IdError> {
 }
 
 fn check_scheme(input: &[u8]) -> Result<(), IdError> {
-    match input.get(..SCHEME.len()) {
-        Some(s) if s == SCHEME.as_bytes() => Ok(()),
-        Some(s) if s.eq_ignore_ascii_case(SCHEME.as_bytes()) => Err(IdError::SchemeNotLowercase),
-        _ => Err(IdError::BadScheme),
+    if input.starts_with(SCHEME.as_bytes()) {
+        Ok(())
+    } else if has_scheme_any_case(input) {
+        Err(IdError::SchemeNotLowercase)
+    } else {
+        Err(IdError::BadScheme)
     }
+}
+
+/// Whether `input` starts with `spiffe://` in any letter case.
+pub(super) fn has_scheme_any_case(input: &[u8]) -> bool {
+    input
+        .get(..SCHEME.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(SCHEME.as_bytes()))
 }
 
 /// Scans the trust domain starting at `start`; returns the offset of the first byte after
@@ -72,29 +81,44 @@ pub(super) fn scan_trust_domain(input: &[u8], start: usize) -> Result<usize, IdE
             end = i;
             break;
         }
-        return Err(bad_td_byte(b, i));
+        return Err(bad_byte(b, i, Part::TrustDomain));
     }
-    match end - start {
+    check_trust_domain_len(end - start)?;
+    Ok(end)
+}
+
+/// Validates a bare trust-domain name (no scheme): every byte, `/` included, must be a
+/// trust-domain character.
+pub(super) fn validate_trust_domain_name(name: &[u8]) -> Result<(), IdError> {
+    if let Some(i) = name.iter().position(|&b| !is_td_byte(b)) {
+        return Err(bad_byte(name[i], i, Part::TrustDomain));
+    }
+    check_trust_domain_len(name.len())
+}
+
+fn check_trust_domain_len(len: usize) -> Result<(), IdError> {
+    match len {
         0 => Err(IdError::EmptyTrustDomain),
         len if len > MAX_TRUST_DOMAIN_LEN => Err(IdError::TrustDomainTooLong { len }),
-        _ => Ok(end),
+        _ => Ok(()),
     }
 }
 
-fn bad_td_byte(byte: u8, offset: usize) -> IdError {
-    match byte {
-        b':' | b'@' => IdError::PortOrUserinfo { byte, offset },
-        b'?' | b'#' => IdError::QueryOrFragment { byte, offset },
-        b'%' => IdError::PercentEncoding { offset },
-        _ => IdError::BadTrustDomainChar { byte, offset },
-    }
+#[derive(Clone, Copy)]
+enum Part {
+    TrustDomain,
+    Path,
 }
 
-fn bad_path_byte(byte: u8, offset: usize) -> IdError {
-    match byte {
-        b'?' | b'#' => IdError::QueryOrFragment { byte, offset },
-        b'%' => IdError::PercentEncoding { offset },
-        _ => IdError::BadPathChar { byte, offset },
+/// The error for a byte not allowed where it stands: the characters with a meaning of
+/// their own in a URI get the rule that forbids that meaning.
+fn bad_byte(byte: u8, offset: usize, part: Part) -> IdError {
+    match (byte, part) {
+        (b'?' | b'#', _) => IdError::QueryOrFragment { byte, offset },
+        (b'%', _) => IdError::PercentEncoding { offset },
+        (b':' | b'@', Part::TrustDomain) => IdError::PortOrUserinfo { byte, offset },
+        (_, Part::TrustDomain) => IdError::BadTrustDomainChar { byte, offset },
+        (_, Part::Path) => IdError::BadPathChar { byte, offset },
     }
 }
 
@@ -110,7 +134,7 @@ fn validate_path(input: &[u8], start: usize) -> Result<(), IdError> {
             continue;
         }
         if b != b'/' {
-            return Err(bad_path_byte(b, i));
+            return Err(bad_byte(b, i, Part::Path));
         }
         check_segment(&input[seg_start..i], seg_start)?;
         seg_start = i + 1;
@@ -131,11 +155,17 @@ fn check_segment(seg: &[u8], offset: usize) -> Result<(), IdError> {
     }
 }
 
-/// Validates one path segment given on its own (for `join` and `from_segments`); `offset`
-/// is where the segment will start in the resulting ID, so errors point into it.
-pub(super) fn validate_segment(seg: &[u8], offset: usize) -> Result<(), IdError> {
+/// Validates one path segment given on its own (for `join` and `from_segments`) that is to
+/// follow `id_len` bytes of ID and a `/`. The length is checked first, before anything is
+/// allocated for it; errors point into the resulting ID.
+pub(super) fn validate_segment(seg: &[u8], id_len: usize) -> Result<(), IdError> {
+    let offset = id_len + 1;
+    let len = offset.saturating_add(seg.len());
+    if len > MAX_ID_LEN {
+        return Err(IdError::TooLong { len });
+    }
     if let Some(i) = seg.iter().position(|&b| !is_segment_byte(b)) {
-        return Err(bad_path_byte(seg[i], offset + i));
+        return Err(bad_byte(seg[i], offset + i, Part::Path));
     }
     check_segment(seg, offset)
 }
@@ -146,7 +176,7 @@ pub(super) fn validate_segment(seg: &[u8], offset: usize) -> Result<(), IdError>
 pub(super) fn normalize(input: &[u8]) -> Vec<u8> {
     let mut out = input.to_vec();
     let scheme = SCHEME.len();
-    if out.len() >= scheme && out[..scheme].eq_ignore_ascii_case(SCHEME.as_bytes()) {
+    if has_scheme_any_case(&out) {
         let td_end = out[scheme..]
             .iter()
             .position(|&b| b == b'/')

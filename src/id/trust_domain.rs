@@ -39,41 +39,35 @@ impl TrustDomain {
     }
 
     /// Like [`TrustDomain::new`] after lowercasing the name (and scheme) in ASCII.
-    pub fn normalize(name_or_id: &str) -> Result<Self, IdError> {
-        Self::parse(&name_or_id.to_ascii_lowercase().into_bytes())
+    pub fn normalize(name_or_id: impl AsRef<[u8]>) -> Result<Self, IdError> {
+        Self::parse(&name_or_id.as_ref().to_ascii_lowercase())
     }
 
     fn parse(input: &[u8]) -> Result<Self, IdError> {
-        if input.is_empty() {
-            return Err(IdError::EmptyTrustDomain);
-        }
-        if input.len() >= SCHEME.len()
-            && input[..SCHEME.len()].eq_ignore_ascii_case(SCHEME.as_bytes())
-        {
-            let id = SpiffeId::from_bytes(input)?;
+        if parse::has_scheme_any_case(input) {
+            let id = SpiffeId::from_bytes(input).map_err(|e| match e {
+                // A path is the wrong thing to give, whatever is wrong inside it.
+                IdError::EmptySegment { .. }
+                | IdError::DotSegment { .. }
+                | IdError::TrailingSlash
+                | IdError::BadPathChar { .. } => path_error(input),
+                e => e,
+            })?;
             return if id.is_trust_domain_id() {
                 Ok(id.trust_domain())
             } else {
-                Err(IdError::PathInTrustDomain {
-                    offset: id.as_str().len() - id.path().len(),
-                })
+                Err(path_error(input))
             };
         }
-        if input.windows(3).any(|w| w == b"://") {
-            // Some other scheme: `https://example.org` is not a trust-domain name.
+        if input.windows(3).any(|w| w == b"://") || starts_with_any_case(input, b"spiffe:") {
+            // `https://example.org` or `spiffe:/x` is neither a name nor a SPIFFE ID.
             return Err(IdError::BadScheme);
         }
-        let end = parse::scan_trust_domain(input, 0)?;
-        if end != input.len() {
-            return Err(IdError::BadTrustDomainChar {
-                byte: input[end],
-                offset: end,
-            });
-        }
+        parse::validate_trust_domain_name(input)?;
         let mut text = String::with_capacity(SCHEME.len() + input.len());
         text.push_str(SCHEME);
         text.push_str(&String::from_utf8_lossy(input));
-        let end = u16::try_from(text.len()).unwrap_or(u16::MAX);
+        let end = u16::try_from(text.len()).expect("validated: at most 264 bytes");
         Ok(Self {
             buf: Arc::from(text),
             end,
@@ -96,6 +90,22 @@ impl TrustDomain {
 }
 
 string_like!(TrustDomain, name);
+
+/// The error for a SPIFFE ID given where a trust domain was expected: it points at the
+/// first `/` after the scheme.
+fn path_error(input: &[u8]) -> IdError {
+    let offset = input[SCHEME.len()..]
+        .iter()
+        .position(|&b| b == b'/')
+        .map_or(input.len(), |p| p + SCHEME.len());
+    IdError::PathInTrustDomain { offset }
+}
+
+fn starts_with_any_case(input: &[u8], prefix: &[u8]) -> bool {
+    input
+        .get(..prefix.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(prefix))
+}
 
 impl TryFrom<String> for TrustDomain {
     type Error = IdError;

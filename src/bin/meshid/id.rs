@@ -1,7 +1,7 @@
 //! `meshid id ...`
 
 use std::ffi::OsString;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, LineWriter, Write};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -13,8 +13,9 @@ use crate::lines::CappedLines;
 pub(crate) enum IdCommand {
     /// Check SPIFFE IDs: prints `ok <canonical-id>` or `err <reason>` per input, in order.
     ///
-    /// With no ID arguments, reads one ID per line from standard input. Exits 0 when every
-    /// input is valid, 1 otherwise.
+    /// With no ID arguments, reads one ID per line from standard input (a `\r` before the
+    /// `\n` is dropped, as for CRLF files). Exit status: 0 when every input is valid, 1 when
+    /// any is not, 2 on a usage error, an I/O error, or no input at all.
     Check(CheckArgs),
 }
 
@@ -34,31 +35,51 @@ pub(crate) fn run(cmd: IdCommand) -> ExitCode {
 }
 
 fn check(args: &CheckArgs) -> ExitCode {
-    let mut out = BufWriter::new(io::stdout().lock());
-    match check_all(args, &mut out).and_then(|ok| out.flush().map(|()| ok)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
+    // Line-buffered, so a pipeline sees each verdict as soon as its input line is read.
+    let mut out = LineWriter::new(io::stdout().lock());
+    match check_all(args, &mut out).and_then(|tally| out.flush().map(|()| tally)) {
+        Ok(Tally { inputs: 0, .. }) => {
+            eprintln!("meshid: no SPIFFE ID given, as argument or on standard input");
+            ExitCode::from(2)
+        }
+        Ok(Tally { invalid: 0, .. }) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        // The reader of our output has gone: nobody is left to tell.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(2),
         Err(e) => {
             eprintln!("meshid: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
 
-/// Checks every input, writing one line each; `Ok(true)` when all were valid.
-fn check_all(args: &CheckArgs, out: &mut impl Write) -> io::Result<bool> {
-    let mut all_ok = true;
+#[derive(Default)]
+struct Tally {
+    inputs: usize,
+    invalid: usize,
+}
+
+/// Checks every input, writing one line each.
+fn check_all(args: &CheckArgs, out: &mut impl Write) -> io::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut one = |input: &[u8], overflow_len: Option<usize>| -> io::Result<()> {
+        tally.inputs += 1;
+        if !report(out, args.normalize, input, overflow_len)? {
+            tally.invalid += 1;
+        }
+        Ok(())
+    };
     if args.ids.is_empty() {
         let mut lines = CappedLines::new(io::stdin().lock());
         while let Some(line) = lines.next_line()? {
-            all_ok &= report(out, args.normalize, line.kept, line.overflow_len())?;
+            one(line.kept, line.overflow_len())?;
         }
     } else {
         for arg in &args.ids {
-            all_ok &= report(out, args.normalize, &os_bytes(arg), None)?;
+            one(&os_bytes(arg), None)?;
         }
     }
-    Ok(all_ok)
+    Ok(tally)
 }
 
 /// Writes the verdict on one input; `Ok(true)` when it is a valid ID.
@@ -73,15 +94,14 @@ fn report(
     } else {
         SpiffeId::from_bytes(input)
     };
-    match verdict {
-        Ok(id) => writeln!(out, "ok {id}").map(|()| true),
+    match (verdict, overflow_len) {
+        (Ok(id), _) => writeln!(out, "ok {id}").map(|()| true),
         // A line longer than the reader keeps is refused by the library for its length on
         // the kept prefix; report the line's real length.
-        Err(IdError::TooLong { .. }) if overflow_len.is_some() => {
-            let len = overflow_len.unwrap_or_default();
+        (Err(IdError::TooLong { .. }), Some(len)) => {
             writeln!(out, "err {}", IdError::TooLong { len }).map(|()| false)
         }
-        Err(e) => writeln!(out, "err {e}").map(|()| false),
+        (Err(e), _) => writeln!(out, "err {e}").map(|()| false),
     }
 }
 

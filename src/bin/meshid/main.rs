@@ -1,7 +1,7 @@
 //! `meshid`: the operator CLI, a thin shell over the meshid library.
 //!
 //! Exit codes: 0 success, 1 a refusal or failed check (the message names the rule),
-//! 2 a usage error.
+//! 2 a usage or I/O error.
 
 mod id;
 mod lines;
