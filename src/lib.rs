@@ -63,9 +63,11 @@
 
 pub mod authorize;
 mod id;
+mod pem;
 
 pub use authorize::{Authorizer, Unauthorized};
 pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
+pub use pem::PemError;
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]
