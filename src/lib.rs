@@ -63,11 +63,15 @@
 
 pub mod authorize;
 mod id;
+mod key;
 mod pem;
+mod svid;
 
 pub use authorize::{Authorizer, Unauthorized};
 pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
+pub use key::{KeyError, KeyType, PrivateKey};
 pub use pem::PemError;
+pub use svid::{SvidError, X509Svid};
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(doctest)]
