@@ -33,6 +33,31 @@ pub enum KeyType {
     },
 }
 
+impl KeyType {
+    /// The type of a public key, when meshid knows it.
+    pub(crate) fn of_spki(spki: &SubjectPublicKeyInfoOwned) -> Option<Self> {
+        match spki.algorithm.oid {
+            EC_PUBLIC_KEY => match spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())?
+            {
+                P256 => Some(Self::P256),
+                P384 => Some(Self::P384),
+                _ => None,
+            },
+            RSA => {
+                let key = RsaPublicKey::from_der(spki.subject_public_key.as_bytes()?).ok()?;
+                Some(Self::Rsa {
+                    bits: bit_len(key.modulus.as_bytes()),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for KeyType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

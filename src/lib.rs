@@ -5,9 +5,10 @@
 //! trust. meshid parses and checks these IDs exactly as the standard says, and decides which
 //! peers a workload accepts.
 //!
-//! This release holds the foundation: typed IDs and authorizers. Key and CSR generation, the
-//! issuing CA, X509-SVID verification, rustls integration with live rotation, and the
-//! Workload API and Envoy SDS transports follow in later releases (see `CHANGELOG.md`).
+//! This release holds typed IDs and authorizers; X509-SVIDs, trust bundles (PEM and SPIFFE
+//! bundle JSON) and verification by the SPIFFE rules; and, with feature `ca`, keys, CSRs and
+//! an issuing [`Authority`]. rustls integration with live rotation, and the Workload API and
+//! Envoy SDS transports, follow in later releases (see `CHANGELOG.md`).
 //!
 //! # Quick start
 //!
@@ -48,13 +49,19 @@
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
 //! | `serde` | no | `Serialize`/`Deserialize` for [`SpiffeId`] and [`TrustDomain`] as strings, validated strictly on input |
-//! | `cli` | no | the `meshid` operator binary (`meshid id check`) |
+//! | `ca` | yes | [`KeyPair`], [`CsrBuilder`]/[`Csr`], [`Authority`] and the [`Signer`] trait (RustCrypto P-256/P-384) |
+//! | `ring` | no | `ring_algorithms()` for verification and `RingKeyPair`, a ring-backed [`Signer`] |
+//! | `cli` | no | the `meshid` operator binary (enables `ca` and `ring`) |
 //!
 //! # Specifications
 //!
 //! - [SPIFFE ID](https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE-ID.md):
 //!   the rules [`SpiffeId`] and [`TrustDomain`] enforce; each [`IdError`] variant cites
 //!   its section.
+//! - [X509-SVID](https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md): the
+//!   certificate profile [`X509Svid`] loading and [`verify_x509_svid`] check.
+//! - [SPIFFE Trust Domain and Bundle](https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE_Trust_Domain_and_Bundle.md):
+//!   [`SpiffeBundle`], the JSON bundle format.
 //!
 //! [SPIFFE]: https://spiffe.io
 #![forbid(unsafe_code)]
@@ -62,18 +69,30 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod authorize;
+mod bundle;
+#[cfg(feature = "ca")]
+mod ca;
 mod id;
 mod key;
 mod pem;
 mod svid;
+mod verify;
 
 pub use authorize::{Authorizer, Unauthorized};
+pub use bundle::{BundleError, BundleSet, BundleSource, JwtAuthority, SpiffeBundle, X509Bundle};
+#[cfg(all(feature = "ca", feature = "ring"))]
+pub use ca::RingKeyPair;
+#[cfg(feature = "ca")]
+pub use ca::{Authority, CaError, Csr, CsrBuilder, KeyPair, Signer, SvidRequest};
 pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
 pub use key::{KeyError, KeyType, PrivateKey};
-pub use pem::PemError;
-pub use svid::{SvidError, X509Svid};
+pub use pem::{certificates_to_pem, PemError};
+pub use svid::{CertificateInfo, SvidError, X509Svid};
+#[cfg(feature = "ring")]
+pub use verify::ring_algorithms;
+pub use verify::{validate_path, verify_x509_svid, Usage, VerifiedSvid, VerifyError};
 
 /// The README's Rust examples, compiled and run as doc tests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "ca", feature = "ring"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

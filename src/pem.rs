@@ -125,6 +125,17 @@ pub(crate) fn encode(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// Encodes certificates as PEM `CERTIFICATE` blocks, in order, as OpenSSL writes them.
+///
+/// ```
+/// # let der = rustls_pki_types::CertificateDer::from(vec![0x30, 0x00]);
+/// let pem = meshid::certificates_to_pem(&[der]);
+/// assert!(pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+/// ```
+pub fn certificates_to_pem(certs: &[rustls_pki_types::CertificateDer<'_>]) -> String {
+    certs.iter().map(|c| encode("CERTIFICATE", c)).collect()
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }

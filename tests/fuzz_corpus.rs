@@ -49,3 +49,53 @@ fn the_reference_oracle_is_not_trivial() {
     assert!(!ok(b"spiffe://"));
     assert!(!ok(b"spiffe://td/a%20"));
 }
+
+#[path = "checks/spiffe_bundle.rs"]
+mod spiffe_bundle_checks;
+
+#[test]
+fn spiffe_bundle_corpus() {
+    assert!(replay("spiffe_bundle", spiffe_bundle_checks::check) >= 20);
+}
+
+#[path = "checks/x509_svid.rs"]
+mod x509_svid_checks;
+
+#[test]
+fn x509_svid_corpus() {
+    assert!(replay("x509_svid", x509_svid_checks::check) >= 17);
+}
+
+#[path = "checks/csr.rs"]
+mod csr_checks;
+
+#[test]
+fn csr_corpus() {
+    assert!(replay("csr", csr_checks::check) >= 3);
+}
+
+#[path = "checks/verify.rs"]
+mod verify_checks;
+
+#[test]
+fn verify_corpus() {
+    assert!(replay("verify", verify_checks::check) >= 6);
+}
+
+#[test]
+fn the_verify_check_is_not_trivial() {
+    // The unmutated fixture must verify, or the mutation invariant would hold vacuously.
+    verify_checks::check(&[]);
+    let chain = include_bytes!("data/verify-chain/chain.pem");
+    let root = include_bytes!("data/verify-chain/root.pem");
+    let td = meshid::TrustDomain::new("example.org").unwrap();
+    let chain = meshid::X509Bundle::parse_pem(td.clone(), chain).unwrap();
+    let mut set = meshid::BundleSet::new();
+    set.insert(meshid::X509Bundle::parse_pem(td, root).unwrap());
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_893_456_000);
+    let ok = meshid::verify_x509_svid(chain.authorities(), &set, at, webpki::ALL_VERIFICATION_ALGS);
+    assert_eq!(
+        ok.unwrap().id().as_str(),
+        "spiffe://example.org/fuzz/target"
+    );
+}

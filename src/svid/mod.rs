@@ -1,7 +1,10 @@
 //! X509-SVIDs: a certificate chain that proves a SPIFFE ID, and its private key
 //! ([X509-SVID](https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md)).
 
+mod inspect;
 pub(crate) mod profile;
+
+pub use inspect::CertificateInfo;
 
 use std::fmt;
 use std::time::SystemTime;
@@ -205,10 +208,7 @@ impl X509Svid {
 
     /// The chain as PEM `CERTIFICATE` blocks, leaf first.
     pub fn chain_pem(&self) -> String {
-        self.chain
-            .iter()
-            .map(|c| crate::pem::encode("CERTIFICATE", c))
-            .collect()
+        crate::pem::certificates_to_pem(&self.chain)
     }
 
     /// The private key as PKCS#8 PEM, in a string wiped on drop.

@@ -1,0 +1,8 @@
+//! See `tests/checks/verify.rs` for the invariants this target asserts; its corpus in
+//! `corpus/verify/` is replayed by the root crate's `cargo test` (tests/fuzz_corpus.rs).
+#![no_main]
+
+#[path = "../../tests/checks/verify.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::check(data));

@@ -1,0 +1,187 @@
+//! `meshid verify`, `meshid inspect`, `meshid bundle convert`.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use clap::{Args, Subcommand};
+use meshid::{BundleSet, CertificateInfo, SpiffeBundle, TrustDomain, X509Bundle};
+use rustls_pki_types::CertificateDer;
+
+use crate::files::{self, parse_rfc3339, Failure, Mode};
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// A trust domain's bundle, as TD=FILE (PEM certificates or SPIFFE bundle JSON);
+    /// repeatable, one per trust domain.
+    #[arg(long = "bundle", value_parser = parse_bundle_arg, required = true)]
+    bundles: Vec<(TrustDomain, PathBuf)>,
+    /// The chain to verify (PEM, leaf first).
+    chain: PathBuf,
+    /// Verify at this time (RFC 3339) instead of now.
+    #[arg(long, value_parser = parse_rfc3339)]
+    at: Option<SystemTime>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// A certificate or chain (PEM or DER); every certificate in it is shown.
+    file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BundleCommand {
+    /// Convert between PEM (.pem, .crt) and SPIFFE bundle JSON (.json), by file extension.
+    Convert {
+        /// The trust domain the bundle belongs to.
+        #[arg(long)]
+        trust_domain: TrustDomain,
+        /// The input bundle.
+        input: PathBuf,
+        /// The output bundle.
+        output: PathBuf,
+    },
+}
+
+fn parse_bundle_arg(s: &str) -> Result<(TrustDomain, PathBuf), String> {
+    let (td, file) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected TD=FILE"))?;
+    let td = TrustDomain::new(td).map_err(|e| format!("{td:?}: {e}"))?;
+    Ok((td, PathBuf::from(file)))
+}
+
+fn is_json(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+/// Reads a bundle file: SPIFFE bundle JSON when it parses as JSON, else PEM or DER.
+fn read_bundle(td: &TrustDomain, path: &Path) -> Result<X509Bundle, Failure> {
+    let data = files::read(path)?;
+    let trimmed = data.iter().find(|b| !b.is_ascii_whitespace());
+    let bundle = if trimmed == Some(&b'{') {
+        SpiffeBundle::parse(td.clone(), &data).map(|b| b.to_x509_bundle())
+    } else {
+        X509Bundle::load(td.clone(), &data)
+    };
+    bundle.map_err(|e| Failure::refused(format!("{}: {e}", path.display())))
+}
+
+/// Reads every certificate of a PEM or DER file.
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Failure> {
+    let data = files::read(path)?;
+    // Loading as a bundle reads PEM or concatenated DER and checks each is a certificate.
+    let any = TrustDomain::new("inspect").map_err(Failure::refused)?;
+    X509Bundle::load(any, &data)
+        .map(|b| b.authorities().to_vec())
+        .map_err(|e| Failure::refused(format!("{}: {e}", path.display())))
+}
+
+pub(crate) fn run_verify(args: &VerifyArgs) -> Result<(), Failure> {
+    let mut set = BundleSet::new();
+    for (td, path) in &args.bundles {
+        set.insert(read_bundle(td, path)?);
+    }
+    let chain = read_certificates(&args.chain)?;
+    let at = args.at.unwrap_or_else(SystemTime::now);
+    let verified = meshid::verify_x509_svid(&chain, &set, at, meshid::ring_algorithms())
+        .map_err(|e| Failure::refused(format!("{}: {e}", args.chain.display())))?;
+    println!("{}", verified.id());
+    Ok(())
+}
+
+pub(crate) fn run_inspect(args: &InspectArgs) -> Result<(), Failure> {
+    let certs = read_certificates(&args.file)?;
+    let mut infos = Vec::new();
+    for der in &certs {
+        infos.push(CertificateInfo::from_der(der).map_err(Failure::refused)?);
+    }
+    if args.json {
+        let all: Vec<serde_json::Value> = infos.iter().map(to_json).collect();
+        let text = if all.len() == 1 {
+            serde_json::to_string_pretty(&all[0])
+        } else {
+            serde_json::to_string_pretty(&all)
+        };
+        println!("{}", text.map_err(Failure::refused)?);
+        return Ok(());
+    }
+    for (i, info) in infos.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print_text(info);
+    }
+    Ok(())
+}
+
+fn print_text(info: &CertificateInfo) {
+    let none = "-".to_owned();
+    println!(
+        "spiffe_id:    {}",
+        info.spiffe_id().map_or(none.clone(), ToString::to_string)
+    );
+    println!(
+        "trust_domain: {}",
+        info.spiffe_id()
+            .map_or(none.clone(), |id| id.trust_domain().to_string())
+    );
+    println!("is_ca:        {}", info.is_ca());
+    println!("not_before:   {}", info.not_before_rfc3339());
+    println!("not_after:    {}", info.not_after_rfc3339());
+    println!(
+        "key_type:     {}",
+        info.key_type().map_or(none.clone(), |k| k.to_string())
+    );
+    println!("serial:       {}", info.serial_hex());
+    println!("issuer:       {}", info.issuer());
+    println!("subject:      {}", info.subject());
+    for dns in info.dns_names() {
+        println!("dns:          {dns}");
+    }
+    for v in info.violations() {
+        println!("warning:      {v}");
+    }
+}
+
+fn to_json(info: &CertificateInfo) -> serde_json::Value {
+    serde_json::json!({
+        "spiffe_id": info.spiffe_id().map(ToString::to_string),
+        "trust_domain": info.spiffe_id().map(|id| id.trust_domain().to_string()),
+        "uri_sans": info.uri_sans(),
+        "dns_names": info.dns_names(),
+        "is_ca": info.is_ca(),
+        "not_before": info.not_before_rfc3339(),
+        "not_after": info.not_after_rfc3339(),
+        "key_type": info.key_type().map(|k| k.to_string()),
+        "serial": info.serial_hex(),
+        "issuer": info.issuer(),
+        "subject": info.subject(),
+        "warnings": info.violations().iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn run_bundle(cmd: &BundleCommand) -> Result<(), Failure> {
+    let BundleCommand::Convert {
+        trust_domain,
+        input,
+        output,
+    } = cmd;
+    let bundle = read_bundle(trust_domain, input)?;
+    let text = if is_json(output) {
+        SpiffeBundle::from_x509_bundle(&bundle).to_json()
+    } else {
+        bundle.to_pem()
+    };
+    files::write(output, text.as_bytes(), Mode::Public)?;
+    println!(
+        "{} authorities of {} written to {}",
+        bundle.authorities().len(),
+        trust_domain,
+        output.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! `meshid ca ...`, `meshid csr`, `meshid issue`: thin shells over `meshid::Authority`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use meshid::{Authority, Csr, CsrBuilder, KeyPair, KeyType, SpiffeId, SvidRequest, TrustDomain};
+use rustls_pki_types::CertificateDer;
+
+use crate::files::{self, parse_duration, Failure, Mode};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CaCommand {
+    /// Create a self-signed root CA: writes DIR/ca.pem and DIR/ca.key (mode 0600).
+    Init {
+        /// The trust domain, such as example.org.
+        #[arg(long)]
+        trust_domain: TrustDomain,
+        /// The directory to write to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The CA's lifetime.
+        #[arg(long, value_parser = parse_duration, default_value = "365d")]
+        ttl: Duration,
+        /// The CA's key type.
+        #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
+        key_type: KeyTypeArg,
+    },
+    /// Create an intermediate CA below `--ca`: DIR2/ca.pem holds the chain up to, not
+    /// including, the root; DIR2/bundle.pem the root.
+    Intermediate {
+        /// The parent CA's directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The directory to write to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The intermediate's lifetime (capped at the parent's).
+        #[arg(long, value_parser = parse_duration, default_value = "30d")]
+        ttl: Duration,
+        /// The intermediate's key type.
+        #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
+        key_type: KeyTypeArg,
+    },
+    /// Sign a CSR: writes the chain (leaf first, root excluded) to CHAIN.
+    Sign {
+        /// The CA's directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The PKCS#10 request (PEM or DER).
+        #[arg(long)]
+        csr: PathBuf,
+        /// Where to write the chain (PEM).
+        #[arg(long)]
+        out: PathBuf,
+        /// The SVID's lifetime (capped at the CA's).
+        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        ttl: Duration,
+        /// Issue for this ID instead of the CSR's (the CSR's is used, after the authority's
+        /// checks, when this is absent).
+        #[arg(long)]
+        id: Option<SpiffeId>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum KeyTypeArg {
+    P256,
+    P384,
+}
+
+impl From<KeyTypeArg> for KeyType {
+    fn from(k: KeyTypeArg) -> Self {
+        match k {
+            KeyTypeArg::P256 => KeyType::P256,
+            KeyTypeArg::P384 => KeyType::P384,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CsrArgs {
+    /// The SPIFFE ID to request.
+    #[arg(long)]
+    id: SpiffeId,
+    /// Where to write the new private key (PKCS#8 PEM, mode 0600).
+    #[arg(long)]
+    key_out: PathBuf,
+    /// Where to write the CSR (PEM).
+    #[arg(long)]
+    out: PathBuf,
+    /// A DNS SAN to request (repeatable).
+    #[arg(long = "dns")]
+    dns: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IssueArgs {
+    /// The CA's directory.
+    #[arg(long)]
+    ca: PathBuf,
+    /// The SPIFFE ID to issue.
+    #[arg(long)]
+    id: SpiffeId,
+    /// Where to write svid.pem, svid.key (mode 0600) and bundle.pem.
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// The SVID's lifetime (capped at the CA's).
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    ttl: Duration,
+}
+
+pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
+    match cmd {
+        CaCommand::Init {
+            trust_domain,
+            out,
+            ttl,
+            key_type,
+        } => {
+            let key = KeyPair::generate(key_type.into()).map_err(Failure::refused)?;
+            let ca = Authority::new_root_with_signer(trust_domain, ttl, Arc::new(key.clone()))
+                .map_err(Failure::refused)?;
+            save_ca(&out, &ca, &key)?;
+            println!(
+                "root CA for {} written to {}",
+                ca.trust_domain(),
+                out.display()
+            );
+            Ok(())
+        }
+        CaCommand::Intermediate {
+            ca,
+            out,
+            ttl,
+            key_type,
+        } => {
+            let parent = load_ca(&ca)?;
+            let key = KeyPair::generate(key_type.into()).map_err(Failure::refused)?;
+            let child = parent
+                .new_intermediate_with_signer(ttl, Arc::new(key.clone()))
+                .map_err(Failure::refused)?;
+            save_ca(&out, &child, &key)?;
+            println!(
+                "intermediate CA for {} written to {}",
+                child.trust_domain(),
+                out.display()
+            );
+            Ok(())
+        }
+        CaCommand::Sign {
+            ca,
+            csr,
+            out,
+            ttl,
+            id,
+        } => {
+            let authority = load_ca(&ca)?;
+            let data = files::read(&csr)?;
+            let request = if meshid_pem(&data) {
+                Csr::from_pem(&data)
+            } else {
+                Csr::from_der(&data)
+            }
+            .map_err(|e| Failure::refused(format!("{}: {e}", csr.display())))?;
+            // The operator signing here decides; the DNS names the CSR asks for are granted.
+            let mut svid_request = SvidRequest::new().ttl(ttl);
+            for dns in request.dns_names() {
+                svid_request = svid_request.dns_name(dns.clone());
+            }
+            if let Some(id) = id {
+                svid_request = svid_request.id(id);
+            }
+            let chain = authority
+                .sign_csr(&request, &svid_request)
+                .map_err(Failure::refused)?;
+            files::write(&out, chain_pem(&chain).as_bytes(), Mode::Public)?;
+            println!(
+                "signed: chain of {} written to {}",
+                chain.len(),
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn run_csr(args: &CsrArgs) -> Result<(), Failure> {
+    let key = KeyPair::generate(KeyType::P256).map_err(Failure::refused)?;
+    let mut builder = CsrBuilder::new(args.id.clone());
+    for dns in &args.dns {
+        builder = builder.dns_name(dns.clone());
+    }
+    let csr = builder.build(&key).map_err(Failure::refused)?;
+    files::write(&args.key_out, key.to_pkcs8_pem().as_bytes(), Mode::Secret)?;
+    files::write(&args.out, csr.to_pem().as_bytes(), Mode::Public)?;
+    println!("CSR for {} written to {}", args.id, args.out.display());
+    Ok(())
+}
+
+pub(crate) fn run_issue(args: &IssueArgs) -> Result<(), Failure> {
+    let ca = load_ca(&args.ca)?;
+    let root = ca.root().cloned().ok_or_else(|| {
+        Failure::refused(format!(
+            "{}: the root is unknown (no bundle.pem beside ca.pem), so bundle.pem cannot be written",
+            args.ca.display()
+        ))
+    })?;
+    let svid = ca.issue(&args.id, args.ttl).map_err(Failure::refused)?;
+    files::create_dir(&args.out_dir)?;
+    files::write(
+        &args.out_dir.join("svid.pem"),
+        svid.chain_pem().as_bytes(),
+        Mode::Public,
+    )?;
+    files::write(
+        &args.out_dir.join("svid.key"),
+        svid.key_pem().as_bytes(),
+        Mode::Secret,
+    )?;
+    files::write(
+        &args.out_dir.join("bundle.pem"),
+        chain_pem(&[root]).as_bytes(),
+        Mode::Public,
+    )?;
+    println!("issued {} to {}", svid.id(), args.out_dir.display());
+    Ok(())
+}
+
+/// Loads DIR/ca.pem + DIR/ca.key, and DIR/bundle.pem (the root) when present.
+pub(crate) fn load_ca(dir: &Path) -> Result<Authority, Failure> {
+    let mut chain = files::read(&dir.join("ca.pem"))?;
+    let bundle = dir.join("bundle.pem");
+    if bundle.exists() {
+        chain.extend(files::read(&bundle)?);
+    }
+    let key = zeroize::Zeroizing::new(files::read(&dir.join("ca.key"))?);
+    Authority::from_pem(&chain, &key, None)
+        .map_err(|e| Failure::refused(format!("{}: {e}", dir.display())))
+}
+
+/// Writes DIR/ca.pem (this CA and its issuers, root excluded unless this is the root),
+/// DIR/ca.key, and DIR/bundle.pem (the root) for an intermediate.
+fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
+    files::create_dir(dir)?;
+    let own: Vec<CertificateDer<'static>> = if ca.chain().is_empty() {
+        vec![ca.certificate().clone()]
+    } else {
+        ca.chain()
+    };
+    files::write(
+        &dir.join("ca.key"),
+        key.to_pkcs8_pem().as_bytes(),
+        Mode::Secret,
+    )?;
+    files::write(
+        &dir.join("ca.pem"),
+        chain_pem(&own).as_bytes(),
+        Mode::Public,
+    )?;
+    if let (false, Some(root)) = (ca.chain().is_empty(), ca.root()) {
+        files::write(
+            &dir.join("bundle.pem"),
+            chain_pem(std::slice::from_ref(root)).as_bytes(),
+            Mode::Public,
+        )?;
+    }
+    Ok(())
+}
+
+pub(crate) fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
+    meshid::certificates_to_pem(chain)
+}
+
+fn meshid_pem(data: &[u8]) -> bool {
+    data.windows(11).any(|w| w == b"-----BEGIN ")
+}

@@ -1,0 +1,421 @@
+//! The issuing certificate authority of a trust domain.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use der::Decode;
+use rustls_pki_types::CertificateDer;
+use spki::SubjectPublicKeyInfoOwned;
+use x509_cert::name::Name;
+use x509_cert::Certificate;
+
+use super::issue::{self, Params, Role, BACKDATE};
+use super::signer::{public_key_info, KeyPair, Signer};
+use super::{CaError, Csr};
+use crate::svid::profile;
+use crate::{KeyType, SpiffeId, TrustDomain, X509Svid};
+
+/// The default lifetime of an issued X509-SVID (as SPIRE).
+pub const DEFAULT_SVID_TTL: Duration = Duration::from_secs(3600);
+
+/// What an [`Authority`] is asked to issue for a CSR: the ID it decided on (or none, to use
+/// the CSR's after the authority's checks), the lifetime, and extra DNS SANs.
+#[derive(Debug, Clone)]
+pub struct SvidRequest {
+    id: Option<SpiffeId>,
+    ttl: Duration,
+    dns_names: Vec<String>,
+}
+
+impl Default for SvidRequest {
+    fn default() -> Self {
+        Self {
+            id: None,
+            ttl: DEFAULT_SVID_TTL,
+            dns_names: Vec::new(),
+        }
+    }
+}
+
+impl SvidRequest {
+    /// A request with the default TTL (1 h) and the CSR's ID.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Issues for `id`, whatever the CSR asks (the authority's own decision).
+    #[must_use]
+    pub fn id(mut self, id: SpiffeId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Sets the lifetime; it is capped at the authority's own NotAfter.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Adds a DNS SAN.
+    #[must_use]
+    pub fn dns_name(mut self, name: impl Into<String>) -> Self {
+        self.dns_names.push(name.into());
+        self
+    }
+}
+
+/// A CA for one trust domain: a self-signed root, or an intermediate below another
+/// authority. It issues X509-SVIDs by the SPIFFE profile and signs through a [`Signer`].
+///
+/// ```
+/// use std::time::Duration;
+/// use meshid::{Authority, KeyType, SpiffeId, TrustDomain};
+///
+/// let root = Authority::new_root(TrustDomain::new("example.org")?, Duration::from_secs(86400), KeyType::P256)?;
+/// let svid = root.issue(&SpiffeId::new("spiffe://example.org/web")?, Duration::from_secs(600))?;
+/// assert_eq!(svid.id().as_str(), "spiffe://example.org/web");
+/// assert_eq!(svid.chain().len(), 1); // the root is not sent
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Authority {
+    trust_domain: TrustDomain,
+    /// This CA's certificate.
+    cert: CertificateDer<'static>,
+    /// The CAs between this one and the root (root excluded), nearest first.
+    issuers: Vec<CertificateDer<'static>>,
+    /// The self-signed root, when known (it is this CA's own certificate for a root).
+    root: Option<CertificateDer<'static>>,
+    subject: Name,
+    key_id: Vec<u8>,
+    not_after: SystemTime,
+    signer: Arc<dyn Signer>,
+}
+
+impl Authority {
+    /// A new self-signed root with a fresh key of `key_type`, valid for `ttl`.
+    pub fn new_root(
+        trust_domain: TrustDomain,
+        ttl: Duration,
+        key_type: KeyType,
+    ) -> Result<Self, CaError> {
+        Self::new_root_with_signer(trust_domain, ttl, Arc::new(KeyPair::generate(key_type)?))
+    }
+
+    /// A new self-signed root whose key is `signer` (a KMS or HSM key, say).
+    pub fn new_root_with_signer(
+        trust_domain: TrustDomain,
+        ttl: Duration,
+        signer: Arc<dyn Signer>,
+    ) -> Result<Self, CaError> {
+        let id = trust_domain.id();
+        let subject = ca_subject(&trust_domain, "root")?;
+        let spki = public_key_info(signer.as_ref())?;
+        let now = SystemTime::now();
+        let cert = issue::issue(
+            &Params {
+                role: Role::Ca {
+                    id: &id,
+                    path_len: None,
+                },
+                subject: subject.clone(),
+                subject_key: spki.clone(),
+                issuer: subject.clone(),
+                issuer_key_id: None,
+                not_before: now - BACKDATE,
+                not_after: now + ttl,
+            },
+            signer.as_ref(),
+        )?;
+        Ok(Self {
+            trust_domain,
+            root: Some(cert.clone()),
+            cert,
+            issuers: Vec::new(),
+            subject,
+            key_id: issue::key_id(&spki),
+            not_after: now + ttl,
+            signer,
+        })
+    }
+
+    /// A new intermediate CA signed by this one, with a fresh key of `key_type`. Its lifetime
+    /// is capped at this authority's.
+    pub fn new_intermediate(&self, ttl: Duration, key_type: KeyType) -> Result<Self, CaError> {
+        self.new_intermediate_with_signer(ttl, Arc::new(KeyPair::generate(key_type)?))
+    }
+
+    /// A new intermediate CA signed by this one, whose key is `signer`.
+    pub fn new_intermediate_with_signer(
+        &self,
+        ttl: Duration,
+        signer: Arc<dyn Signer>,
+    ) -> Result<Self, CaError> {
+        let id = self.trust_domain.id();
+        let subject = ca_subject(&self.trust_domain, "intermediate")?;
+        let spki = public_key_info(signer.as_ref())?;
+        let (not_before, not_after) = self.validity(ttl)?;
+        let cert = issue::issue(
+            &Params {
+                role: Role::Ca {
+                    id: &id,
+                    path_len: None,
+                },
+                subject: subject.clone(),
+                subject_key: spki.clone(),
+                issuer: self.subject.clone(),
+                issuer_key_id: Some(self.key_id.clone()),
+                not_before,
+                not_after,
+            },
+            self.signer.as_ref(),
+        )?;
+        let mut issuers = Vec::with_capacity(self.issuers.len() + 1);
+        if self.root.as_ref() != Some(&self.cert) {
+            issuers.push(self.cert.clone());
+        }
+        issuers.extend(self.issuers.iter().cloned());
+        Ok(Self {
+            trust_domain: self.trust_domain.clone(),
+            cert,
+            issuers,
+            root: self.root.clone(),
+            subject,
+            key_id: issue::key_id(&spki),
+            not_after,
+            signer,
+        })
+    }
+
+    /// Loads an existing CA: `chain_pem` holds its certificate first, then any issuers up to
+    /// (optionally) the root; `key_pem` its PKCS#8 key. The trust domain comes from the
+    /// certificate's SPIFFE URI SAN, or from `trust_domain` when the certificate has none
+    /// (as CAs made by `openssl req -x509` may not).
+    pub fn from_pem(
+        chain_pem: &[u8],
+        key_pem: &[u8],
+        trust_domain: Option<&TrustDomain>,
+    ) -> Result<Self, CaError> {
+        let chain: Vec<CertificateDer<'static>> = crate::pem::parse(chain_pem)?
+            .into_iter()
+            .filter(|b| b.label == "CERTIFICATE")
+            .map(|b| CertificateDer::from(b.der.to_vec()))
+            .collect();
+        let signer = Arc::new(KeyPair::from_pkcs8_pem(key_pem)?);
+        Self::from_parts(&chain, signer, trust_domain)
+    }
+
+    /// Builds an authority from its chain (its own certificate first) and signer.
+    pub fn from_parts(
+        chain: &[CertificateDer<'_>],
+        signer: Arc<dyn Signer>,
+        trust_domain: Option<&TrustDomain>,
+    ) -> Result<Self, CaError> {
+        let (cert_der, rest) = chain.split_first().ok_or(CaError::NoCertificate)?;
+        let cert = profile::parse_certificate(cert_der, 0)?;
+        profile::check_signing(&cert, 0).map_err(|_| CaError::NotACa)?;
+        let spki = cert.tbs_certificate().subject_public_key_info();
+        if public_key_info(signer.as_ref())? != *spki {
+            return Err(CaError::CaKeyMismatch);
+        }
+        let trust_domain = cert_trust_domain(&cert, trust_domain)?;
+        let mut issuers = Vec::new();
+        let mut root = None;
+        for (i, der) in std::iter::once(cert_der).chain(rest).enumerate() {
+            let c = profile::parse_certificate(der, i)?;
+            let tbs = c.tbs_certificate();
+            if tbs.issuer() == tbs.subject() {
+                root = Some(der.clone().into_owned());
+            } else if i > 0 {
+                issuers.push(der.clone().into_owned());
+            }
+        }
+        Ok(Self {
+            trust_domain,
+            cert: cert_der.clone().into_owned(),
+            issuers,
+            root,
+            subject: cert.tbs_certificate().subject().clone(),
+            key_id: subject_key_id(&cert).unwrap_or_else(|| issue::key_id(spki)),
+            not_after: cert.tbs_certificate().validity().not_after.to_system_time(),
+            signer,
+        })
+    }
+
+    /// Issues an X509-SVID for `id` with a fresh P-256 key, valid for `ttl` (capped at this
+    /// authority's NotAfter).
+    pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<X509Svid, CaError> {
+        self.check_id(id)?;
+        let key = KeyPair::generate(KeyType::P256)?;
+        let chain = self.sign(id, &[], &public_key_info(&key)?, ttl)?;
+        Ok(X509Svid::new(chain, key.to_private_key()?)?)
+    }
+
+    /// Signs a CSR. The ID is `request`'s when it names one (the authority's decision),
+    /// else the CSR's; either way it must belong to this trust domain and have a path, and a
+    /// CSR asking for more than one URI SAN is refused. Returns the chain, leaf first, root
+    /// excluded.
+    pub fn sign_csr(
+        &self,
+        csr: &Csr,
+        request: &SvidRequest,
+    ) -> Result<Vec<CertificateDer<'static>>, CaError> {
+        if csr.uri_sans().len() > 1 {
+            return Err(CaError::CsrMultipleUriSans {
+                count: csr.uri_sans().len(),
+            });
+        }
+        let id = request
+            .id
+            .as_ref()
+            .or(csr.spiffe_id())
+            .ok_or(CaError::NoSpiffeId)?;
+        self.check_id(id)?;
+        let spki = SubjectPublicKeyInfoOwned::from_der(csr.public_key_der())
+            .map_err(|_| CaError::MalformedCsr)?;
+        self.sign(id, &request.dns_names, &spki, request.ttl)
+    }
+
+    fn check_id(&self, id: &SpiffeId) -> Result<(), CaError> {
+        if !id.is_member_of(&self.trust_domain) {
+            return Err(CaError::IdOutsideTrustDomain {
+                id: id.clone(),
+                trust_domain: self.trust_domain.clone(),
+            });
+        }
+        if id.is_trust_domain_id() {
+            return Err(CaError::PathlessId { id: id.clone() });
+        }
+        Ok(())
+    }
+
+    fn sign(
+        &self,
+        id: &SpiffeId,
+        dns_names: &[String],
+        subject_key: &SubjectPublicKeyInfoOwned,
+        ttl: Duration,
+    ) -> Result<Vec<CertificateDer<'static>>, CaError> {
+        let (not_before, not_after) = self.validity(ttl)?;
+        let leaf = issue::issue(
+            &Params {
+                role: Role::Leaf { id, dns_names },
+                subject: Name::default(),
+                subject_key: subject_key.clone(),
+                issuer: self.subject.clone(),
+                issuer_key_id: Some(self.key_id.clone()),
+                not_before,
+                not_after,
+            },
+            self.signer.as_ref(),
+        )?;
+        let mut chain = Vec::with_capacity(self.issuers.len() + 2);
+        chain.push(leaf);
+        chain.extend(self.chain().iter().cloned());
+        Ok(chain)
+    }
+
+    /// NotBefore (backdated) and NotAfter (capped at ours) for a new certificate.
+    fn validity(&self, ttl: Duration) -> Result<(SystemTime, SystemTime), CaError> {
+        let now = SystemTime::now();
+        if now >= self.not_after {
+            return Err(CaError::AuthorityExpired);
+        }
+        Ok((now - BACKDATE, (now + ttl).min(self.not_after)))
+    }
+
+    /// The trust domain this authority issues for.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.trust_domain
+    }
+
+    /// This CA's certificate.
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// What issued leaves carry after the leaf: this CA and its issuers up to, not
+    /// including, the root. Empty for a root.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        if self.root.as_ref() == Some(&self.cert) {
+            return Vec::new();
+        }
+        std::iter::once(self.cert.clone())
+            .chain(self.issuers.iter().cloned())
+            .collect()
+    }
+
+    /// The self-signed root of the trust domain, when known: what peers put in the bundle.
+    pub fn root(&self) -> Option<&CertificateDer<'static>> {
+        self.root.as_ref()
+    }
+
+    /// When this CA's certificate expires.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// The signing key's type.
+    pub fn key_type(&self) -> KeyType {
+        self.signer.key_type()
+    }
+}
+
+impl fmt::Debug for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authority")
+            .field("trust_domain", &self.trust_domain)
+            .field("is_root", &(self.root.as_ref() == Some(&self.cert)))
+            .field("not_after", &self.not_after)
+            .field("key_type", &self.signer.key_type())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The certificate's own SKI, which the AKI of what it issues must repeat (another CA may
+/// have computed it another way than we do).
+fn subject_key_id(cert: &Certificate) -> Option<Vec<u8>> {
+    cert.tbs_certificate()
+        .get_extension::<x509_cert::ext::pkix::SubjectKeyIdentifier>()
+        .ok()
+        .flatten()
+        .map(|(_, ski)| ski.0.as_bytes().to_vec())
+}
+
+/// A CA's subject: `O=SPIFFE,CN=<td> <role> <random tag>`. The tag keeps two CAs of one
+/// trust domain apart by name, so path building never confuses them.
+fn ca_subject(trust_domain: &TrustDomain, role: &str) -> Result<Name, CaError> {
+    let mut tag = [0u8; 4];
+    getrandom::fill(&mut tag).map_err(|_| CaError::Random)?;
+    // Trust-domain names hold only [a-z0-9._-], so no RFC 4514 escaping is needed.
+    Name::from_str(&format!(
+        "O=SPIFFE,CN={} {role} {:08x}",
+        trust_domain.name(),
+        u32::from_be_bytes(tag)
+    ))
+    .map_err(|_| CaError::BadSubject)
+}
+
+/// The trust domain of a CA certificate: its SPIFFE trust-domain URI SAN, checked against
+/// `given`, or `given` when it has none.
+fn cert_trust_domain(
+    cert: &Certificate,
+    given: Option<&TrustDomain>,
+) -> Result<TrustDomain, CaError> {
+    let found = profile::uri_sans(cert, 0)?
+        .iter()
+        .find_map(|uri| SpiffeId::from_bytes(uri).ok())
+        .map(|id| id.trust_domain());
+    match (found, given) {
+        (Some(found), Some(expected)) if found != *expected => Err(CaError::TrustDomainMismatch {
+            expected: expected.clone(),
+            found,
+        }),
+        (Some(found), _) => Ok(found),
+        (None, Some(given)) => Ok(given.clone()),
+        (None, None) => Err(CaError::NoTrustDomain),
+    }
+}

@@ -1,0 +1,346 @@
+//! Verification of a peer's X509-SVID chain by the SPIFFE rules
+//! ([X509-SVID §5](https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md#5-validation)).
+//!
+//! [`verify_x509_svid`] runs, in order: the leaf profile (one SPIFFE ID with a path, no CA,
+//! key usage), the signing-certificate profile of every intermediate, the choice of trust
+//! anchors by the **leaf's** trust domain, and RFC 5280 path validation by `rustls-webpki`
+//! (signatures, validity, pathLen, critical extensions, name constraints). No DNS name is
+//! checked: SPIFFE authenticates the ID, and an [`Authorizer`](crate::Authorizer) decides.
+//!
+//! [`validate_path`] is the path-validation layer alone, for callers (and test suites) that
+//! bring their own trust anchors.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
+use thiserror::Error;
+use webpki::{EndEntityCert, KeyUsage};
+
+use crate::svid::profile;
+use crate::{BundleSource, SpiffeId, SvidError, TrustDomain};
+
+/// Why a chain was not accepted as an X509-SVID.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The peer presented no certificate.
+    #[error("no certificate presented")]
+    EmptyChain,
+    /// A certificate breaks the X509-SVID profile (rules of X509-SVID §4), or is malformed.
+    #[error(transparent)]
+    Profile(#[from] SvidError),
+    /// No bundle is known for the leaf's trust domain (X509-SVID §5.2: roots are chosen by
+    /// the trust domain of the SVID being verified).
+    #[error("no X.509 bundle for trust domain {trust_domain} (X509-SVID §5.2)")]
+    NoBundle {
+        /// The leaf's trust domain.
+        trust_domain: TrustDomain,
+    },
+    /// No chain from the leaf to an authority of the bundle could be built.
+    #[error("chain does not lead to an authority of the trust domain's bundle (RFC 5280 §6)")]
+    UnknownIssuer,
+    /// A signature on the chain does not verify.
+    #[error("a signature on the chain is invalid (RFC 5280 §6.1.3)")]
+    BadSignature,
+    /// A certificate signature algorithm is not among the allowed ones.
+    #[error("a certificate uses an unsupported signature algorithm")]
+    UnsupportedSignatureAlgorithm,
+    /// A certificate of the chain had expired at the verification time.
+    #[error(
+        "certificate expired at {} (verification time {}) (RFC 5280 §6.1.3)",
+        Rfc3339(*not_after),
+        Rfc3339(*at)
+    )]
+    Expired {
+        /// The verification time.
+        at: SystemTime,
+        /// The certificate's notAfter.
+        not_after: SystemTime,
+    },
+    /// A certificate of the chain was not valid yet at the verification time.
+    #[error(
+        "certificate not valid before {} (verification time {}) (RFC 5280 §6.1.3)",
+        Rfc3339(*not_before),
+        Rfc3339(*at)
+    )]
+    NotYetValid {
+        /// The verification time.
+        at: SystemTime,
+        /// The certificate's notBefore.
+        not_before: SystemTime,
+    },
+    /// A CA's pathLenConstraint is exceeded.
+    #[error("a CA's path length constraint is exceeded (RFC 5280 §4.2.1.9)")]
+    PathLenExceeded,
+    /// A certificate has a critical extension the verifier does not process.
+    #[error("a certificate has an unsupported critical extension (RFC 5280 §4.2)")]
+    UnsupportedCriticalExtension,
+    /// A name constraint forbids the leaf's names, or cannot be evaluated (URI constraints
+    /// are refused, never skipped).
+    #[error("name constraints are violated or cannot be checked (RFC 5280 §4.2.1.10)")]
+    NameConstraints,
+    /// A CA certificate was presented as the leaf, or a leaf used as a CA.
+    #[error("a certificate is used in the wrong role (CA as leaf or leaf as CA)")]
+    WrongRole,
+    /// The leaf's extended key usage does not allow the purpose verified.
+    #[error("extended key usage does not allow this use (RFC 5280 §4.2.1.12)")]
+    ExtendedKeyUsage,
+    /// Any other failure of RFC 5280 path validation, as `rustls-webpki` reports it.
+    #[error("path validation failed: {0}")]
+    Path(webpki::Error),
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone)]
+pub struct VerifiedSvid {
+    id: SpiffeId,
+    chain: Vec<CertificateDer<'static>>,
+    not_after: SystemTime,
+}
+
+impl VerifiedSvid {
+    /// The peer's SPIFFE ID.
+    pub fn id(&self) -> &SpiffeId {
+        &self.id
+    }
+
+    /// The certificates presented, leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// The earliest notAfter of the presented chain: when this verification stops holding.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+}
+
+/// Which use of the leaf certificate is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Usage {
+    /// TLS server authentication (`id-kp-serverAuth`, required if EKU is present).
+    ServerAuth,
+    /// TLS client authentication (`id-kp-clientAuth`, required if EKU is present).
+    ClientAuth,
+}
+
+impl Usage {
+    fn key_usage(self) -> KeyUsage {
+        match self {
+            Self::ServerAuth => KeyUsage::server_auth(),
+            Self::ClientAuth => KeyUsage::client_auth(),
+        }
+    }
+}
+
+/// Verifies `chain` (leaf first) as an X509-SVID at time `at`, against the bundle of the
+/// leaf's trust domain from `bundles`, with the signature `algorithms` allowed (for example
+/// a rustls `CryptoProvider`'s `signature_verification_algorithms.all`).
+///
+/// ```no_run
+/// # fn demo(chain: &[rustls_pki_types::CertificateDer<'static>], bundles: &meshid::BundleSet,
+/// #         algorithms: &[&dyn rustls_pki_types::SignatureVerificationAlgorithm]) {
+/// match meshid::verify_x509_svid(chain, bundles, std::time::SystemTime::now(), algorithms) {
+///     Ok(verified) => println!("peer is {}", verified.id()),
+///     Err(e) => println!("refused: {e}"),
+/// }
+/// # }
+/// ```
+pub fn verify_x509_svid(
+    chain: &[CertificateDer<'_>],
+    bundles: &(impl BundleSource + ?Sized),
+    at: SystemTime,
+    algorithms: &[&dyn SignatureVerificationAlgorithm],
+) -> Result<VerifiedSvid, VerifyError> {
+    let (leaf_der, intermediates) = chain.split_first().ok_or(VerifyError::EmptyChain)?;
+    let leaf = profile::parse_certificate(leaf_der, 0)?;
+    let id = profile::check_leaf(&leaf)?;
+    let mut not_after = leaf.tbs_certificate().validity().not_after.to_system_time();
+    for (i, der) in intermediates.iter().enumerate() {
+        let cert = profile::parse_certificate(der, i + 1)?;
+        profile::check_signing(&cert, i + 1)?;
+        not_after = not_after.min(cert.tbs_certificate().validity().not_after.to_system_time());
+    }
+    let trust_domain = id.trust_domain();
+    let bundle = bundles
+        .x509_bundle(&trust_domain)
+        .ok_or(VerifyError::NoBundle { trust_domain })?;
+    validate_path(
+        leaf_der,
+        intermediates,
+        bundle.authorities(),
+        at,
+        algorithms,
+        Usage::ServerAuth,
+    )?;
+    Ok(VerifiedSvid {
+        id,
+        chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
+        not_after,
+    })
+}
+
+/// RFC 5280 path validation alone: from `leaf` through any of `intermediates` to one of
+/// `roots`, at time `at`, for `usage`, with `algorithms`. No SPIFFE rule and no name check
+/// is applied here.
+pub fn validate_path(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    roots: &[CertificateDer<'_>],
+    at: SystemTime,
+    algorithms: &[&dyn SignatureVerificationAlgorithm],
+    usage: Usage,
+) -> Result<(), VerifyError> {
+    // An authority that is not a usable trust anchor only narrows what is trusted.
+    let anchored: Vec<(TrustAnchor<'_>, &CertificateDer<'_>)> = roots
+        .iter()
+        .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok().map(|a| (a, r)))
+        .collect();
+    let anchors: Vec<TrustAnchor<'_>> = anchored.iter().map(|(a, _)| a.clone()).collect();
+    let end_entity = EndEntityCert::try_from(leaf).map_err(map_webpki)?;
+    let time = UnixTime::since_unix_epoch(at.duration_since(UNIX_EPOCH).unwrap_or_default());
+    let root_constraints = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        let root = anchored
+            .iter()
+            .find(|(a, _)| a == path.anchor())
+            .map(|(_, r)| *r)
+            .ok_or(webpki::Error::UnknownIssuer)?;
+        check_root_constraints(root, path.intermediate_certificates().count())
+    };
+    end_entity
+        .verify_for_usage(
+            algorithms,
+            &anchors,
+            intermediates,
+            time,
+            usage.key_usage(),
+            None,
+            Some(&root_constraints),
+        )
+        .map(|_| ())
+        .map_err(map_webpki)
+}
+
+/// What webpki leaves unchecked on a trust anchor (it keeps only subject, key and name
+/// constraints): a root that says it is no CA is refused, and its pathLenConstraint bounds
+/// the intermediates below it (RFC 5280 §4.2.1.9). A root without basicConstraints (an old
+/// v1 root) is accepted, as OpenSSL does.
+fn check_root_constraints(
+    root: &CertificateDer<'_>,
+    intermediates: usize,
+) -> Result<(), webpki::Error> {
+    use der::Decode;
+    use x509_cert::ext::pkix::BasicConstraints;
+    let cert = x509_cert::Certificate::from_der(root).map_err(|_| webpki::Error::BadDer)?;
+    let bc = cert
+        .tbs_certificate()
+        .get_extension::<BasicConstraints>()
+        .map_err(|_| webpki::Error::ExtensionValueInvalid)?;
+    match bc {
+        Some((_, bc)) if !bc.ca => Err(webpki::Error::EndEntityUsedAsCa),
+        Some((
+            _,
+            BasicConstraints {
+                path_len_constraint: Some(max),
+                ..
+            },
+        )) if intermediates > usize::from(max) => Err(webpki::Error::PathLenConstraintViolated),
+        _ => Ok(()),
+    }
+}
+
+/// The signature algorithms of `rustls-webpki`'s ring backend (feature `ring`): ECDSA
+/// P-256/P-384 with SHA-256/384, RSA PKCS#1 and PSS, Ed25519.
+#[cfg(feature = "ring")]
+pub fn ring_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    webpki::ALL_VERIFICATION_ALGS
+}
+
+/// Shows a time as RFC 3339 UTC, to the second.
+struct Rfc3339(SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+        let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+}
+
+fn to_system_time(t: UnixTime) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_secs(t.as_secs())
+}
+
+/// Names the failed check; anything unnamed is kept as webpki reported it. A name error
+/// can never become success here: every webpki error is an error.
+#[allow(deprecated)] // the context-less variants are still matched in case they are produced
+fn map_webpki(e: webpki::Error) -> VerifyError {
+    use webpki::Error as W;
+    match e {
+        W::UnknownIssuer => VerifyError::UnknownIssuer,
+        W::InvalidSignatureForPublicKey => VerifyError::BadSignature,
+        W::UnsupportedSignatureAlgorithm
+        | W::UnsupportedSignatureAlgorithmContext(_)
+        | W::UnsupportedSignatureAlgorithmForPublicKey
+        | W::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            VerifyError::UnsupportedSignatureAlgorithm
+        }
+        W::CertExpired { time, not_after } => VerifyError::Expired {
+            at: to_system_time(time),
+            not_after: to_system_time(not_after),
+        },
+        W::CertNotValidYet { time, not_before } => VerifyError::NotYetValid {
+            at: to_system_time(time),
+            not_before: to_system_time(not_before),
+        },
+        W::PathLenConstraintViolated => VerifyError::PathLenExceeded,
+        W::UnsupportedCriticalExtension => VerifyError::UnsupportedCriticalExtension,
+        W::NameConstraintViolation
+        | W::MalformedNameConstraint
+        | W::UnsupportedNameType
+        | W::InvalidNetworkMaskConstraint => VerifyError::NameConstraints,
+        W::CaUsedAsEndEntity | W::EndEntityUsedAsCa => VerifyError::WrongRole,
+        W::RequiredEkuNotFound | W::RequiredEkuNotFoundContext(_) | W::EmptyEkuExtension => {
+            VerifyError::ExtendedKeyUsage
+        }
+        other => VerifyError::Path(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn times_show_as_rfc3339() {
+        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(Rfc3339(at(0)).to_string(), "1970-01-01T00:00:00Z");
+        assert_eq!(Rfc3339(at(951_868_800)).to_string(), "2000-03-01T00:00:00Z");
+        assert_eq!(
+            Rfc3339(at(1_795_255_201)).to_string(),
+            "2026-11-21T10:00:01Z"
+        );
+        assert_eq!(
+            Rfc3339(at(4_107_542_399)).to_string(),
+            "2100-02-28T23:59:59Z"
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The issuing CA: profile of what it issues, its refusals, and interop with `openssl`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use meshid::{
+    Authority, CaError, Csr, CsrBuilder, KeyPair, KeyType, SpiffeId, SvidRequest, TrustDomain,
+    X509Svid,
+};
+use rustls_pki_types::CertificateDer;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn td(s: &str) -> TrustDomain {
+    TrustDomain::new(s).unwrap()
+}
+
+fn id(s: &str) -> SpiffeId {
+    SpiffeId::new(s).unwrap()
+}
+
+fn pem(certs: &[CertificateDer<'_>]) -> String {
+    meshid::certificates_to_pem(certs)
+}
+
+/// A scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshid-ca-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, data: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn openssl(args: &[&str]) -> std::process::Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl must be installed (.ci/run installs it)")
+}
+
+#[test]
+fn issued_leaf_is_a_valid_svid_with_the_profile() {
+    let root = Authority::new_root(td("example.org"), DAY, KeyType::P256).unwrap();
+    let svid = root
+        .issue(&id("spiffe://example.org/web"), Duration::from_secs(600))
+        .unwrap();
+    assert_eq!(svid.id(), &id("spiffe://example.org/web"));
+    assert_eq!(svid.chain().len(), 1);
+    let life = svid.not_after().duration_since(svid.not_before()).unwrap();
+    assert_eq!(life, Duration::from_secs(610), "10 s backdate + TTL");
+    // The loader re-checks the whole profile and the key.
+    let again =
+        X509Svid::parse_pem(svid.chain_pem().as_bytes(), svid.key_pem().as_bytes()).unwrap();
+    assert_eq!(again.id(), svid.id());
+}
+
+#[test]
+fn ttl_is_capped_at_the_issuer() {
+    let root = Authority::new_root(td("td"), Duration::from_secs(120), KeyType::P256).unwrap();
+    let svid = root.issue(&id("spiffe://td/a"), DAY).unwrap();
+    assert!(svid.not_after() <= root.not_after());
+}
+
+#[test]
+fn intermediate_chain() {
+    let root = Authority::new_root(td("td"), DAY, KeyType::P384).unwrap();
+    let inter = root.new_intermediate(DAY, KeyType::P256).unwrap();
+    let inter2 = inter.new_intermediate(DAY, KeyType::P256).unwrap();
+    assert_eq!(inter.chain().len(), 1);
+    assert_eq!(inter2.chain().len(), 2);
+    let svid = inter2.issue(&id("spiffe://td/w"), DAY).unwrap();
+    assert_eq!(svid.chain().len(), 3);
+    assert_eq!(inter2.root(), root.root());
+}
+
+#[test]
+fn refusals_each_have_their_own_error() {
+    let root = Authority::new_root(td("example.org"), DAY, KeyType::P256).unwrap();
+    assert!(matches!(
+        root.issue(&id("spiffe://other.org/web"), DAY),
+        Err(CaError::IdOutsideTrustDomain { .. })
+    ));
+    assert!(matches!(
+        root.issue(&id("spiffe://example.org"), DAY),
+        Err(CaError::PathlessId { .. })
+    ));
+    let key = KeyPair::generate(KeyType::P256).unwrap();
+    let csr = CsrBuilder::new(id("spiffe://other.org/x"))
+        .build(&key)
+        .unwrap();
+    assert!(matches!(
+        root.sign_csr(&csr, &SvidRequest::new()),
+        Err(CaError::IdOutsideTrustDomain { .. })
+    ));
+    // The authority's own decision wins over the CSR's ID.
+    let chain = root
+        .sign_csr(
+            &csr,
+            &SvidRequest::new().id(id("spiffe://example.org/decided")),
+        )
+        .unwrap();
+    let svid = X509Svid::new(chain, key.to_private_key().unwrap()).unwrap();
+    assert_eq!(svid.id().as_str(), "spiffe://example.org/decided");
+    // A flipped signature byte: the CSR is refused when parsed.
+    let mut der = csr.to_der().to_vec();
+    let last = der.len() - 2;
+    der[last] ^= 0x01;
+    assert_eq!(
+        Csr::from_der(&der).unwrap_err(),
+        CaError::CsrSignatureInvalid
+    );
+}
+
+#[test]
+fn openssl_verify_x509_strict_accepts_our_chains() {
+    let dir = scratch("verify");
+    let root = Authority::new_root(td("example.org"), DAY, KeyType::P256).unwrap();
+    let inter = root.new_intermediate(DAY, KeyType::P256).unwrap();
+    for (name, ca) in [("root", &root), ("inter", &inter)] {
+        let svid = ca.issue(&id("spiffe://example.org/web"), DAY).unwrap();
+        let root_pem = write(
+            &dir,
+            &format!("{name}-root.pem"),
+            &pem(&[root.root().unwrap().clone()]),
+        );
+        let leaf = write(&dir, &format!("{name}-leaf.pem"), &pem(&svid.chain()[..1]));
+        let mut args = vec!["verify", "-x509_strict", "-CAfile", &root_pem];
+        let untrusted;
+        if svid.chain().len() > 1 {
+            untrusted = write(
+                &dir,
+                &format!("{name}-untrusted.pem"),
+                &pem(&svid.chain()[1..]),
+            );
+            args.extend(["-untrusted", &untrusted]);
+        }
+        args.push(&leaf);
+        let out = openssl(&args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && text.contains(": OK"),
+            "{name}: {text}"
+        );
+    }
+}
+
+#[test]
+fn openssl_req_verify_accepts_our_csrs() {
+    let dir = scratch("req");
+    for key_type in [KeyType::P256, KeyType::P384] {
+        let key = KeyPair::generate(key_type).unwrap();
+        let csr = CsrBuilder::new(id("spiffe://example.org/web"))
+            .dns_name("web.example.org")
+            .subject("CN=web,O=Example")
+            .build(&key)
+            .unwrap();
+        let path = write(&dir, "csr.pem", &csr.to_pem());
+        let out = openssl(&["req", "-verify", "-noout", "-in", &path]);
+        // openssl exits 0 even when the signature is bad: read what it says.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("verify OK"), "{key_type}: {text}");
+        assert!(!text.contains("fail"), "{key_type}: {text}");
+    }
+}
+
+#[test]
+fn we_sign_csrs_made_by_openssl_and_load_openssl_keys() {
+    let dir = scratch("osslcsr");
+    let key = dir.join("key.pem").to_string_lossy().into_owned();
+    let csr = dir.join("csr.pem").to_string_lossy().into_owned();
+    let out = openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=web",
+        "-addext",
+        "subjectAltName=URI:spiffe://example.org/from-openssl",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed = Csr::from_pem(&std::fs::read(&csr).unwrap()).unwrap();
+    assert_eq!(
+        parsed.spiffe_id(),
+        Some(&id("spiffe://example.org/from-openssl"))
+    );
+    let root = Authority::new_root(td("example.org"), DAY, KeyType::P256).unwrap();
+    let chain = root.sign_csr(&parsed, &SvidRequest::new()).unwrap();
+    let key_pem = std::fs::read(&key).unwrap();
+    let svid = X509Svid::parse_pem(pem(&chain).as_bytes(), &key_pem).unwrap();
+    assert_eq!(svid.id().as_str(), "spiffe://example.org/from-openssl");
+    // The openssl key loads as a signing key too.
+    KeyPair::from_pkcs8_pem(&key_pem).unwrap();
+
+    // Two URI SANs: refused.
+    let out = openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=web",
+        "-addext",
+        "subjectAltName=URI:spiffe://example.org/a,URI:spiffe://example.org/b",
+    ]);
+    assert!(out.status.success());
+    let two = Csr::from_pem(&std::fs::read(&csr).unwrap()).unwrap();
+    assert_eq!(
+        root.sign_csr(&two, &SvidRequest::new()).unwrap_err(),
+        CaError::CsrMultipleUriSans { count: 2 }
+    );
+}
+
+#[test]
+fn loads_a_ca_made_by_openssl_and_by_us() {
+    let dir = scratch("load");
+    let key = dir.join("ca.key").to_string_lossy().into_owned();
+    let cert = dir.join("ca.pem").to_string_lossy().into_owned();
+    let out = openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-subj",
+        "/O=SPIFFE/CN=openssl root",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectAltName=URI:spiffe://example.org",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ca = Authority::from_pem(
+        &std::fs::read(&cert).unwrap(),
+        &std::fs::read(&key).unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(ca.trust_domain(), &td("example.org"));
+    assert_eq!(ca.key_type(), KeyType::P384);
+    let svid = ca.issue(&id("spiffe://example.org/x"), DAY).unwrap();
+    let root_pem = write(&dir, "root.pem", &pem(&[ca.root().unwrap().clone()]));
+    let leaf = write(&dir, "leaf.pem", &pem(svid.chain()));
+    let out = openssl(&["verify", "-x509_strict", "-CAfile", &root_pem, &leaf]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A CA of ours, saved and loaded again, keeps issuing the same chain shape.
+    let root = Authority::new_root(td("td"), DAY, KeyType::P256).unwrap();
+    let inter = root.new_intermediate(DAY, KeyType::P256).unwrap();
+    let _ = inter;
+    let key = KeyPair::generate(KeyType::P256).unwrap();
+    let wrong = Authority::from_pem(
+        pem(&[root.certificate().clone()]).as_bytes(),
+        key.to_pkcs8_pem().as_bytes(),
+        None,
+    );
+    assert_eq!(wrong.unwrap_err(), CaError::CaKeyMismatch);
+}
+
+#[test]
+fn the_spiffe_crate_accepts_our_svids() {
+    let root = Authority::new_root(td("example.org"), DAY, KeyType::P256).unwrap();
+    let inter = root.new_intermediate(DAY, KeyType::P384).unwrap();
+    for ca in [&root, &inter] {
+        let svid = ca
+            .issue(&id("spiffe://example.org/ns/prod/web"), DAY)
+            .unwrap();
+        let chain: Vec<u8> = svid.chain().iter().flat_map(|c| c.to_vec()).collect();
+        let theirs =
+            spiffe::X509Svid::parse_from_der(&chain, svid.private_key().secret_pkcs8_der())
+                .unwrap_or_else(|e| panic!("spiffe refused our SVID: {e}"));
+        assert_eq!(
+            theirs.spiffe_id().to_string(),
+            "spiffe://example.org/ns/prod/web"
+        );
+        assert_eq!(theirs.cert_chain().len(), svid.chain().len());
+    }
+}
