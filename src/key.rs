@@ -216,6 +216,46 @@ fn key_type_of(der: &[u8]) -> Result<KeyType, KeyError> {
     }
 }
 
+/// The curve of a PKCS#8 EC key, read from its header only (for backends that validate the
+/// key themselves, such as ring).
+#[cfg(all(feature = "ca", feature = "ring"))]
+pub(crate) fn ec_curve_of_pkcs8(der: &[u8]) -> Result<KeyType, KeyError> {
+    let info = PrivateKeyInfoRef::from_der(der).map_err(|_| KeyError::MalformedPrivateKey)?;
+    if info.algorithm.oid != EC_PUBLIC_KEY {
+        return Err(KeyError::UnsupportedKeyType {
+            oid: info.algorithm.oid,
+        });
+    }
+    match info
+        .algorithm
+        .parameters_oid()
+        .map_err(|_| KeyError::MalformedPrivateKey)?
+    {
+        P256 => Ok(KeyType::P256),
+        P384 => Ok(KeyType::P384),
+        oid => Err(KeyError::UnsupportedKeyType { oid }),
+    }
+}
+
+/// The DER `SubjectPublicKeyInfo` of an EC public key given as a SEC1 point.
+#[cfg(all(feature = "ca", feature = "ring"))]
+pub(crate) fn ec_spki_der(key_type: KeyType, point: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let curve = match key_type {
+        KeyType::P256 => P256,
+        KeyType::P384 => P384,
+        KeyType::Rsa { .. } => return Err(KeyError::MalformedPublicKey),
+    };
+    let spki = SubjectPublicKeyInfoOwned {
+        algorithm: spki::AlgorithmIdentifierOwned {
+            oid: EC_PUBLIC_KEY,
+            parameters: Some(der::Any::from(&curve)),
+        },
+        subject_public_key: der::asn1::BitString::from_bytes(point)
+            .map_err(|_| KeyError::MalformedPublicKey)?,
+    };
+    spki.to_der().map_err(|_| KeyError::MalformedPublicKey)
+}
+
 /// The size of an unsigned big-endian integer, in bits.
 fn bit_len(bytes: &[u8]) -> usize {
     let bytes = match bytes.iter().position(|&b| b != 0) {

@@ -166,10 +166,10 @@ pub fn verify_x509_svid(
     let bundle = bundles
         .x509_bundle(&trust_domain)
         .ok_or(VerifyError::NoBundle { trust_domain })?;
-    validate_path(
+    validate_with_anchors(
         leaf_der,
         intermediates,
-        bundle.authorities(),
+        bundle.anchors(),
         at,
         algorithms,
         Usage::ServerAuth,
@@ -192,26 +192,76 @@ pub fn validate_path(
     algorithms: &[&dyn SignatureVerificationAlgorithm],
     usage: Usage,
 ) -> Result<(), VerifyError> {
-    // An authority that is not a usable trust anchor only narrows what is trusted.
-    let anchored: Vec<(TrustAnchor<'_>, &CertificateDer<'_>)> = roots
-        .iter()
-        .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok().map(|a| (a, r)))
-        .collect();
-    let anchors: Vec<TrustAnchor<'_>> = anchored.iter().map(|(a, _)| a.clone()).collect();
+    validate_with_anchors(
+        leaf,
+        intermediates,
+        &anchors_of(roots),
+        at,
+        algorithms,
+        usage,
+    )
+}
+
+/// Bundle authorities prepared for path validation: webpki's trust anchors, and for each
+/// the basicConstraints webpki does not keep on anchors (checked by [`check_root`]).
+pub(crate) struct Anchors {
+    trust: Vec<TrustAnchor<'static>>,
+    /// Per anchor: `None` without basicConstraints; else (cA, pathLenConstraint).
+    constraints: Vec<Option<(bool, Option<u8>)>>,
+}
+
+/// Prepares authorities as anchors. An authority that is no usable trust anchor (or whose
+/// basicConstraints cannot be read) is left out: that only narrows what is trusted.
+pub(crate) fn anchors_of(roots: &[CertificateDer<'_>]) -> Anchors {
+    use der::Decode;
+    use x509_cert::ext::pkix::BasicConstraints;
+    let mut anchors = Anchors {
+        trust: Vec::with_capacity(roots.len()),
+        constraints: Vec::with_capacity(roots.len()),
+    };
+    for root in roots {
+        let Ok(anchor) = webpki::anchor_from_trusted_cert(root) else {
+            continue;
+        };
+        let Ok(cert) = x509_cert::Certificate::from_der(root) else {
+            continue;
+        };
+        let Ok(bc) = cert.tbs_certificate().get_extension::<BasicConstraints>() else {
+            continue;
+        };
+        anchors.trust.push(anchor.to_owned());
+        anchors
+            .constraints
+            .push(bc.map(|(_, bc)| (bc.ca, bc.path_len_constraint)));
+    }
+    anchors
+}
+
+fn validate_with_anchors(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    anchors: &Anchors,
+    at: SystemTime,
+    algorithms: &[&dyn SignatureVerificationAlgorithm],
+    usage: Usage,
+) -> Result<(), VerifyError> {
     let end_entity = EndEntityCert::try_from(leaf).map_err(map_webpki)?;
     let time = UnixTime::since_unix_epoch(at.duration_since(UNIX_EPOCH).unwrap_or_default());
     let root_constraints = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
-        let root = anchored
+        let index = anchors
+            .trust
             .iter()
-            .find(|(a, _)| a == path.anchor())
-            .map(|(_, r)| *r)
+            .position(|a| a == path.anchor())
             .ok_or(webpki::Error::UnknownIssuer)?;
-        check_root_constraints(root, path.intermediate_certificates().count())
+        check_root(
+            anchors.constraints[index],
+            path.intermediate_certificates().count(),
+        )
     };
     end_entity
         .verify_for_usage(
             algorithms,
-            &anchors,
+            &anchors.trust,
             intermediates,
             time,
             usage.key_usage(),
@@ -226,26 +276,15 @@ pub fn validate_path(
 /// constraints): a root that says it is no CA is refused, and its pathLenConstraint bounds
 /// the intermediates below it (RFC 5280 §4.2.1.9). A root without basicConstraints (an old
 /// v1 root) is accepted, as OpenSSL does.
-fn check_root_constraints(
-    root: &CertificateDer<'_>,
+fn check_root(
+    constraints: Option<(bool, Option<u8>)>,
     intermediates: usize,
 ) -> Result<(), webpki::Error> {
-    use der::Decode;
-    use x509_cert::ext::pkix::BasicConstraints;
-    let cert = x509_cert::Certificate::from_der(root).map_err(|_| webpki::Error::BadDer)?;
-    let bc = cert
-        .tbs_certificate()
-        .get_extension::<BasicConstraints>()
-        .map_err(|_| webpki::Error::ExtensionValueInvalid)?;
-    match bc {
-        Some((_, bc)) if !bc.ca => Err(webpki::Error::EndEntityUsedAsCa),
-        Some((
-            _,
-            BasicConstraints {
-                path_len_constraint: Some(max),
-                ..
-            },
-        )) if intermediates > usize::from(max) => Err(webpki::Error::PathLenConstraintViolated),
+    match constraints {
+        Some((false, _)) => Err(webpki::Error::EndEntityUsedAsCa),
+        Some((true, Some(max))) if intermediates > usize::from(max) => {
+            Err(webpki::Error::PathLenConstraintViolated)
+        }
         _ => Ok(()),
     }
 }

@@ -28,11 +28,20 @@ pub struct X509Bundle {
     inner: Arc<Inner>,
 }
 
-#[derive(PartialEq, Eq)]
 struct Inner {
     trust_domain: TrustDomain,
     authorities: Vec<CertificateDer<'static>>,
+    /// The authorities as trust anchors, built on first use by the verifier.
+    anchors: std::sync::OnceLock<crate::verify::Anchors>,
 }
+
+impl PartialEq for Inner {
+    fn eq(&self, other: &Self) -> bool {
+        self.trust_domain == other.trust_domain && self.authorities == other.authorities
+    }
+}
+
+impl Eq for Inner {}
 
 impl X509Bundle {
     /// The largest input [`parse_pem`](Self::parse_pem), [`parse_der`](Self::parse_der)
@@ -200,8 +209,17 @@ impl X509Bundle {
             inner: Arc::new(Inner {
                 trust_domain,
                 authorities,
+                anchors: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// The authorities as trust anchors for path validation, built once per bundle so no
+    /// handshake rebuilds them.
+    pub(crate) fn anchors(&self) -> &crate::verify::Anchors {
+        self.inner
+            .anchors
+            .get_or_init(|| crate::verify::anchors_of(&self.inner.authorities))
     }
 }
 

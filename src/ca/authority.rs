@@ -5,9 +5,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use der::Decode;
+use der::Encode;
 use rustls_pki_types::CertificateDer;
-use spki::SubjectPublicKeyInfoOwned;
 use x509_cert::name::Name;
 use x509_cert::Certificate;
 
@@ -89,8 +88,10 @@ pub struct Authority {
     issuers: Vec<CertificateDer<'static>>,
     /// The self-signed root, when known (it is this CA's own certificate for a root).
     root: Option<CertificateDer<'static>>,
-    subject: Name,
-    key_id: Vec<u8>,
+    /// This CA's subject `Name`, DER: the issuer of what it signs.
+    subject: Vec<u8>,
+    /// The authorityKeyIdentifier extension (DER) of what it signs.
+    aki: Vec<u8>,
     not_after: SystemTime,
     signer: Arc<dyn Signer>,
 }
@@ -113,7 +114,7 @@ impl Authority {
     ) -> Result<Self, CaError> {
         let id = trust_domain.id();
         let subject = ca_subject(&trust_domain, "root")?;
-        let spki = public_key_info(signer.as_ref())?;
+        let spki = signer.public_key_der();
         let now = SystemTime::now();
         let cert = issue::issue(
             &Params {
@@ -121,10 +122,10 @@ impl Authority {
                     id: &id,
                     path_len: None,
                 },
-                subject: subject.clone(),
-                subject_key: spki.clone(),
-                issuer: subject.clone(),
-                issuer_key_id: None,
+                subject: &subject,
+                subject_key: &spki,
+                issuer: &subject,
+                aki: None,
                 not_before: now - BACKDATE,
                 not_after: now + ttl,
             },
@@ -136,7 +137,7 @@ impl Authority {
             cert,
             issuers: Vec::new(),
             subject,
-            key_id: issue::key_id(&spki),
+            aki: issue::aki_extension(&issue::key_id(&spki)?)?,
             not_after: now + ttl,
             signer,
         })
@@ -156,7 +157,7 @@ impl Authority {
     ) -> Result<Self, CaError> {
         let id = self.trust_domain.id();
         let subject = ca_subject(&self.trust_domain, "intermediate")?;
-        let spki = public_key_info(signer.as_ref())?;
+        let spki = signer.public_key_der();
         let (not_before, not_after) = self.validity(ttl)?;
         let cert = issue::issue(
             &Params {
@@ -164,10 +165,10 @@ impl Authority {
                     id: &id,
                     path_len: None,
                 },
-                subject: subject.clone(),
-                subject_key: spki.clone(),
-                issuer: self.subject.clone(),
-                issuer_key_id: Some(self.key_id.clone()),
+                subject: &subject,
+                subject_key: &spki,
+                issuer: &self.subject,
+                aki: Some(&self.aki),
                 not_before,
                 not_after,
             },
@@ -184,7 +185,7 @@ impl Authority {
             issuers,
             root: self.root.clone(),
             subject,
-            key_id: issue::key_id(&spki),
+            aki: issue::aki_extension(&issue::key_id(&spki)?)?,
             not_after,
             signer,
         })
@@ -238,8 +239,15 @@ impl Authority {
             cert: cert_der.clone().into_owned(),
             issuers,
             root,
-            subject: cert.tbs_certificate().subject().clone(),
-            key_id: subject_key_id(&cert).unwrap_or_else(|| issue::key_id(spki)),
+            subject: cert
+                .tbs_certificate()
+                .subject()
+                .to_der()
+                .map_err(|_| CaError::Encoding)?,
+            aki: issue::aki_extension(&match subject_key_id(&cert) {
+                Some(own_key_id) => own_key_id,
+                None => issue::key_id(&spki.to_der().map_err(|_| CaError::Encoding)?)?,
+            })?,
             not_after: cert.tbs_certificate().validity().not_after.to_system_time(),
             signer,
         })
@@ -250,7 +258,7 @@ impl Authority {
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<X509Svid, CaError> {
         self.check_id(id)?;
         let key = KeyPair::generate(KeyType::P256)?;
-        let chain = self.sign(id, &[], &public_key_info(&key)?, ttl)?;
+        let chain = self.sign(id, &[], &key.public_key_der(), ttl)?;
         Ok(X509Svid::new(chain, key.to_private_key()?)?)
     }
 
@@ -274,9 +282,7 @@ impl Authority {
             .or(csr.spiffe_id())
             .ok_or(CaError::NoSpiffeId)?;
         self.check_id(id)?;
-        let spki = SubjectPublicKeyInfoOwned::from_der(csr.public_key_der())
-            .map_err(|_| CaError::MalformedCsr)?;
-        self.sign(id, &request.dns_names, &spki, request.ttl)
+        self.sign(id, &request.dns_names, csr.public_key_der(), request.ttl)
     }
 
     fn check_id(&self, id: &SpiffeId) -> Result<(), CaError> {
@@ -296,17 +302,17 @@ impl Authority {
         &self,
         id: &SpiffeId,
         dns_names: &[String],
-        subject_key: &SubjectPublicKeyInfoOwned,
+        subject_key: &[u8],
         ttl: Duration,
     ) -> Result<Vec<CertificateDer<'static>>, CaError> {
         let (not_before, not_after) = self.validity(ttl)?;
         let leaf = issue::issue(
             &Params {
                 role: Role::Leaf { id, dns_names },
-                subject: Name::default(),
-                subject_key: subject_key.clone(),
-                issuer: self.subject.clone(),
-                issuer_key_id: Some(self.key_id.clone()),
+                subject: issue::EMPTY_NAME,
+                subject_key,
+                issuer: &self.subject,
+                aki: Some(&self.aki),
                 not_before,
                 not_after,
             },
@@ -387,7 +393,7 @@ fn subject_key_id(cert: &Certificate) -> Option<Vec<u8>> {
 
 /// A CA's subject: `O=SPIFFE,CN=<td> <role> <random tag>`. The tag keeps two CAs of one
 /// trust domain apart by name, so path building never confuses them.
-fn ca_subject(trust_domain: &TrustDomain, role: &str) -> Result<Name, CaError> {
+fn ca_subject(trust_domain: &TrustDomain, role: &str) -> Result<Vec<u8>, CaError> {
     let mut tag = [0u8; 4];
     getrandom::fill(&mut tag).map_err(|_| CaError::Random)?;
     // Trust-domain names hold only [a-z0-9._-], so no RFC 4514 escaping is needed.
@@ -396,7 +402,9 @@ fn ca_subject(trust_domain: &TrustDomain, role: &str) -> Result<Name, CaError> {
         trust_domain.name(),
         u32::from_be_bytes(tag)
     ))
-    .map_err(|_| CaError::BadSubject)
+    .map_err(|_| CaError::BadSubject)?
+    .to_der()
+    .map_err(|_| CaError::Encoding)
 }
 
 /// The trust domain of a CA certificate: its SPIFFE trust-domain URI SAN, checked against

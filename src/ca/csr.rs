@@ -106,17 +106,24 @@ impl CsrBuilder {
             attributes,
         };
         let tbs = info.to_der().map_err(|_| CaError::Encoding)?;
-        let req = CertReq {
-            info,
-            algorithm: signature_algorithm(key.key_type())?,
-            signature: sign_bits(key, &tbs)?,
-        };
-        Csr::from_der(&req.to_der().map_err(|_| CaError::Encoding)?)
+        let algorithm = signature_algorithm(key.key_type())?;
+        let signature = sign_bits(key, &tbs)?;
+        // A CertificationRequest has the shape of a Certificate: info, algorithm, signature.
+        let der = super::issue::assemble(&tbs, &algorithm, &signature)?;
+        // Built from parts we just checked: no need to parse and verify our own signature.
+        Ok(Csr {
+            der,
+            id: Some(self.id.clone()),
+            uri_sans: vec![self.id.to_string()],
+            dns_names: self.dns_names.clone(),
+            public_key_der: key.public_key_der(),
+            key_type: key.key_type(),
+        })
     }
 }
 
-/// A parsed PKCS#10 request whose self-signature has been verified. Every `Csr` value has
-/// passed that check: there is no way to build one that has not.
+/// A PKCS#10 request: either parsed, with its self-signature verified (there is no way to
+/// parse one that fails that check), or just built and signed by [`CsrBuilder`].
 #[derive(Debug, Clone)]
 pub struct Csr {
     der: Vec<u8>,

@@ -1,18 +1,23 @@
 //! Certificate encoding for the issuing CA: the RFC 5280 structures and the SPIFFE issuance
 //! profile (DESIGN rules 13 and 14), extension by extension.
+//!
+//! Issuance is on the hot path of a busy CA, so what does not change between certificates is
+//! encoded once: the issuer's name and the AKI of what it issues (per authority), the
+//! constant leaf extensions (per process). Each certificate then encodes only its own parts.
 
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use der::asn1::{BitString, Ia5String, OctetString};
+use der::asn1::{AnyRef, BitString, Ia5String, OctetString};
 use der::oid::db::rfc5280::{
     ID_CE_AUTHORITY_KEY_IDENTIFIER, ID_CE_BASIC_CONSTRAINTS, ID_CE_EXT_KEY_USAGE, ID_CE_KEY_USAGE,
     ID_CE_SUBJECT_ALT_NAME, ID_CE_SUBJECT_KEY_IDENTIFIER,
 };
 use der::oid::ObjectIdentifier;
-use der::{Encode, Sequence};
+use der::{Decode, Encode, Sequence};
 use rustls_pki_types::CertificateDer;
 use sha2::Digest;
-use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoRef};
 use x509_cert::certificate::Version;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
@@ -20,7 +25,6 @@ use x509_cert::ext::pkix::{
     SubjectAltName, SubjectKeyIdentifier,
 };
 use x509_cert::ext::Extension;
-use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
@@ -31,37 +35,32 @@ use crate::SpiffeId;
 const SERVER_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.1");
 const CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
 
+/// The DER of an empty distinguished name (a leaf's subject).
+pub(crate) const EMPTY_NAME: &[u8] = &[0x30, 0x00];
+
 /// How far NotBefore is backdated, for peers whose clocks run a little behind.
 pub(crate) const BACKDATE: Duration = Duration::from_secs(10);
 
-/// `TBSCertificate` (RFC 5280 §4.1), always v3 with extensions.
+/// `TBSCertificate` (RFC 5280 §4.1), always v3 with extensions; the parts that are already
+/// DER (names, key, extensions) are spliced in as they are.
 #[derive(Sequence)]
-struct TbsCertificate {
+struct TbsCertificate<'a> {
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
     version: Version,
     serial_number: SerialNumber,
     signature: AlgorithmIdentifierOwned,
-    issuer: Name,
+    issuer: AnyRef<'a>,
     validity: Validity,
-    subject: Name,
-    subject_public_key_info: SubjectPublicKeyInfoOwned,
+    subject: AnyRef<'a>,
+    subject_public_key_info: AnyRef<'a>,
     #[asn1(context_specific = "3", tag_mode = "EXPLICIT")]
-    extensions: Vec<Extension>,
+    extensions: AnyRef<'a>,
 }
 
 #[derive(Sequence)]
 struct Validity {
     not_before: Time,
     not_after: Time,
-}
-
-// Field names follow RFC 5280's ASN.1.
-#[allow(clippy::struct_field_names)]
-#[derive(Sequence)]
-struct Certificate {
-    tbs_certificate: TbsCertificate,
-    signature_algorithm: AlgorithmIdentifierOwned,
-    signature: BitString,
 }
 
 /// What is being issued: a workload leaf or a CA.
@@ -78,14 +77,18 @@ pub(crate) enum Role<'a> {
     },
 }
 
-/// Everything needed to issue one certificate.
+/// Everything needed to issue one certificate, the fixed parts already DER-encoded.
 pub(crate) struct Params<'a> {
     pub(crate) role: Role<'a>,
-    pub(crate) subject: Name,
-    pub(crate) subject_key: SubjectPublicKeyInfoOwned,
-    pub(crate) issuer: Name,
-    /// The issuer's SKI, for the AKI; `None` for a self-signed root.
-    pub(crate) issuer_key_id: Option<Vec<u8>>,
+    /// The subject's `Name`, DER.
+    pub(crate) subject: &'a [u8],
+    /// The subject's `SubjectPublicKeyInfo`, DER.
+    pub(crate) subject_key: &'a [u8],
+    /// The issuer's `Name`, DER.
+    pub(crate) issuer: &'a [u8],
+    /// The issuer's authorityKeyIdentifier extension for what it issues, DER (see
+    /// [`aki_extension`]); `None` for a self-signed root.
+    pub(crate) aki: Option<&'a [u8]>,
     pub(crate) not_before: SystemTime,
     pub(crate) not_after: SystemTime,
 }
@@ -96,28 +99,57 @@ pub(crate) fn issue(
     signer: &dyn Signer,
 ) -> Result<CertificateDer<'static>, CaError> {
     let algorithm = signature_algorithm(signer.key_type())?;
+    let extensions = extensions(params)?;
     let tbs = TbsCertificate {
         version: Version::V3,
         serial_number: random_serial()?,
         signature: algorithm.clone(),
-        issuer: params.issuer.clone(),
+        issuer: any(params.issuer)?,
         validity: Validity {
             not_before: time(params.not_before)?,
             not_after: time(params.not_after)?,
         },
-        subject: params.subject.clone(),
-        subject_public_key_info: params.subject_key.clone(),
-        extensions: extensions(params)?,
+        subject: any(params.subject)?,
+        subject_public_key_info: any(params.subject_key)?,
+        extensions: any(&extensions)?,
     };
     let tbs_der = tbs.to_der().map_err(|_| CaError::Encoding)?;
-    let cert = Certificate {
-        tbs_certificate: tbs,
-        signature_algorithm: algorithm,
-        signature: sign_bits(signer, &tbs_der)?,
-    };
-    Ok(CertificateDer::from(
-        cert.to_der().map_err(|_| CaError::Encoding)?,
-    ))
+    let signature = sign_bits(signer, &tbs_der)?;
+    Ok(CertificateDer::from(assemble(
+        &tbs_der, &algorithm, &signature,
+    )?))
+}
+
+/// `SEQUENCE { tbs, signatureAlgorithm, signature }` (a Certificate, or a PKCS#10
+/// CertificationRequest), with the TBS spliced in as signed rather than encoded again.
+pub(crate) fn assemble(
+    tbs_der: &[u8],
+    algorithm: &AlgorithmIdentifierOwned,
+    signature: &BitString,
+) -> Result<Vec<u8>, CaError> {
+    let alg = algorithm.to_der().map_err(|_| CaError::Encoding)?;
+    let sig = signature.to_der().map_err(|_| CaError::Encoding)?;
+    sequence(&[tbs_der, &alg, &sig])
+}
+
+/// A SEQUENCE whose contents are the given DER elements, in order.
+fn sequence(parts: &[&[u8]]) -> Result<Vec<u8>, CaError> {
+    let body_len: usize = parts.iter().map(|p| p.len()).sum();
+    let length = der::Length::try_from(body_len).map_err(|_| CaError::Encoding)?;
+    let header = der::Header::new(der::Tag::Sequence, length)
+        .to_der()
+        .map_err(|_| CaError::Encoding)?;
+    let mut out = Vec::with_capacity(header.len() + body_len);
+    out.extend_from_slice(&header);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    Ok(out)
+}
+
+/// A DER element reused as it is.
+fn any(der: &[u8]) -> Result<AnyRef<'_>, CaError> {
+    AnyRef::from_der(der).map_err(|_| CaError::Encoding)
 }
 
 /// A positive serial of 127 random bits (RFC 5280 §4.1.2.2 allows up to 20 octets; the
@@ -134,101 +166,148 @@ fn time(t: SystemTime) -> Result<Time, CaError> {
     Time::try_from(t).map_err(|_| CaError::Encoding)
 }
 
-/// The key identifier of a public key: the leftmost 160 bits of the SHA-256 of the
-/// subjectPublicKey bits (RFC 7093 §2 method 1).
-pub(crate) fn key_id(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
-    sha2::Sha256::digest(spki.subject_public_key.raw_bytes())[..20].to_vec()
+/// The key identifier of a DER `SubjectPublicKeyInfo`: the leftmost 160 bits of the SHA-256
+/// of its subjectPublicKey bits (RFC 7093 §2 method 1).
+pub(crate) fn key_id(spki_der: &[u8]) -> Result<Vec<u8>, CaError> {
+    let spki = SubjectPublicKeyInfoRef::from_der(spki_der).map_err(|_| CaError::Encoding)?;
+    Ok(sha2::Sha256::digest(spki.subject_public_key.raw_bytes())[..20].to_vec())
 }
 
-fn ext(oid: ObjectIdentifier, critical: bool, value: &impl Encode) -> Result<Extension, CaError> {
-    Ok(Extension {
+/// The authorityKeyIdentifier extension (DER) that certificates issued by the holder of
+/// `issuer_key_id` carry.
+pub(crate) fn aki_extension(issuer_key_id: &[u8]) -> Result<Vec<u8>, CaError> {
+    ext_der(
+        ID_CE_AUTHORITY_KEY_IDENTIFIER,
+        false,
+        &AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(issuer_key_id).map_err(|_| CaError::Encoding)?),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        },
+    )
+}
+
+/// One extension, DER-encoded.
+fn ext_der(oid: ObjectIdentifier, critical: bool, value: &impl Encode) -> Result<Vec<u8>, CaError> {
+    Extension {
         extn_id: oid,
         critical,
         extn_value: OctetString::new(value.to_der().map_err(|_| CaError::Encoding)?)
             .map_err(|_| CaError::Encoding)?,
-    })
+    }
+    .to_der()
+    .map_err(|_| CaError::Encoding)
 }
 
-fn extensions(params: &Params<'_>) -> Result<Vec<Extension>, CaError> {
+/// basicConstraints cA=false, keyUsage digitalSignature (both critical) and extendedKeyUsage
+/// serverAuth + clientAuth: the same for every leaf, so encoded once.
+fn leaf_constant_extensions() -> Result<&'static [u8], CaError> {
+    static CONSTANT: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    CONSTANT
+        .get_or_init(|| {
+            let parts = [
+                ext_der(
+                    ID_CE_BASIC_CONSTRAINTS,
+                    true,
+                    &BasicConstraints {
+                        ca: false,
+                        path_len_constraint: None,
+                    },
+                ),
+                ext_der(
+                    ID_CE_KEY_USAGE,
+                    true,
+                    &KeyUsage(KeyUsages::DigitalSignature.into()),
+                ),
+                ext_der(
+                    ID_CE_EXT_KEY_USAGE,
+                    false,
+                    &ExtendedKeyUsage(vec![SERVER_AUTH, CLIENT_AUTH]),
+                ),
+            ];
+            let mut out = Vec::new();
+            for part in parts {
+                out.extend(part.ok()?);
+            }
+            Some(out)
+        })
+        .as_deref()
+        .ok_or(CaError::Encoding)
+}
+
+/// The `Extensions` SEQUENCE of a certificate, by the SPIFFE issuance profile.
+fn extensions(params: &Params<'_>) -> Result<Vec<u8>, CaError> {
     let uri = |id: &SpiffeId| -> Result<GeneralName, CaError> {
         Ok(GeneralName::UniformResourceIdentifier(
             Ia5String::new(id.as_str()).map_err(|_| CaError::Encoding)?,
         ))
     };
-    let subject_empty = params.subject.is_empty();
-    let mut out = Vec::with_capacity(6);
-    match &params.role {
+    // The SAN is critical when the subject is empty (RFC 5280 §4.2.1.6).
+    let san_critical = params.subject == EMPTY_NAME;
+    let (role_exts, san) = match &params.role {
         Role::Leaf { id, dns_names } => {
-            out.push(ext(
-                ID_CE_BASIC_CONSTRAINTS,
-                true,
-                &BasicConstraints {
-                    ca: false,
-                    path_len_constraint: None,
-                },
-            )?);
-            out.push(ext(
-                ID_CE_KEY_USAGE,
-                true,
-                &KeyUsage(KeyUsages::DigitalSignature.into()),
-            )?);
-            out.push(ext(
-                ID_CE_EXT_KEY_USAGE,
-                false,
-                &ExtendedKeyUsage(vec![SERVER_AUTH, CLIENT_AUTH]),
-            )?);
             let mut names = vec![uri(id)?];
             for dns in *dns_names {
                 names.push(GeneralName::DnsName(
                     Ia5String::new(dns).map_err(|_| CaError::BadDnsName)?,
                 ));
             }
-            out.push(ext(
-                ID_CE_SUBJECT_ALT_NAME,
-                subject_empty,
-                &SubjectAltName(names),
-            )?);
+            (
+                leaf_constant_extensions()?.to_vec(),
+                ext_der(ID_CE_SUBJECT_ALT_NAME, san_critical, &SubjectAltName(names))?,
+            )
         }
         Role::Ca { id, path_len } => {
-            out.push(ext(
+            let mut exts = ext_der(
                 ID_CE_BASIC_CONSTRAINTS,
                 true,
                 &BasicConstraints {
                     ca: true,
                     path_len_constraint: *path_len,
                 },
-            )?);
-            out.push(ext(
+            )?;
+            exts.extend(ext_der(
                 ID_CE_KEY_USAGE,
                 true,
                 &KeyUsage(KeyUsages::KeyCertSign | KeyUsages::CRLSign),
             )?);
-            out.push(ext(
-                ID_CE_SUBJECT_ALT_NAME,
-                subject_empty,
-                &SubjectAltName(vec![uri(id)?]),
-            )?);
+            (
+                exts,
+                ext_der(
+                    ID_CE_SUBJECT_ALT_NAME,
+                    san_critical,
+                    &SubjectAltName(vec![uri(id)?]),
+                )?,
+            )
         }
-    }
-    out.push(ext(
+    };
+    let ski = ext_der(
         ID_CE_SUBJECT_KEY_IDENTIFIER,
         false,
         &SubjectKeyIdentifier(
-            OctetString::new(key_id(&params.subject_key)).map_err(|_| CaError::Encoding)?,
+            OctetString::new(key_id(params.subject_key)?).map_err(|_| CaError::Encoding)?,
         ),
-    )?);
-    if let Some(issuer_key_id) = &params.issuer_key_id {
-        out.push(ext(
-            ID_CE_AUTHORITY_KEY_IDENTIFIER,
-            false,
-            &AuthorityKeyIdentifier {
-                key_identifier: Some(
-                    OctetString::new(issuer_key_id.clone()).map_err(|_| CaError::Encoding)?,
-                ),
-                authority_cert_issuer: None,
-                authority_cert_serial_number: None,
-            },
-        )?);
+    )?;
+    sequence(&[&role_exts, &san, &ski, params.aki.unwrap_or_default()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_lengths_use_the_shortest_form() {
+        assert_eq!(sequence(&[]).unwrap(), [0x30, 0x00]);
+        assert_eq!(sequence(&[&[5; 0x7f]]).unwrap()[..2], [0x30, 0x7f]);
+        assert_eq!(sequence(&[&[5; 0x80]]).unwrap()[..3], [0x30, 0x81, 0x80]);
+        assert_eq!(
+            sequence(&[&[5; 0x100]]).unwrap()[..4],
+            [0x30, 0x82, 0x01, 0x00]
+        );
+        assert_eq!(
+            sequence(&[&vec![5; 0x10000]]).unwrap()[..5],
+            [0x30, 0x83, 0x01, 0x00, 0x00]
+        );
+        assert_eq!(sequence(&[&[1, 2], &[3]]).unwrap(), [0x30, 0x03, 1, 2, 3]);
     }
-    Ok(out)
 }

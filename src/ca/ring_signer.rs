@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use p256::pkcs8::EncodePublicKey;
 use ring::rand::SystemRandom;
 use ring::signature::{
     EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING,
@@ -32,24 +31,14 @@ impl RingKeyPair {
         Self::from_pkcs8_der(doc.as_ref())
     }
 
-    /// Reads a PKCS#8 DER key (P-256 or P-384).
+    /// Reads a PKCS#8 DER key (P-256 or P-384). `ring` validates the key; the public key is
+    /// taken from it as it is, with no second computation.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, CaError> {
-        let key_type = PrivateKey::from_pkcs8_der(der)?.key_type();
+        let key_type = crate::key::ec_curve_of_pkcs8(der)?;
         let rng = SystemRandom::new();
         let key = EcdsaKeyPair::from_pkcs8(algorithm(key_type)?, der, &rng)
             .map_err(|_| crate::KeyError::MalformedPrivateKey)?;
-        let point = key.public_key().as_ref();
-        let spki = match key_type {
-            KeyType::P256 => p256::PublicKey::from_sec1_bytes(point)
-                .ok()
-                .and_then(|k| k.to_public_key_der().ok()),
-            _ => p384::PublicKey::from_sec1_bytes(point)
-                .ok()
-                .and_then(|k| k.to_public_key_der().ok()),
-        }
-        .ok_or(CaError::Encoding)?
-        .as_bytes()
-        .to_vec();
+        let spki = crate::key::ec_spki_der(key_type, key.public_key().as_ref())?;
         Ok(Self {
             key,
             key_type,
