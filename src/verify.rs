@@ -16,7 +16,7 @@ use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnch
 use thiserror::Error;
 use webpki::{EndEntityCert, KeyUsage};
 
-use crate::svid::profile;
+use crate::svid::profile::{self, CertView};
 use crate::{BundleSource, SpiffeId, SvidError, TrustDomain};
 
 /// Why a chain was not accepted as an X509-SVID.
@@ -154,13 +154,13 @@ pub fn verify_x509_svid(
     algorithms: &[&dyn SignatureVerificationAlgorithm],
 ) -> Result<VerifiedSvid, VerifyError> {
     let (leaf_der, intermediates) = chain.split_first().ok_or(VerifyError::EmptyChain)?;
-    let leaf = profile::parse_certificate(leaf_der, 0)?;
+    let leaf = CertView::parse(leaf_der, 0)?;
     let id = profile::check_leaf(&leaf)?;
-    let mut not_after = leaf.tbs_certificate().validity().not_after.to_system_time();
+    let mut not_after = leaf.not_after();
     for (i, der) in intermediates.iter().enumerate() {
-        let cert = profile::parse_certificate(der, i + 1)?;
-        profile::check_signing(&cert, i + 1)?;
-        not_after = not_after.min(cert.tbs_certificate().validity().not_after.to_system_time());
+        let cert = CertView::parse(der, i + 1)?;
+        profile::check_signing(&cert)?;
+        not_after = not_after.min(cert.not_after());
     }
     let trust_domain = id.trust_domain();
     let bundle = bundles

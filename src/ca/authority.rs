@@ -217,7 +217,7 @@ impl Authority {
     ) -> Result<Self, CaError> {
         let (cert_der, rest) = chain.split_first().ok_or(CaError::NoCertificate)?;
         let cert = profile::parse_certificate(cert_der, 0)?;
-        profile::check_signing(&cert, 0).map_err(|_| CaError::NotACa)?;
+        profile::check_signing(&profile::CertView::of(&cert, 0)).map_err(|_| CaError::NotACa)?;
         let spki = cert.tbs_certificate().subject_public_key_info();
         if public_key_info(signer.as_ref())? != *spki {
             return Err(CaError::CaKeyMismatch);
@@ -413,7 +413,7 @@ fn cert_trust_domain(
     cert: &Certificate,
     given: Option<&TrustDomain>,
 ) -> Result<TrustDomain, CaError> {
-    let found = profile::uri_sans(cert, 0)?
+    let found = profile::uri_sans(&profile::CertView::of(cert, 0))?
         .iter()
         .find_map(|uri| SpiffeId::from_bytes(uri).ok())
         .map(|id| id.trust_domain());

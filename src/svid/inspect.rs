@@ -59,9 +59,9 @@ impl CertificateInfo {
                 .as_ref()
                 .is_some_and(|id| !id.is_trust_domain_id());
         let check = if as_leaf {
-            profile::check_leaf(&cert).err()
+            profile::check_leaf(&profile::CertView::of(&cert, 0)).err()
         } else {
-            profile::check_signing(&cert, 0).err()
+            profile::check_signing(&profile::CertView::of(&cert, 0)).err()
         };
         let validity = tbs.validity();
         Ok(Self {

@@ -160,10 +160,10 @@ impl X509Svid {
     pub fn new(chain: Vec<CertificateDer<'static>>, key: PrivateKey) -> Result<Self, SvidError> {
         let (leaf_der, rest) = chain.split_first().ok_or(SvidError::NoCertificates)?;
         let leaf = profile::parse_certificate(leaf_der, 0)?;
-        let id = profile::check_leaf(&leaf)?;
+        let id = profile::check_leaf(&profile::CertView::of(&leaf, 0))?;
         for (i, der) in rest.iter().enumerate() {
             let cert = profile::parse_certificate(der, i + 1)?;
-            profile::check_signing(&cert, i + 1)?;
+            profile::check_signing(&profile::CertView::of(&cert, i + 1))?;
         }
         key.check_matches(leaf.tbs_certificate().subject_public_key_info())?;
         let validity = leaf.tbs_certificate().validity();

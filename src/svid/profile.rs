@@ -6,9 +6,14 @@
 //!
 //! [X509-SVID §4, §5]: https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md
 
-use der::Decode;
+use std::time::SystemTime;
+
+use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, OctetStringRef};
+use der::oid::AssociatedOid;
+use der::{Decode, Sequence};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
+use x509_cert::time::Time;
 use x509_cert::Certificate;
 
 use super::SvidError;
@@ -21,13 +26,135 @@ const SERVER_AUTH: der::oid::ObjectIdentifier =
 const CLIENT_AUTH: der::oid::ObjectIdentifier =
     der::oid::ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.2");
 
-/// Parses one DER certificate, refusing trailing bytes.
+/// Parses one DER certificate fully, refusing trailing bytes.
 pub(crate) fn parse_certificate(der: &[u8], index: usize) -> Result<Certificate, SvidError> {
     Certificate::from_der(der).map_err(|_| SvidError::MalformedCertificate { index })
 }
 
+/// One extension, borrowed.
+struct Ext<'a> {
+    oid: ObjectIdentifier,
+    value: &'a [u8],
+}
+
+/// What the profile reads of a certificate: its extensions and its notAfter, borrowed
+/// from its DER.
+pub(crate) struct CertView<'a> {
+    exts: Vec<Ext<'a>>,
+    not_after: SystemTime,
+    index: usize,
+}
+
+impl<'a> CertView<'a> {
+    /// The view of a fully parsed certificate.
+    pub(crate) fn of(cert: &'a Certificate, index: usize) -> Self {
+        let tbs = cert.tbs_certificate();
+        Self {
+            exts: tbs
+                .extensions()
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(|e| Ext {
+                    oid: e.extn_id,
+                    value: e.extn_value.as_bytes(),
+                })
+                .collect(),
+            not_after: tbs.validity().not_after.to_system_time(),
+            index,
+        }
+    }
+
+    /// A minimal decode for the verifier's hot path: the certificate's structure is
+    /// checked down to its fields, but names and keys are left as opaque DER (webpki reads
+    /// them) and extension values are read only when a check asks for them.
+    pub(crate) fn parse(der: &'a [u8], index: usize) -> Result<Self, SvidError> {
+        let cert = LiteCertificate::from_der(der)
+            .map_err(|_| SvidError::MalformedCertificate { index })?;
+        Ok(Self {
+            exts: cert
+                .tbs
+                .extensions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| Ext {
+                    oid: e.extn_id,
+                    value: e.extn_value.as_bytes(),
+                })
+                .collect(),
+            not_after: cert.tbs.validity.not_after.to_system_time(),
+            index,
+        })
+    }
+
+    /// The certificate's notAfter.
+    pub(crate) fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// The one extension of type `T`; an error when it is malformed or repeated
+    /// (RFC 5280 §4.2: an extension appears at most once).
+    fn get<T: Decode<'a> + AssociatedOid>(
+        &self,
+        name: &'static str,
+    ) -> Result<Option<T>, SvidError> {
+        let bad = || SvidError::MalformedExtension {
+            index: self.index,
+            extension: name,
+        };
+        let mut found = self.exts.iter().filter(|e| e.oid == T::OID);
+        let Some(first) = found.next() else {
+            return Ok(None);
+        };
+        if found.next().is_some() {
+            return Err(bad());
+        }
+        T::from_der(first.value).map(Some).map_err(|_| bad())
+    }
+}
+
+/// `Certificate`, decoded only as deep as the profile needs.
+#[derive(Sequence)]
+struct LiteCertificate<'a> {
+    tbs: LiteTbs<'a>,
+    signature_algorithm: AnyRef<'a>,
+    signature: BitStringRef<'a>,
+}
+
+/// `TBSCertificate` (RFC 5280 §4.1) with opaque names and key.
+#[derive(Sequence)]
+struct LiteTbs<'a> {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    version: Option<u8>,
+    serial_number: AnyRef<'a>,
+    signature: AnyRef<'a>,
+    issuer: AnyRef<'a>,
+    validity: LiteValidity,
+    subject: AnyRef<'a>,
+    subject_public_key_info: AnyRef<'a>,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    issuer_unique_id: Option<BitStringRef<'a>>,
+    #[asn1(context_specific = "2", tag_mode = "IMPLICIT", optional = "true")]
+    subject_unique_id: Option<BitStringRef<'a>>,
+    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
+    extensions: Option<Vec<LiteExtension<'a>>>,
+}
+
+#[derive(Sequence)]
+struct LiteValidity {
+    not_before: Time,
+    not_after: Time,
+}
+
+#[derive(Sequence)]
+struct LiteExtension<'a> {
+    extn_id: ObjectIdentifier,
+    #[asn1(default = "Default::default")]
+    critical: bool,
+    extn_value: &'a OctetStringRef,
+}
+
 /// Checks a leaf certificate against the X509-SVID profile; returns its SPIFFE ID.
-pub(crate) fn check_leaf(leaf: &Certificate) -> Result<SpiffeId, SvidError> {
+pub(crate) fn check_leaf(leaf: &CertView<'_>) -> Result<SpiffeId, SvidError> {
     let id = leaf_spiffe_id(leaf)?;
     leaf_is_not_ca(leaf)?;
     leaf_key_usage(leaf)?;
@@ -36,15 +163,16 @@ pub(crate) fn check_leaf(leaf: &Certificate) -> Result<SpiffeId, SvidError> {
 }
 
 /// Checks a signing (CA) certificate of an SVID chain: `index` is its position in the chain.
-pub(crate) fn check_signing(cert: &Certificate, index: usize) -> Result<(), SvidError> {
+pub(crate) fn check_signing(cert: &CertView<'_>) -> Result<(), SvidError> {
+    let index = cert.index;
     signing_is_ca(cert, index)?;
     signing_key_cert_sign(cert, index)?;
     signing_id_has_no_path(cert, index)
 }
 
 /// Rule (X509-SVID §2, §4.1): exactly one URI SAN, a valid SPIFFE ID with a path.
-pub(crate) fn leaf_spiffe_id(leaf: &Certificate) -> Result<SpiffeId, SvidError> {
-    let uris = uri_sans(leaf, 0)?;
+pub(crate) fn leaf_spiffe_id(leaf: &CertView<'_>) -> Result<SpiffeId, SvidError> {
+    let uris = uri_sans(leaf)?;
     let uri = match uris.as_slice() {
         [] => return Err(SvidError::NoUriSan),
         [one] => one,
@@ -58,8 +186,8 @@ pub(crate) fn leaf_spiffe_id(leaf: &Certificate) -> Result<SpiffeId, SvidError> 
 }
 
 /// Rule (X509-SVID §4.1): a leaf is no CA.
-fn leaf_is_not_ca(leaf: &Certificate) -> Result<(), SvidError> {
-    match basic_constraints(leaf, 0)? {
+fn leaf_is_not_ca(leaf: &CertView<'_>) -> Result<(), SvidError> {
+    match leaf.get::<BasicConstraints>("basicConstraints")? {
         Some(bc) if bc.ca => Err(SvidError::LeafIsCa),
         _ => Ok(()),
     }
@@ -67,9 +195,11 @@ fn leaf_is_not_ca(leaf: &Certificate) -> Result<(), SvidError> {
 
 /// Rule (X509-SVID §4.3): a leaf's key usage holds digitalSignature and neither
 /// keyCertSign nor cRLSign.
-fn leaf_key_usage(leaf: &Certificate) -> Result<(), SvidError> {
+fn leaf_key_usage(leaf: &CertView<'_>) -> Result<(), SvidError> {
     // The order of go-spiffe, so a certificate with several faults gets the same verdict.
-    let ku = key_usage(leaf, 0)?.ok_or(SvidError::LeafNoKeyUsage)?;
+    let ku = leaf
+        .get::<KeyUsage>("keyUsage")?
+        .ok_or(SvidError::LeafNoKeyUsage)?;
     if !ku.digital_signature() {
         return Err(SvidError::LeafNoDigitalSignature);
     }
@@ -84,15 +214,8 @@ fn leaf_key_usage(leaf: &Certificate) -> Result<(), SvidError> {
 
 /// Rule (X509-SVID §4.4): when present, extended key usage includes both serverAuth and
 /// clientAuth, so an SVID serves both ends of mTLS.
-fn leaf_extended_key_usage(leaf: &Certificate) -> Result<(), SvidError> {
-    let eku = leaf
-        .tbs_certificate()
-        .get_extension::<ExtendedKeyUsage>()
-        .map_err(|_| SvidError::MalformedExtension {
-            index: 0,
-            extension: "extendedKeyUsage",
-        })?;
-    let Some((_, ExtendedKeyUsage(oids))) = eku else {
+fn leaf_extended_key_usage(leaf: &CertView<'_>) -> Result<(), SvidError> {
+    let Some(ExtendedKeyUsage(oids)) = leaf.get::<ExtendedKeyUsage>("extendedKeyUsage")? else {
         return Ok(());
     };
     if !oids.contains(&SERVER_AUTH) {
@@ -109,24 +232,24 @@ fn leaf_extended_key_usage(leaf: &Certificate) -> Result<(), SvidError> {
 }
 
 /// Rule (X509-SVID §4.1): a signing certificate is a CA.
-fn signing_is_ca(cert: &Certificate, index: usize) -> Result<(), SvidError> {
-    match basic_constraints(cert, index)? {
+fn signing_is_ca(cert: &CertView<'_>, index: usize) -> Result<(), SvidError> {
+    match cert.get::<BasicConstraints>("basicConstraints")? {
         Some(bc) if bc.ca => Ok(()),
         _ => Err(SvidError::SigningNotCa { index }),
     }
 }
 
 /// Rule (X509-SVID §4.3): a signing certificate's key usage holds keyCertSign.
-fn signing_key_cert_sign(cert: &Certificate, index: usize) -> Result<(), SvidError> {
-    match key_usage(cert, index)? {
+fn signing_key_cert_sign(cert: &CertView<'_>, index: usize) -> Result<(), SvidError> {
+    match cert.get::<KeyUsage>("keyUsage")? {
         Some(ku) if ku.key_cert_sign() => Ok(()),
         _ => Err(SvidError::SigningNoKeyCertSign { index }),
     }
 }
 
 /// Rule (X509-SVID §4.1): a signing certificate's SPIFFE ID, if any, has no path.
-fn signing_id_has_no_path(cert: &Certificate, index: usize) -> Result<(), SvidError> {
-    for uri in uri_sans(cert, index)? {
+fn signing_id_has_no_path(cert: &CertView<'_>, index: usize) -> Result<(), SvidError> {
+    for uri in uri_sans(cert)? {
         if let Ok(id) = SpiffeId::from_bytes(&uri) {
             if !id.is_trust_domain_id() {
                 return Err(SvidError::SigningIdHasPath { index, id });
@@ -137,40 +260,15 @@ fn signing_id_has_no_path(cert: &Certificate, index: usize) -> Result<(), SvidEr
 }
 
 /// The URI SANs of a certificate, as raw bytes, in order.
-pub(crate) fn uri_sans(cert: &Certificate, index: usize) -> Result<Vec<Vec<u8>>, SvidError> {
-    let mut out = Vec::new();
-    for ext in cert.tbs_certificate().filter_extensions::<SubjectAltName>() {
-        let (_, SubjectAltName(names)) = ext.map_err(|_| SvidError::MalformedExtension {
-            index,
-            extension: "subjectAltName",
-        })?;
-        out.extend(names.into_iter().filter_map(|name| match name {
+pub(crate) fn uri_sans(cert: &CertView<'_>) -> Result<Vec<Vec<u8>>, SvidError> {
+    let Some(SubjectAltName(names)) = cert.get::<SubjectAltName>("subjectAltName")? else {
+        return Ok(Vec::new());
+    };
+    Ok(names
+        .into_iter()
+        .filter_map(|name| match name {
             GeneralName::UniformResourceIdentifier(uri) => Some(uri.as_bytes().to_vec()),
             _ => None,
-        }));
-    }
-    Ok(out)
-}
-
-fn basic_constraints(
-    cert: &Certificate,
-    index: usize,
-) -> Result<Option<BasicConstraints>, SvidError> {
-    cert.tbs_certificate()
-        .get_extension::<BasicConstraints>()
-        .map(|e| e.map(|(_, bc)| bc))
-        .map_err(|_| SvidError::MalformedExtension {
-            index,
-            extension: "basicConstraints",
         })
-}
-
-fn key_usage(cert: &Certificate, index: usize) -> Result<Option<KeyUsage>, SvidError> {
-    cert.tbs_certificate()
-        .get_extension::<KeyUsage>()
-        .map(|e| e.map(|(_, ku)| ku))
-        .map_err(|_| SvidError::MalformedExtension {
-            index,
-            extension: "keyUsage",
-        })
+        .collect())
 }
