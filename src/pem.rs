@@ -52,7 +52,6 @@ const DASHES: &[u8] = b"-----";
 
 /// Whether the input looks like PEM (holds a BEGIN line). Loaders use this to choose
 /// between PEM and DER.
-#[allow(dead_code)] // until the bundle loaders, which choose PEM or DER with it, land
 pub(crate) fn is_pem(input: &[u8]) -> bool {
     find(input, BEGIN).is_some()
 }

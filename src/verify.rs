@@ -10,13 +10,14 @@
 //! [`validate_path`] is the path-validation layer alone, for callers (and test suites) that
 //! bring their own trust anchors.
 
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 use thiserror::Error;
 use webpki::{EndEntityCert, KeyUsage};
 
-use crate::svid::profile::{self, CertView};
+use crate::svid::profile::{self, CertView, RootFault};
 use crate::{BundleSource, SpiffeId, SvidError, TrustDomain};
 
 /// Why a chain was not accepted as an X509-SVID.
@@ -69,6 +70,20 @@ pub enum VerifyError {
         /// The certificate's notBefore.
         not_before: SystemTime,
     },
+    /// The trust anchor says it is no CA (basicConstraints cA=false).
+    #[error("the bundle authority that anchors the chain is not a CA (X509-SVID §4.1)")]
+    RootNotCa,
+    /// The trust anchor's key usage does not allow certificate signing.
+    #[error("the bundle authority that anchors the chain lacks 'keyCertSign' (X509-SVID §4.3)")]
+    RootNoKeyCertSign,
+    /// The trust anchor carries a SPIFFE ID with a path.
+    #[error(
+        "the bundle authority that anchors the chain has a SPIFFE ID with a path (X509-SVID §4.1)"
+    )]
+    RootIdHasPath,
+    /// An intermediate's key usage does not allow certificate signing.
+    #[error("an intermediate lacks 'keyCertSign' (RFC 5280 §6.1.4)")]
+    IntermediateNoKeyCertSign,
     /// A CA's pathLenConstraint is exceeded.
     #[error("a CA's path length constraint is exceeded (RFC 5280 §4.2.1.9)")]
     PathLenExceeded,
@@ -173,6 +188,8 @@ pub fn verify_x509_svid(
         at,
         algorithms,
         Usage::ServerAuth,
+        // The profile step above already checked every presented intermediate.
+        false,
     )?;
     Ok(VerifiedSvid {
         id,
@@ -182,8 +199,10 @@ pub fn verify_x509_svid(
 }
 
 /// RFC 5280 path validation alone: from `leaf` through any of `intermediates` to one of
-/// `roots`, at time `at`, for `usage`, with `algorithms`. No SPIFFE rule and no name check
-/// is applied here.
+/// `roots`, at time `at`, for `usage`, with `algorithms`. No SPIFFE leaf rule and no name
+/// check is applied here; on top of `rustls-webpki`, the constraints it leaves unchecked
+/// are: the root's basicConstraints, keyUsage and pathLenConstraint, and keyCertSign on
+/// intermediates.
 pub fn validate_path(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -192,47 +211,34 @@ pub fn validate_path(
     algorithms: &[&dyn SignatureVerificationAlgorithm],
     usage: Usage,
 ) -> Result<(), VerifyError> {
-    validate_with_anchors(
-        leaf,
-        intermediates,
-        &anchors_of(roots),
-        at,
-        algorithms,
-        usage,
-    )
+    let anchors = anchors_of(roots);
+    validate_with_anchors(leaf, intermediates, &anchors, at, algorithms, usage, true)
 }
 
 /// Bundle authorities prepared for path validation: webpki's trust anchors, and for each
-/// the basicConstraints webpki does not keep on anchors (checked by [`check_root`]).
+/// what webpki does not keep on anchors (checked in [`validate_with_anchors`]).
 pub(crate) struct Anchors {
     trust: Vec<TrustAnchor<'static>>,
-    /// Per anchor: `None` without basicConstraints; else (cA, pathLenConstraint).
-    constraints: Vec<Option<(bool, Option<u8>)>>,
+    /// Per anchor: its profile fault, if any, and its pathLenConstraint.
+    facts: Vec<(Option<RootFault>, Option<u8>)>,
 }
 
-/// Prepares authorities as anchors. An authority that is no usable trust anchor (or whose
-/// basicConstraints cannot be read) is left out: that only narrows what is trusted.
+/// Prepares authorities as anchors. An authority that is no usable trust anchor is left
+/// out: that only narrows what is trusted.
 pub(crate) fn anchors_of(roots: &[CertificateDer<'_>]) -> Anchors {
-    use der::Decode;
-    use x509_cert::ext::pkix::BasicConstraints;
     let mut anchors = Anchors {
         trust: Vec::with_capacity(roots.len()),
-        constraints: Vec::with_capacity(roots.len()),
+        facts: Vec::with_capacity(roots.len()),
     };
     for root in roots {
-        let Ok(anchor) = webpki::anchor_from_trusted_cert(root) else {
-            continue;
-        };
-        let Ok(cert) = x509_cert::Certificate::from_der(root) else {
-            continue;
-        };
-        let Ok(bc) = cert.tbs_certificate().get_extension::<BasicConstraints>() else {
+        let (Ok(anchor), Ok(view)) = (
+            webpki::anchor_from_trusted_cert(root),
+            CertView::parse(root, 0),
+        ) else {
             continue;
         };
         anchors.trust.push(anchor.to_owned());
-        anchors
-            .constraints
-            .push(bc.map(|(_, bc)| (bc.ca, bc.path_len_constraint)));
+        anchors.facts.push(profile::root_facts(&view));
     }
     anchors
 }
@@ -244,21 +250,47 @@ fn validate_with_anchors(
     at: SystemTime,
     algorithms: &[&dyn SignatureVerificationAlgorithm],
     usage: Usage,
+    check_intermediates: bool,
 ) -> Result<(), VerifyError> {
     let end_entity = EndEntityCert::try_from(leaf).map_err(map_webpki)?;
     let time = UnixTime::since_unix_epoch(at.duration_since(UNIX_EPOCH).unwrap_or_default());
-    let root_constraints = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+    // webpki's hook can only return webpki errors; our own finding is kept aside and
+    // reported when no other path succeeds.
+    let finding: Cell<Option<VerifyError>> = Cell::new(None);
+    let extra_checks = |path: &webpki::VerifiedPath<'_>| -> Result<(), webpki::Error> {
+        let refuse = |e: VerifyError| {
+            finding.set(Some(e));
+            Err(webpki::Error::UnknownIssuer)
+        };
         let index = anchors
             .trust
             .iter()
             .position(|a| a == path.anchor())
             .ok_or(webpki::Error::UnknownIssuer)?;
-        check_root(
-            anchors.constraints[index],
-            path.intermediate_certificates().count(),
-        )
+        let (fault, path_len) = anchors.facts[index];
+        match fault {
+            Some(RootFault::NotCa) => return refuse(VerifyError::RootNotCa),
+            Some(RootFault::NoKeyCertSign) => return refuse(VerifyError::RootNoKeyCertSign),
+            Some(RootFault::IdHasPath) => return refuse(VerifyError::RootIdHasPath),
+            None => {}
+        }
+        let below = path.intermediate_certificates().count();
+        if path_len.is_some_and(|max| below > usize::from(max)) {
+            return refuse(VerifyError::PathLenExceeded);
+        }
+        if check_intermediates {
+            for cert in path.intermediate_certificates() {
+                let der = cert.der();
+                let signs =
+                    CertView::parse(&der, 1).is_ok_and(|v| profile::may_sign_certificates(&v));
+                if !signs {
+                    return refuse(VerifyError::IntermediateNoKeyCertSign);
+                }
+            }
+        }
+        Ok(())
     };
-    end_entity
+    let result = end_entity
         .verify_for_usage(
             algorithms,
             &anchors.trust,
@@ -266,26 +298,13 @@ fn validate_with_anchors(
             time,
             usage.key_usage(),
             None,
-            Some(&root_constraints),
+            Some(&extra_checks),
         )
-        .map(|_| ())
-        .map_err(map_webpki)
-}
-
-/// What webpki leaves unchecked on a trust anchor (it keeps only subject, key and name
-/// constraints): a root that says it is no CA is refused, and its pathLenConstraint bounds
-/// the intermediates below it (RFC 5280 §4.2.1.9). A root without basicConstraints (an old
-/// v1 root) is accepted, as OpenSSL does.
-fn check_root(
-    constraints: Option<(bool, Option<u8>)>,
-    intermediates: usize,
-) -> Result<(), webpki::Error> {
-    match constraints {
-        Some((false, _)) => Err(webpki::Error::EndEntityUsedAsCa),
-        Some((true, Some(max))) if intermediates > usize::from(max) => {
-            Err(webpki::Error::PathLenConstraintViolated)
-        }
-        _ => Ok(()),
+        .map(|_| ());
+    match (result, finding.take()) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(ours)) => Err(ours),
+        (Err(e), None) => Err(map_webpki(e)),
     }
 }
 

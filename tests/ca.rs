@@ -284,10 +284,8 @@ fn loads_a_ca_made_by_openssl_and_by_us() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // A CA of ours, saved and loaded again, keeps issuing the same chain shape.
+    // A key that is not the CA's is refused.
     let root = Authority::new_root(td("td"), DAY, KeyType::P256).unwrap();
-    let inter = root.new_intermediate(DAY, KeyType::P256).unwrap();
-    let _ = inter;
     let key = KeyPair::generate(KeyType::P256).unwrap();
     let wrong = Authority::from_pem(
         pem(&[root.certificate().clone()]).as_bytes(),
@@ -315,4 +313,224 @@ fn the_spiffe_crate_accepts_our_svids() {
         );
         assert_eq!(theirs.cert_chain().len(), svid.chain().len());
     }
+}
+
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    match content.len() {
+        n if n < 0x80 => out.push(u8::try_from(n).unwrap()),
+        n if n < 0x100 => out.extend([0x81, u8::try_from(n).unwrap()]),
+        n => out.extend([
+            0x82,
+            u8::try_from(n >> 8).unwrap(),
+            u8::try_from(n & 0xff).unwrap(),
+        ]),
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+#[test]
+fn a_csr_is_verified_over_its_bytes_as_received() {
+    // Attributes in a SET OF that is not in DER's sorted order: a decoder that sorts and
+    // re-encodes would check the signature over other bytes. openssl accepts this CSR.
+    use meshid::Signer;
+    let key = KeyPair::generate(KeyType::P256).unwrap();
+    let san = tlv(
+        0x30,
+        &[
+            tlv(0x06, &[0x55, 0x1d, 0x11]),
+            tlv(0x04, &tlv(0x30, &tlv(0x86, b"spiffe://example.org/web"))),
+        ]
+        .concat(),
+    );
+    let ext_req = tlv(
+        0x30,
+        &[
+            tlv(
+                0x06,
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e],
+            ),
+            tlv(0x31, &tlv(0x30, &san)),
+        ]
+        .concat(),
+    );
+    let challenge = tlv(
+        0x30,
+        &[
+            tlv(
+                0x06,
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x07],
+            ),
+            tlv(0x31, &tlv(0x0c, b"x")),
+        ]
+        .concat(),
+    );
+    let info = tlv(
+        0x30,
+        &[
+            vec![2, 1, 0],
+            tlv(0x30, &[]),
+            key.public_key_der(),
+            tlv(0xa0, &[ext_req, challenge].concat()),
+        ]
+        .concat(),
+    );
+    let sig = key.sign(&info).unwrap();
+    let alg = tlv(
+        0x30,
+        &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
+    );
+    let der = tlv(
+        0x30,
+        &[info, alg, tlv(0x03, &[vec![0], sig].concat())].concat(),
+    );
+    let csr = Csr::from_der(&der).unwrap();
+    assert_eq!(csr.spiffe_id(), Some(&id("spiffe://example.org/web")));
+}
+
+#[test]
+fn huge_ttls_are_errors_or_capped_never_panics() {
+    assert_eq!(
+        Authority::new_root(td("td"), Duration::MAX, KeyType::P256).unwrap_err(),
+        CaError::TtlOutOfRange
+    );
+    assert_eq!(
+        Authority::new_root(
+            td("td"),
+            Duration::from_secs(9000 * 365 * 86_400),
+            KeyType::P256
+        )
+        .unwrap_err(),
+        CaError::TtlOutOfRange
+    );
+    let root = Authority::new_root(td("td"), DAY, KeyType::P256).unwrap();
+    let svid = root.issue(&id("spiffe://td/w"), Duration::MAX).unwrap();
+    assert!(svid.not_after() <= root.not_after());
+}
+
+#[test]
+fn dns_sans_are_validated() {
+    let root = Authority::new_root(td("example.org"), DAY, KeyType::P256).unwrap();
+    let key = KeyPair::generate(KeyType::P256).unwrap();
+    let csr = CsrBuilder::new(id("spiffe://example.org/web"))
+        .build(&key)
+        .unwrap();
+    for bad in ["", "a b", "-x.org", "a..b"] {
+        assert_eq!(
+            root.sign_csr(&csr, &SvidRequest::new().dns_name(bad))
+                .unwrap_err(),
+            CaError::BadDnsName,
+            "{bad:?}"
+        );
+        assert_eq!(
+            CsrBuilder::new(id("spiffe://example.org/web"))
+                .dns_name(bad)
+                .build(&key)
+                .unwrap_err(),
+            CaError::BadDnsName
+        );
+    }
+    let chain = root
+        .sign_csr(&csr, &SvidRequest::new().dns_name("web.example.org"))
+        .unwrap();
+    assert_eq!(
+        meshid::CertificateInfo::from_der(&chain[0])
+            .unwrap()
+            .dns_names(),
+        ["web.example.org"]
+    );
+}
+
+/// Reads the extensions of a certificate: (critical, DER value) by OID.
+fn extensions(der: &[u8]) -> std::collections::HashMap<String, (bool, Vec<u8>)> {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).unwrap();
+    cert.tbs_certificate()
+        .extensions()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e.extn_id.to_string(),
+                (e.critical, e.extn_value.as_bytes().to_vec()),
+            )
+        })
+        .collect()
+}
+
+const BC: &str = "2.5.29.19";
+const KU: &str = "2.5.29.15";
+const EKU: &str = "2.5.29.37";
+const SAN: &str = "2.5.29.17";
+const SKI: &str = "2.5.29.14";
+const AKI: &str = "2.5.29.35";
+
+#[test]
+fn issued_certificates_follow_the_issuance_profile() {
+    use der::Decode;
+    use x509_cert::ext::pkix::{
+        AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
+    };
+    let root = Authority::new_root(td("example.org"), DAY, KeyType::P256).unwrap();
+    let inter = root.new_intermediate(DAY, KeyType::P256).unwrap();
+    let svid = inter
+        .issue(&id("spiffe://example.org/web"), Duration::from_secs(600))
+        .unwrap();
+    let (leaf, ica) = (&svid.chain()[0], &svid.chain()[1]);
+
+    // Rule 13, the leaf.
+    let x = extensions(leaf);
+    let (crit, bc) = &x[BC];
+    assert!(*crit && !BasicConstraints::from_der(bc).unwrap().ca);
+    let (crit, ku) = &x[KU];
+    let ku = KeyUsage::from_der(ku).unwrap();
+    assert!(*crit && ku.digital_signature() && !ku.key_cert_sign() && !ku.crl_sign());
+    let eku = ExtendedKeyUsage::from_der(&x[EKU].1).unwrap();
+    assert_eq!(eku.0.len(), 2);
+    assert!(x[SAN].0, "the SAN is critical when the subject is empty");
+    let cert = x509_cert::Certificate::from_der(leaf).unwrap();
+    assert!(cert.tbs_certificate().subject().is_empty());
+    let serial = cert.tbs_certificate().serial_number().as_bytes();
+    assert!(
+        serial.len() >= 8 && serial[0] & 0x80 == 0,
+        "serial ≥ 64 bits, positive"
+    );
+    let validity = cert.tbs_certificate().validity();
+    let life = validity
+        .not_after
+        .to_unix_duration()
+        .checked_sub(validity.not_before.to_unix_duration())
+        .unwrap();
+    assert_eq!(life, Duration::from_secs(610), "NotBefore backdated 10 s");
+    // The leaf's AKI is its issuer's SKI.
+    let leaf_aki = AuthorityKeyIdentifier::from_der(&x[AKI].1).unwrap();
+    let y = extensions(ica);
+    let ica_ski = SubjectKeyIdentifier::from_der(&y[SKI].1).unwrap();
+    assert_eq!(leaf_aki.key_identifier.unwrap(), ica_ski.0);
+    assert!(x.contains_key(SKI));
+
+    // Rule 14, the intermediate (and the root).
+    let (crit, bc) = &y[BC];
+    assert!(*crit && BasicConstraints::from_der(bc).unwrap().ca);
+    let (crit, ku) = &y[KU];
+    let ku = KeyUsage::from_der(ku).unwrap();
+    assert!(*crit && ku.key_cert_sign() && ku.crl_sign() && !ku.digital_signature());
+    let ica_info = meshid::CertificateInfo::from_der(ica).unwrap();
+    assert_eq!(ica_info.uri_sans(), ["spiffe://example.org"]);
+    assert!(!x509_cert::Certificate::from_der(ica)
+        .unwrap()
+        .tbs_certificate()
+        .subject()
+        .is_empty());
+    let root_x = extensions(root.root().unwrap());
+    let intermediate_aki = AuthorityKeyIdentifier::from_der(&y[AKI].1).unwrap();
+    assert_eq!(
+        intermediate_aki.key_identifier.unwrap(),
+        SubjectKeyIdentifier::from_der(&root_x[SKI].1).unwrap().0
+    );
+    assert!(
+        !root_x.contains_key(AKI),
+        "a self-signed root carries no AKI"
+    );
 }

@@ -443,3 +443,74 @@ fn usage_errors_exit_two_and_bad_files_never_panic() {
     }
     assert!(!d.join("out.json").exists());
 }
+
+#[test]
+fn a_ca_is_never_overwritten() {
+    let d = scratch("overwrite");
+    ok(&meshid(
+        &d,
+        &["ca", "init", "--trust-domain", "example.org", "--out", "a"],
+    ));
+    let key = std::fs::read(d.join("a/ca.key")).unwrap();
+    let o = meshid(
+        &d,
+        &["ca", "init", "--trust-domain", "example.org", "--out", "a"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("refusing to overwrite"), "{}", text(&o));
+    let o = meshid(&d, &["ca", "intermediate", "--ca", "a", "--out", "a"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(d.join("a/ca.key")).unwrap(),
+        key,
+        "the root key is intact"
+    );
+}
+
+#[test]
+fn huge_ttls_are_refusals_never_panics() {
+    let d = scratch("ttl");
+    let o = meshid(
+        &d,
+        &[
+            "ca",
+            "init",
+            "--trust-domain",
+            "td",
+            "--out",
+            "x",
+            "--ttl",
+            "18446744073709551615s",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("TTL is out of range"), "{}", text(&o));
+    ok(&meshid(
+        &d,
+        &[
+            "ca",
+            "init",
+            "--trust-domain",
+            "td",
+            "--out",
+            "ca",
+            "--ttl",
+            "1d",
+        ],
+    ));
+    // A leaf TTL past the CA's is capped at the CA's NotAfter.
+    ok(&meshid(
+        &d,
+        &[
+            "issue",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://td/w",
+            "--out-dir",
+            "w",
+            "--ttl",
+            "213503982334601d",
+        ],
+    ));
+}

@@ -1202,3 +1202,69 @@ fn bad_bundle_authorities_are_refused_or_unused() {
         assert_eq!(run.expect("no panic"), Err(VerifyError::UnknownIssuer));
     }
 }
+
+// The trust anchor's own profile: webpki keeps only its name and key, so meshid checks
+// what the root says about itself (X509-SVID §4.1, §4.3).
+
+#[test]
+fn root_without_key_cert_sign_is_refused() {
+    let mut p = ca_params("spiffe://example.org");
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let root = Ca::root_with(p, Curve::P256);
+    let leaf = root.leaf(&leaf_params(WEB));
+    assert_eq!(
+        refused(
+            &[leaf],
+            &bundle(TD, [&root.der]),
+            "root without keyCertSign"
+        ),
+        VerifyError::RootNoKeyCertSign
+    );
+}
+
+#[test]
+fn root_with_a_pathful_spiffe_id_is_refused() {
+    let root = Ca::root_with(ca_params("spiffe://example.org/not-a-ca"), Curve::P256);
+    let leaf = root.leaf(&leaf_params(WEB));
+    assert_eq!(
+        refused(&[leaf], &bundle(TD, [&root.der]), "root with a path"),
+        VerifyError::RootIdHasPath
+    );
+}
+
+#[test]
+fn validate_path_refuses_an_intermediate_without_key_cert_sign() {
+    let root = Ca::root_with(ca_params("spiffe://example.org"), Curve::P256);
+    let mut p = ca_params("spiffe://example.org");
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let int = root.intermediate(p);
+    let leaf = int.leaf(&leaf_params(WEB));
+    let err = meshid::validate_path(
+        &leaf,
+        std::slice::from_ref(&int.der),
+        std::slice::from_ref(&root.der),
+        std::time::SystemTime::now(),
+        webpki::ALL_VERIFICATION_ALGS,
+        meshid::Usage::ServerAuth,
+    )
+    .unwrap_err();
+    assert_eq!(err, VerifyError::IntermediateNoKeyCertSign);
+}
+
+#[test]
+fn a_faulty_root_does_not_hide_a_good_one() {
+    // A bundle holding a faulty root and a good one: the good one's chain still verifies.
+    let mut p = ca_params("spiffe://example.org");
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let faulty = Ca::root_with(p, Curve::P256);
+    let good = Ca::root_with(ca_params("spiffe://example.org"), Curve::P256);
+    let leaf = good.leaf(&leaf_params(WEB));
+    let verified = meshid::verify_x509_svid(
+        &[leaf],
+        &bundle(TD, [&faulty.der, &good.der]),
+        std::time::SystemTime::now(),
+        webpki::ALL_VERIFICATION_ALGS,
+    )
+    .unwrap();
+    assert_eq!(verified.id().as_str(), WEB);
+}

@@ -55,7 +55,8 @@ const MAX_DEPTH: usize = 32;
 #[derive(Clone, PartialEq, Eq)]
 pub struct SpiffeBundle {
     trust_domain: TrustDomain,
-    x509_authorities: Vec<CertificateDer<'static>>,
+    /// The X.509 authorities, as the bundle verification uses (with its anchor cache).
+    x509: X509Bundle,
     jwt_authorities: Vec<JwtAuthority>,
     sequence: Option<u64>,
     refresh_hint: Option<Duration>,
@@ -116,8 +117,8 @@ impl SpiffeBundle {
     /// An empty bundle for `trust_domain`, with no sequence number or refresh hint.
     pub fn new(trust_domain: TrustDomain) -> Self {
         Self {
+            x509: X509Bundle::new(trust_domain.clone()),
             trust_domain,
-            x509_authorities: Vec::new(),
             jwt_authorities: Vec::new(),
             sequence: None,
             refresh_hint: None,
@@ -177,12 +178,13 @@ impl SpiffeBundle {
             Some(_) => return Err(BundleError::KeysNotArray),
         };
         let mut key_ids: HashMap<String, usize> = HashMap::new();
+        let mut x509_authorities = Vec::new();
         for (index, entry) in keys.into_iter().enumerate() {
             let Value::Object(entry) = entry else {
                 return Err(BundleError::KeyNotObject { index });
             };
             match read_entry(index, entry)? {
-                Entry::X509(cert) => bundle.x509_authorities.push(cert),
+                Entry::X509(cert) => x509_authorities.push(cert),
                 Entry::Jwt(authority) => {
                     if let Some(&first) = key_ids.get(&authority.key_id) {
                         return Err(BundleError::DuplicateKeyId {
@@ -197,7 +199,8 @@ impl SpiffeBundle {
                 Entry::Ignored => {}
             }
         }
-        dedup(&mut bundle.x509_authorities);
+        dedup(&mut x509_authorities);
+        bundle.x509 = X509Bundle::from_checked(bundle.trust_domain.clone(), x509_authorities);
         Ok(bundle)
     }
 
@@ -208,8 +211,9 @@ impl SpiffeBundle {
     /// key (`kty` with `crv`/`x`/`y` or `n`/`e`), as go-spiffe writes it; a key type JWK
     /// cannot express is written with `use` and `x5c` only. `parse(to_json(b)) == b`.
     pub fn to_json(&self) -> String {
-        let mut keys = Vec::with_capacity(self.x509_authorities.len() + self.jwt_authorities.len());
-        for cert in &self.x509_authorities {
+        let mut keys =
+            Vec::with_capacity(self.x509.authorities().len() + self.jwt_authorities.len());
+        for cert in self.x509.authorities() {
             let mut entry = jwk::members_of_certificate(cert.as_ref()).unwrap_or_default();
             entry.insert("use".into(), X509_SVID.into());
             entry.insert(
@@ -241,7 +245,7 @@ impl SpiffeBundle {
 
     /// The X.509 authorities (CA certificates), DER-encoded, in document order.
     pub fn x509_authorities(&self) -> &[CertificateDer<'static>] {
-        &self.x509_authorities
+        self.x509.authorities()
     }
 
     /// The JWT authorities, in document order.
@@ -266,7 +270,7 @@ impl SpiffeBundle {
 
     /// Whether the bundle has neither X.509 nor JWT authorities.
     pub fn is_empty(&self) -> bool {
-        self.x509_authorities.is_empty() && self.jwt_authorities.is_empty()
+        self.x509.is_empty() && self.jwt_authorities.is_empty()
     }
 
     /// Sets the sequence number.
@@ -302,14 +306,14 @@ impl SpiffeBundle {
 
     /// The X.509 part of this bundle.
     pub fn to_x509_bundle(&self) -> X509Bundle {
-        X509Bundle::from_checked(self.trust_domain.clone(), self.x509_authorities.clone())
+        self.x509.clone()
     }
 
     /// A bundle with the trust domain and X.509 authorities of `bundle`, and no JWT
     /// authorities, sequence number or refresh hint.
     pub fn from_x509_bundle(bundle: &X509Bundle) -> Self {
         Self {
-            x509_authorities: bundle.authorities().to_vec(),
+            x509: bundle.clone(),
             ..Self::new(bundle.trust_domain().clone())
         }
     }
@@ -317,7 +321,7 @@ impl SpiffeBundle {
 
 impl BundleSource for SpiffeBundle {
     fn x509_bundle(&self, trust_domain: &TrustDomain) -> Option<X509Bundle> {
-        (&self.trust_domain == trust_domain).then(|| self.to_x509_bundle())
+        (&self.trust_domain == trust_domain).then(|| self.x509.clone())
     }
 }
 
@@ -325,7 +329,7 @@ impl fmt::Debug for SpiffeBundle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SpiffeBundle")
             .field("trust_domain", &self.trust_domain)
-            .field("x509_authorities", &self.x509_authorities.len())
+            .field("x509_authorities", &self.x509.authorities().len())
             .field("jwt_authorities", &self.jwt_authorities)
             .field("sequence", &self.sequence)
             .field("refresh_hint", &self.refresh_hint)

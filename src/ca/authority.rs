@@ -116,6 +116,7 @@ impl Authority {
         let subject = ca_subject(&trust_domain, "root")?;
         let spki = signer.public_key_der();
         let now = SystemTime::now();
+        let not_after = now.checked_add(ttl).ok_or(CaError::TtlOutOfRange)?;
         let cert = issue::issue(
             &Params {
                 role: Role::Ca {
@@ -127,7 +128,7 @@ impl Authority {
                 issuer: &subject,
                 aki: None,
                 not_before: now - BACKDATE,
-                not_after: now + ttl,
+                not_after,
             },
             signer.as_ref(),
         )?;
@@ -138,7 +139,7 @@ impl Authority {
             issuers: Vec::new(),
             subject,
             aki: issue::aki_extension(&issue::key_id(&spki)?)?,
-            not_after: now + ttl,
+            not_after,
             signer,
         })
     }
@@ -223,14 +224,23 @@ impl Authority {
             return Err(CaError::CaKeyMismatch);
         }
         let trust_domain = cert_trust_domain(&cert, trust_domain)?;
+        let self_issued =
+            |c: &Certificate| c.tbs_certificate().issuer() == c.tbs_certificate().subject();
         let mut issuers = Vec::new();
         let mut root = None;
-        for (i, der) in std::iter::once(cert_der).chain(rest).enumerate() {
-            let c = profile::parse_certificate(der, i)?;
-            let tbs = c.tbs_certificate();
-            if tbs.issuer() == tbs.subject() {
-                root = Some(der.clone().into_owned());
-            } else if i > 0 {
+        if self_issued(&cert) {
+            // This CA is the root; nothing after it can be its issuer.
+            root = Some(cert_der.clone().into_owned());
+        } else {
+            // Its issuers, nearest first, each a signing certificate by the profile, up to
+            // an optional self-issued root.
+            for (i, der) in rest.iter().enumerate() {
+                let c = profile::parse_certificate(der, i + 1)?;
+                profile::check_signing(&profile::CertView::of(&c, i + 1))?;
+                if self_issued(&c) {
+                    root = Some(der.clone().into_owned());
+                    break;
+                }
                 issuers.push(der.clone().into_owned());
             }
         }
@@ -239,11 +249,7 @@ impl Authority {
             cert: cert_der.clone().into_owned(),
             issuers,
             root,
-            subject: cert
-                .tbs_certificate()
-                .subject()
-                .to_der()
-                .map_err(|_| CaError::Encoding)?,
+            subject: profile::CertView::raw_subject(cert_der).ok_or(CaError::Encoding)?,
             aki: issue::aki_extension(&match subject_key_id(&cert) {
                 Some(own_key_id) => own_key_id,
                 None => issue::key_id(&spki.to_der().map_err(|_| CaError::Encoding)?)?,
@@ -330,7 +336,11 @@ impl Authority {
         if now >= self.not_after {
             return Err(CaError::AuthorityExpired);
         }
-        Ok((now - BACKDATE, (now + ttl).min(self.not_after)))
+        // A TTL past what time can hold is simply capped, like any TTL past ours.
+        let end = now
+            .checked_add(ttl)
+            .map_or(self.not_after, |t| t.min(self.not_after));
+        Ok((now - BACKDATE, end))
     }
 
     /// The trust domain this authority issues for.
@@ -396,15 +406,20 @@ fn subject_key_id(cert: &Certificate) -> Option<Vec<u8>> {
 fn ca_subject(trust_domain: &TrustDomain, role: &str) -> Result<Vec<u8>, CaError> {
     let mut tag = [0u8; 4];
     getrandom::fill(&mut tag).map_err(|_| CaError::Random)?;
-    // Trust-domain names hold only [a-z0-9._-], so no RFC 4514 escaping is needed.
-    Name::from_str(&format!(
-        "O=SPIFFE,CN={} {role} {:08x}",
-        trust_domain.name(),
-        u32::from_be_bytes(tag)
-    ))
-    .map_err(|_| CaError::BadSubject)?
-    .to_der()
-    .map_err(|_| CaError::Encoding)
+    // Trust-domain names hold only [a-z0-9._-], so no RFC 4514 escaping is needed. A CN
+    // holds at most 64 characters (RFC 5280 ub-common-name); a long trust domain is left
+    // to the URI SAN, which names it anyway.
+    let tag = u32::from_be_bytes(tag);
+    let with_td = format!("{} {role} {tag:08x}", trust_domain.name());
+    let cn = if with_td.len() <= 64 {
+        with_td
+    } else {
+        format!("{role} {tag:08x}")
+    };
+    Name::from_str(&format!("O=SPIFFE,CN={cn}"))
+        .map_err(|_| CaError::BadSubject)?
+        .to_der()
+        .map_err(|_| CaError::Encoding)
 }
 
 /// The trust domain of a CA certificate: its SPIFFE trust-domain URI SAN, checked against

@@ -81,6 +81,9 @@ impl CsrBuilder {
             Ia5String::new(self.id.as_str()).map_err(|_| CaError::Encoding)?,
         )];
         for dns in &self.dns_names {
+            if !super::issue::is_dns_name(dns) {
+                return Err(CaError::BadDnsName);
+            }
             let dns = Ia5String::new(dns).map_err(|_| CaError::BadDnsName)?;
             names.push(GeneralName::DnsName(dns));
         }
@@ -145,7 +148,11 @@ impl Csr {
             .to_der()
             .map_err(|_| CaError::MalformedCsr)?;
         let key_type = csr_key_type(&req)?;
-        let tbs = req.info.to_der().map_err(|_| CaError::MalformedCsr)?;
+        // The signature covers the request info as received; a re-encoding could differ
+        // (a decoded SET OF is sorted), so take those bytes as they are.
+        let tbs = RawRequest::from_der(der)
+            .and_then(|raw| raw.info.to_der())
+            .map_err(|_| CaError::MalformedCsr)?;
         let signature = req
             .signature
             .as_bytes()
@@ -180,6 +187,15 @@ impl Csr {
             .find(|b| b.label == "CERTIFICATE REQUEST" || b.label == "NEW CERTIFICATE REQUEST")
             .ok_or(CaError::MalformedCsr)?;
         Self::from_der(&block.der)
+    }
+
+    /// Parses a request given as PEM or DER.
+    pub fn load(input: &[u8]) -> Result<Self, CaError> {
+        if crate::pem::is_pem(input) {
+            Self::from_pem(input)
+        } else {
+            Self::from_der(input)
+        }
     }
 
     /// The request, DER-encoded.
@@ -217,6 +233,14 @@ impl Csr {
     pub fn key_type(&self) -> KeyType {
         self.key_type
     }
+}
+
+/// A `CertificationRequest` with its info left as received.
+#[derive(der::Sequence)]
+struct RawRequest<'a> {
+    info: der::asn1::AnyRef<'a>,
+    algorithm: der::asn1::AnyRef<'a>,
+    signature: der::asn1::BitStringRef<'a>,
 }
 
 fn csr_key_type(req: &CertReq) -> Result<KeyType, CaError> {

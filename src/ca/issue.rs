@@ -152,7 +152,7 @@ fn any(der: &[u8]) -> Result<AnyRef<'_>, CaError> {
     AnyRef::from_der(der).map_err(|_| CaError::Encoding)
 }
 
-/// A positive serial of 127 random bits (RFC 5280 §4.1.2.2 allows up to 20 octets; the
+/// A positive serial of 126 random bits (RFC 5280 §4.1.2.2 allows up to 20 octets; the
 /// CA/B Forum asks for at least 64 bits of randomness).
 fn random_serial() -> Result<SerialNumber, CaError> {
     let mut bytes = [0u8; 16];
@@ -162,8 +162,9 @@ fn random_serial() -> Result<SerialNumber, CaError> {
     SerialNumber::new(&bytes).map_err(|_| CaError::Encoding)
 }
 
+/// A validity bound; X.509 times end at 9999-12-31.
 fn time(t: SystemTime) -> Result<Time, CaError> {
-    Time::try_from(t).map_err(|_| CaError::Encoding)
+    Time::try_from(t).map_err(|_| CaError::TtlOutOfRange)
 }
 
 /// The key identifier of a DER `SubjectPublicKeyInfo`: the leftmost 160 bits of the SHA-256
@@ -248,6 +249,9 @@ fn extensions(params: &Params<'_>) -> Result<Vec<u8>, CaError> {
         Role::Leaf { id, dns_names } => {
             let mut names = vec![uri(id)?];
             for dns in *dns_names {
+                if !is_dns_name(dns) {
+                    return Err(CaError::BadDnsName);
+                }
                 names.push(GeneralName::DnsName(
                     Ia5String::new(dns).map_err(|_| CaError::BadDnsName)?,
                 ));
@@ -291,9 +295,55 @@ fn extensions(params: &Params<'_>) -> Result<Vec<u8>, CaError> {
     sequence(&[&role_exts, &san, &ski, params.aki.unwrap_or_default()])
 }
 
+/// A DNS name as a SAN may carry it (RFC 5280 §4.2.1.6, RFC 1123 host names): dot-separated
+/// labels of letters, digits and inner hyphens, 1 to 63 bytes each, 253 in all; the first
+/// label may be the wildcard `*`.
+pub(crate) fn is_dns_name(name: &str) -> bool {
+    let body = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && body.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_names() {
+        for ok in [
+            "a",
+            "web.example.org",
+            "*.example.org",
+            "a-b.c1",
+            &"a".repeat(63),
+        ] {
+            assert!(is_dns_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            ".",
+            "a..b",
+            "-a",
+            "a-",
+            "*",
+            "a.*.b",
+            "x_y",
+            "é.org",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_dns_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn sequence_lengths_use_the_shortest_form() {

@@ -59,8 +59,8 @@ pub enum CaError {
     /// The subject is not a valid RFC 4514 distinguished name.
     #[error("subject is not a valid RFC 4514 distinguished name")]
     BadSubject,
-    /// A DNS name is not ASCII.
-    #[error("DNS name is not ASCII (IA5String)")]
+    /// A DNS name is not a valid host name.
+    #[error("DNS name is not a valid host name (RFC 5280 §4.2.1.6, RFC 1123)")]
     BadDnsName,
     /// The CSR is not valid DER PKCS#10 (RFC 2986), or holds no request.
     #[error("CSR is malformed (not DER PKCS#10, RFC 2986)")]
@@ -91,6 +91,9 @@ pub enum CaError {
         /// The ID refused.
         id: SpiffeId,
     },
+    /// A lifetime reaches past what X.509 time can express (year 9999).
+    #[error("TTL is out of range: X.509 validity ends at 9999-12-31")]
+    TtlOutOfRange,
     /// The authority's certificate has expired or would expire at once.
     #[error("the authority's certificate has expired")]
     AuthorityExpired,

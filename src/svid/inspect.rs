@@ -141,8 +141,9 @@ impl CertificateInfo {
         &self.subject
     }
 
-    /// The SPIFFE rules the certificate breaks, as a leaf (or as a signing certificate when
-    /// it is a CA). Empty when it fits the profile.
+    /// The first SPIFFE rule the certificate breaks, as a leaf (or as a signing certificate
+    /// when it is a CA and names no workload), in the order verification checks them.
+    /// Empty when it fits the profile.
     pub fn violations(&self) -> &[SvidError] {
         &self.violations
     }

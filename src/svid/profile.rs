@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, OctetStringRef};
 use der::oid::AssociatedOid;
-use der::{Decode, Sequence};
+use der::{Decode, Encode, Sequence};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
 use x509_cert::time::Time;
@@ -84,6 +84,14 @@ impl<'a> CertView<'a> {
             not_after: cert.tbs.validity.not_after.to_system_time(),
             index,
         })
+    }
+
+    /// The subject `Name` of a certificate, exactly as it is encoded there (issued
+    /// certificates must repeat it byte for byte as their issuer).
+    pub(crate) fn raw_subject(der: &'a [u8]) -> Option<Vec<u8>> {
+        LiteCertificate::from_der(der)
+            .ok()
+            .and_then(|c| c.tbs.subject.to_der().ok())
     }
 
     /// The certificate's notAfter.
@@ -168,6 +176,48 @@ pub(crate) fn check_signing(cert: &CertView<'_>) -> Result<(), SvidError> {
     signing_is_ca(cert, index)?;
     signing_key_cert_sign(cert, index)?;
     signing_id_has_no_path(cert, index)
+}
+
+/// What a trust anchor must not say, since path validation keeps only its name and key
+/// (X509-SVID §4.1, §4.3; RFC 5280 §4.2.1.3, §4.2.1.9): basicConstraints, when present,
+/// says CA; keyUsage, when present, holds keyCertSign; a SPIFFE ID, when present, has no
+/// path. Absent extensions are accepted, as for old self-signed roots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RootFault {
+    NotCa,
+    NoKeyCertSign,
+    IdHasPath,
+}
+
+/// The root-specific facts path validation needs: its fault, if any, and its pathLen.
+pub(crate) fn root_facts(root: &CertView<'_>) -> (Option<RootFault>, Option<u8>) {
+    let bc = root.get::<BasicConstraints>("basicConstraints");
+    let ku = root.get::<KeyUsage>("keyUsage");
+    let fault = match (&bc, &ku) {
+        (Err(_) | Ok(Some(BasicConstraints { ca: false, .. })), _) => Some(RootFault::NotCa),
+        (_, Err(_)) => Some(RootFault::NoKeyCertSign),
+        (_, Ok(Some(ku))) if !ku.key_cert_sign() => Some(RootFault::NoKeyCertSign),
+        _ => match uri_sans(root) {
+            Err(_) => Some(RootFault::IdHasPath),
+            Ok(uris) => uris
+                .iter()
+                .filter_map(|u| SpiffeId::from_bytes(u).ok())
+                .any(|id| !id.is_trust_domain_id())
+                .then_some(RootFault::IdHasPath),
+        },
+    };
+    let path_len = bc.ok().flatten().and_then(|bc| bc.path_len_constraint);
+    (fault, path_len)
+}
+
+/// Whether an issuing certificate's keyUsage, when present, allows certificate signing
+/// (RFC 5280 §6.1.4 (n)); webpki does not check this on intermediates.
+pub(crate) fn may_sign_certificates(cert: &CertView<'_>) -> bool {
+    match cert.get::<KeyUsage>("keyUsage") {
+        Ok(Some(ku)) => ku.key_cert_sign(),
+        Ok(None) => true,
+        Err(_) => false,
+    }
 }
 
 /// Rule (X509-SVID §2, §4.1): exactly one URI SAN, a valid SPIFFE ID with a path.

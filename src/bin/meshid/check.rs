@@ -118,6 +118,21 @@ pub(crate) fn run_inspect(args: &InspectArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Text from a certificate, with control characters escaped so it cannot drive the
+/// terminal.
+fn shown(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 fn print_text(info: &CertificateInfo) {
     let none = "-".to_owned();
     println!(
@@ -137,10 +152,13 @@ fn print_text(info: &CertificateInfo) {
         info.key_type().map_or(none.clone(), |k| k.to_string())
     );
     println!("serial:       {}", info.serial_hex());
-    println!("issuer:       {}", info.issuer());
-    println!("subject:      {}", info.subject());
+    println!("issuer:       {}", shown(info.issuer()));
+    println!("subject:      {}", shown(info.subject()));
+    for uri in info.uri_sans() {
+        println!("uri:          {}", shown(uri));
+    }
     for dns in info.dns_names() {
-        println!("dns:          {dns}");
+        println!("dns:          {}", shown(dns));
     }
     for v in info.violations() {
         println!("warning:      {v}");

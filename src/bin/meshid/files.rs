@@ -34,17 +34,22 @@ impl Failure {
     }
 }
 
-/// Reads a whole file, refusing more than 16 MiB.
+/// Reads a whole file, refusing more than 16 MiB (counted while reading, so a pipe or a
+/// growing file is bounded too).
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, Failure> {
-    let meta = std::fs::metadata(path).map_err(|e| Failure::io(path, e))?;
-    if meta.len() > MAX_INPUT {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Failure::io(path, e))?;
+    let mut data = Vec::new();
+    file.take(MAX_INPUT + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Failure::io(path, e))?;
+    if data.len() as u64 > MAX_INPUT {
         return Err(Failure::refused(format!(
-            "{}: {} bytes is over the {MAX_INPUT}-byte input limit",
-            path.display(),
-            meta.len()
+            "{}: over the {MAX_INPUT}-byte input limit",
+            path.display()
         )));
     }
-    std::fs::read(path).map_err(|e| Failure::io(path, e))
+    Ok(data)
 }
 
 /// Whether a file holds a secret (mode 0600) or public material (mode 0644).
@@ -64,8 +69,11 @@ pub(crate) fn write(path: &Path, data: &[u8], mode: Mode) -> Result<(), Failure>
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -79,7 +87,12 @@ pub(crate) fn write(path: &Path, data: &[u8], mode: Mode) -> Result<(), Failure>
         let mut f = options.open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable (best effort: not every platform opens directories).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);

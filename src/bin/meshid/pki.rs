@@ -158,12 +158,8 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
         } => {
             let authority = load_ca(&ca)?;
             let data = files::read(&csr)?;
-            let request = if meshid_pem(&data) {
-                Csr::from_pem(&data)
-            } else {
-                Csr::from_der(&data)
-            }
-            .map_err(|e| Failure::refused(format!("{}: {e}", csr.display())))?;
+            let request = Csr::load(&data)
+                .map_err(|e| Failure::refused(format!("{}: {e}", csr.display())))?;
             // The operator signing here decides; the DNS names the CSR asks for are granted.
             let mut svid_request = SvidRequest::new().ttl(ttl);
             for dns in request.dns_names() {
@@ -241,8 +237,17 @@ pub(crate) fn load_ca(dir: &Path) -> Result<Authority, Failure> {
 }
 
 /// Writes DIR/ca.pem (this CA and its issuers, root excluded unless this is the root),
-/// DIR/ca.key, and DIR/bundle.pem (the root) for an intermediate.
+/// DIR/ca.key, and DIR/bundle.pem (the root) for an intermediate. Refuses a directory that
+/// already holds CA files: a CA key is never overwritten.
 fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
+    for name in ["ca.key", "ca.pem", "bundle.pem"] {
+        if dir.join(name).exists() {
+            return Err(Failure::refused(format!(
+                "{} already exists; refusing to overwrite a CA (choose another --out)",
+                dir.join(name).display()
+            )));
+        }
+    }
     files::create_dir(dir)?;
     let own: Vec<CertificateDer<'static>> = if ca.chain().is_empty() {
         vec![ca.certificate().clone()]
@@ -271,8 +276,4 @@ fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
 
 pub(crate) fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
     meshid::certificates_to_pem(chain)
-}
-
-fn meshid_pem(data: &[u8]) -> bool {
-    data.windows(11).any(|w| w == b"-----BEGIN ")
 }
