@@ -64,6 +64,18 @@ fn issue(c: &mut Criterion) {
     g.bench_function("rcgen_ring", |b| {
         b.iter(|| leaf.signed_by(black_box(&rcgen_leaf_key), &issuer).unwrap());
     });
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        let aws_ca = Authority::new_root_with_signer(
+            TrustDomain::new("example.org").unwrap(),
+            DAY,
+            Arc::new(meshid::AwsLcKeyPair::generate(KeyType::P256).unwrap()),
+        )
+        .unwrap();
+        g.bench_function("meshid_aws_lc", |b| {
+            b.iter(|| aws_ca.sign_csr(black_box(&csr), &request).unwrap());
+        });
+    }
     g.bench_function("meshid_p256", |b| {
         b.iter(|| p256_ca.sign_csr(black_box(&csr), &request).unwrap());
     });

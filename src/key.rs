@@ -218,7 +218,7 @@ fn key_type_of(der: &[u8]) -> Result<KeyType, KeyError> {
 
 /// The curve of a PKCS#8 EC key, read from its header only (for backends that validate the
 /// key themselves, such as ring).
-#[cfg(all(feature = "ca", feature = "ring"))]
+#[cfg(all(feature = "ca", any(feature = "ring", feature = "aws-lc-rs")))]
 pub(crate) fn ec_curve_of_pkcs8(der: &[u8]) -> Result<KeyType, KeyError> {
     let info = PrivateKeyInfoRef::from_der(der).map_err(|_| KeyError::MalformedPrivateKey)?;
     if info.algorithm.oid != EC_PUBLIC_KEY {
@@ -238,7 +238,7 @@ pub(crate) fn ec_curve_of_pkcs8(der: &[u8]) -> Result<KeyType, KeyError> {
 }
 
 /// The DER `SubjectPublicKeyInfo` of an EC public key given as a SEC1 point.
-#[cfg(all(feature = "ca", feature = "ring"))]
+#[cfg(all(feature = "ca", any(feature = "ring", feature = "aws-lc-rs")))]
 pub(crate) fn ec_spki_der(key_type: KeyType, point: &[u8]) -> Result<Vec<u8>, KeyError> {
     let curve = match key_type {
         KeyType::P256 => P256,

@@ -51,6 +51,7 @@
 //! | `serde` | no | `Serialize`/`Deserialize` for [`SpiffeId`] and [`TrustDomain`] as strings, validated strictly on input |
 //! | `ca` | yes | [`KeyPair`], [`CsrBuilder`]/[`Csr`], [`Authority`] and the [`Signer`] trait (RustCrypto P-256/P-384) |
 //! | `ring` | no | `ring_algorithms()` for verification and `RingKeyPair`, a ring-backed [`Signer`] |
+//! | `aws-lc-rs` | no | `aws_lc_rs_algorithms()` for verification and `AwsLcKeyPair`, an aws-lc-rs-backed [`Signer`] |
 //! | `cli` | no | the `meshid` operator binary (enables `ca` and `ring`) |
 //!
 //! # Specifications
@@ -80,6 +81,8 @@ mod verify;
 
 pub use authorize::{Authorizer, Unauthorized};
 pub use bundle::{BundleError, BundleSet, BundleSource, JwtAuthority, SpiffeBundle, X509Bundle};
+#[cfg(all(feature = "ca", feature = "aws-lc-rs"))]
+pub use ca::AwsLcKeyPair;
 #[cfg(all(feature = "ca", feature = "ring"))]
 pub use ca::RingKeyPair;
 #[cfg(feature = "ca")]
@@ -88,6 +91,8 @@ pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
 pub use key::{KeyError, KeyType, PrivateKey};
 pub use pem::{certificates_to_pem, PemError};
 pub use svid::{CertificateInfo, SvidError, X509Svid};
+#[cfg(feature = "aws-lc-rs")]
+pub use verify::aws_lc_rs_algorithms;
 #[cfg(feature = "ring")]
 pub use verify::ring_algorithms;
 pub use verify::{validate_path, verify_x509_svid, Usage, VerifiedSvid, VerifyError};

@@ -308,11 +308,48 @@ fn validate_with_anchors(
     }
 }
 
-/// The signature algorithms of `rustls-webpki`'s ring backend (feature `ring`): ECDSA
-/// P-256/P-384 with SHA-256/384, RSA PKCS#1 and PSS, Ed25519.
+/// The signature algorithms of `rustls-webpki`'s `ring` backend (feature `ring`): ECDSA
+/// P-256/P-384 with SHA-256/384, Ed25519, RSA PKCS#1 and PSS (2048 to 8192 bits).
 #[cfg(feature = "ring")]
 pub fn ring_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
-    webpki::ALL_VERIFICATION_ALGS
+    use webpki::ring as r;
+    static ALGS: &[&dyn SignatureVerificationAlgorithm] = &[
+        r::ECDSA_P256_SHA256,
+        r::ECDSA_P256_SHA384,
+        r::ECDSA_P384_SHA256,
+        r::ECDSA_P384_SHA384,
+        r::ED25519,
+        r::RSA_PKCS1_2048_8192_SHA256,
+        r::RSA_PKCS1_2048_8192_SHA384,
+        r::RSA_PKCS1_2048_8192_SHA512,
+        r::RSA_PKCS1_3072_8192_SHA384,
+        r::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        r::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+        r::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+    ];
+    ALGS
+}
+
+/// The signature algorithms of `rustls-webpki`'s `aws-lc-rs` backend (feature `aws-lc-rs`):
+/// the same set as [`ring_algorithms`].
+#[cfg(feature = "aws-lc-rs")]
+pub fn aws_lc_rs_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    use webpki::aws_lc_rs as a;
+    static ALGS: &[&dyn SignatureVerificationAlgorithm] = &[
+        a::ECDSA_P256_SHA256,
+        a::ECDSA_P256_SHA384,
+        a::ECDSA_P384_SHA256,
+        a::ECDSA_P384_SHA384,
+        a::ED25519,
+        a::RSA_PKCS1_2048_8192_SHA256,
+        a::RSA_PKCS1_2048_8192_SHA384,
+        a::RSA_PKCS1_2048_8192_SHA512,
+        a::RSA_PKCS1_3072_8192_SHA384,
+        a::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+        a::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+        a::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+    ];
+    ALGS
 }
 
 /// Shows a time as RFC 3339 UTC, to the second.

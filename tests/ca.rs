@@ -534,3 +534,42 @@ fn issued_certificates_follow_the_issuance_profile() {
         "a self-signed root carries no AKI"
     );
 }
+
+#[test]
+fn keys_written_by_openssl_genpkey_load_and_sign() {
+    let dir = scratch("genpkey");
+    for (curve, key_type) in [("P-256", KeyType::P256), ("P-384", KeyType::P384)] {
+        let path = dir
+            .join(format!("{curve}.pem"))
+            .to_string_lossy()
+            .into_owned();
+        let out = openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{curve}"),
+            "-out",
+            &path,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pem = std::fs::read(&path).unwrap();
+        let key = KeyPair::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(meshid::Signer::key_type(&key), key_type);
+        // The key round-trips and signs a CSR openssl accepts.
+        let again = KeyPair::from_pkcs8_der(&key.to_pkcs8_der()).unwrap();
+        let csr = CsrBuilder::new(id("spiffe://example.org/k"))
+            .build(&again)
+            .unwrap();
+        let csr_path = write(&dir, "k.csr", &csr.to_pem());
+        let out = openssl(&["req", "-verify", "-noout", "-in", &csr_path]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("verify OK"), "{curve}: {text}");
+        assert!(format!("{key:?}").contains("redacted"));
+    }
+}

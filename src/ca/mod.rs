@@ -2,16 +2,18 @@
 //! X509-SVIDs by the SPIFFE profile.
 
 mod authority;
+#[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
+mod backend_signer;
 mod csr;
 mod issue;
-#[cfg(feature = "ring")]
-mod ring_signer;
 mod signer;
 
 pub use authority::{Authority, SvidRequest};
-pub use csr::{Csr, CsrBuilder};
+#[cfg(feature = "aws-lc-rs")]
+pub use backend_signer::AwsLcKeyPair;
 #[cfg(feature = "ring")]
-pub use ring_signer::RingKeyPair;
+pub use backend_signer::RingKeyPair;
+pub use csr::{Csr, CsrBuilder};
 pub use signer::{KeyPair, Signer};
 
 use der::oid::ObjectIdentifier;

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier, OctetStringRef};
 use der::oid::AssociatedOid;
-use der::{Decode, Encode, Sequence};
+use der::{Decode, Sequence};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAltName};
 use x509_cert::time::Time;
@@ -86,12 +86,13 @@ impl<'a> CertView<'a> {
         })
     }
 
+    #[cfg(feature = "ca")]
     /// The subject `Name` of a certificate, exactly as it is encoded there (issued
     /// certificates must repeat it byte for byte as their issuer).
     pub(crate) fn raw_subject(der: &'a [u8]) -> Option<Vec<u8>> {
         LiteCertificate::from_der(der)
             .ok()
-            .and_then(|c| c.tbs.subject.to_der().ok())
+            .and_then(|c| der::Encode::to_der(&c.tbs.subject).ok())
     }
 
     /// The certificate's notAfter.
