@@ -29,6 +29,26 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// `ca init` into d/ca, then `issue` spiffe://example.org/web into d/w.
+fn ca_and_web_svid(d: &Path) {
+    ok(&meshid(
+        d,
+        &["ca", "init", "--trust-domain", "example.org", "--out", "ca"],
+    ));
+    ok(&meshid(
+        d,
+        &[
+            "issue",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/web",
+            "--out-dir",
+            "w",
+        ],
+    ));
+}
+
 fn ok(o: &Output) {
     assert_eq!(o.status.code(), Some(0), "{}", text(o));
 }
@@ -121,22 +141,7 @@ fn root_intermediate_issue_verify_and_openssl_agrees() {
 #[test]
 fn verify_refusals_name_the_rule_and_exit_one() {
     let d = scratch("refuse");
-    ok(&meshid(
-        &d,
-        &["ca", "init", "--trust-domain", "example.org", "--out", "ca"],
-    ));
-    ok(&meshid(
-        &d,
-        &[
-            "issue",
-            "--ca",
-            "ca",
-            "--id",
-            "spiffe://example.org/web",
-            "--out-dir",
-            "w",
-        ],
-    ));
+    ca_and_web_svid(&d);
     let o = meshid(
         &d,
         &["verify", "--bundle", "other.org=w/bundle.pem", "w/svid.pem"],
@@ -314,22 +319,7 @@ fn inspect_warns_where_a_certificate_breaks_a_rule() {
 #[test]
 fn bundle_convert_round_trips_between_pem_and_json() {
     let d = scratch("bundle");
-    ok(&meshid(
-        &d,
-        &["ca", "init", "--trust-domain", "example.org", "--out", "ca"],
-    ));
-    ok(&meshid(
-        &d,
-        &[
-            "issue",
-            "--ca",
-            "ca",
-            "--id",
-            "spiffe://example.org/web",
-            "--out-dir",
-            "w",
-        ],
-    ));
+    ca_and_web_svid(&d);
     ok(&meshid(
         &d,
         &[
