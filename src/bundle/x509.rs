@@ -193,11 +193,7 @@ impl X509Bundle {
     /// The authorities as `CERTIFICATE` PEM blocks with 64-column lines; empty for an
     /// empty bundle.
     pub fn to_pem(&self) -> String {
-        self.inner
-            .authorities
-            .iter()
-            .map(|der| pem::encode("CERTIFICATE", der.as_ref()))
-            .collect()
+        pem::certificates_to_pem(&self.inner.authorities)
     }
 
     /// A bundle of certificates already checked to parse and be unique.

@@ -274,6 +274,6 @@ fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
     Ok(())
 }
 
-pub(crate) fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
+fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
     meshid::certificates_to_pem(chain)
 }
