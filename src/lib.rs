@@ -7,8 +7,9 @@
 //!
 //! This release holds typed IDs and authorizers; X509-SVIDs, trust bundles (PEM and SPIFFE
 //! bundle JSON) and verification by the SPIFFE rules; and, with feature `ca`, keys, CSRs and
-//! an issuing [`Authority`]. rustls integration with live rotation, and the Workload API and
-//! Envoy SDS transports, follow in later releases (see `CHANGELOG.md`).
+//! an issuing [`Authority`]; and rotation ([`SvidStore`], [`RotationPolicy`], [`Rotator`]).
+//! The rustls integration, and the Workload API and Envoy SDS transports, follow in later
+//! releases (see `CHANGELOG.md`).
 //!
 //! # Quick start
 //!
@@ -76,6 +77,7 @@ mod ca;
 mod id;
 mod key;
 mod pem;
+mod rotate;
 mod svid;
 mod verify;
 
@@ -90,6 +92,9 @@ pub use ca::{Authority, CaError, Csr, CsrBuilder, KeyPair, Signer, SvidRequest};
 pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
 pub use key::{KeyError, KeyType, PrivateKey};
 pub use pem::{certificates_to_pem, PemError};
+pub use rotate::{
+    Changed, Issuer, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource, SvidStore,
+};
 pub use svid::{CertificateInfo, SvidError, X509Svid};
 #[cfg(feature = "aws-lc-rs")]
 pub use verify::aws_lc_rs_algorithms;

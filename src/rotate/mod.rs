@@ -1,0 +1,14 @@
+//! Rotation: sources of the current SVID, the rotating [`SvidStore`], the pure
+//! [`RotationPolicy`], and the [`Rotator`] that drives renewal.
+//!
+//! The policy decides *when* (a pure function, tested without a clock); the store holds
+//! *what* is current (lock-free reads on the handshake path); the rotator is the small
+//! driver that sleeps, asks an [`Issuer`], verifies, and publishes.
+
+mod policy;
+mod rotator;
+mod store;
+
+pub use policy::RotationPolicy;
+pub use rotator::{Issuer, RotationStatus, Rotator, RotatorConfig};
+pub use store::{Changed, SvidSource, SvidStore};

@@ -1,0 +1,292 @@
+//! The rotation driver: a std thread that renews an SVID by the [`RotationPolicy`], verifies
+//! each new SVID before publishing it, keeps the last good one on failure, and fails closed
+//! when nothing valid is left.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use rustls_pki_types::SignatureVerificationAlgorithm;
+
+use super::{RotationPolicy, SvidSource, SvidStore};
+use crate::{BundleSource, SpiffeId, X509Svid};
+
+/// Makes new X509-SVIDs: an in-process [`Authority`](crate::Authority), or a remote CA.
+/// Each call should use a fresh key.
+pub trait Issuer: Send + Sync {
+    /// A new SVID for `id`, valid for about `ttl`.
+    fn issue_svid(
+        &self,
+        id: &SpiffeId,
+        ttl: Duration,
+    ) -> Result<X509Svid, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+#[cfg(feature = "ca")]
+impl Issuer for crate::Authority {
+    fn issue_svid(
+        &self,
+        id: &SpiffeId,
+        ttl: Duration,
+    ) -> Result<X509Svid, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.issue(id, ttl)?)
+    }
+}
+
+/// A snapshot of a rotator, for metrics and health checks.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct RotationStatus {
+    /// The store's generation after the last publish or clear.
+    pub generation: u64,
+    /// The serial number (hex) of the SVID being served, if any.
+    pub serial: Option<String>,
+    /// When the SVID being served expires.
+    pub not_after: Option<SystemTime>,
+    /// When the next renewal (or retry) is due.
+    pub next_renewal: Option<SystemTime>,
+    /// Renewals that published a new SVID.
+    pub successes: u64,
+    /// Renewals that failed (issuance or verification).
+    pub failures: u64,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Why the last renewal failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// What a [`Rotator`] renews and how.
+pub struct RotatorConfig {
+    /// The SPIFFE ID to keep an SVID for.
+    pub id: SpiffeId,
+    /// The lifetime to ask for.
+    pub ttl: Duration,
+    /// When to renew.
+    pub policy: RotationPolicy,
+    /// Who issues.
+    pub issuer: Arc<dyn Issuer>,
+    /// The bundles each new SVID must verify against before it is published.
+    pub bundles: Arc<dyn BundleSource>,
+    /// The signature algorithms for that check.
+    pub algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
+    /// Where the current SVID is published.
+    pub store: Arc<SvidStore>,
+}
+
+struct Shared {
+    config: RotatorConfig,
+    status: Mutex<RotationStatus>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// Keeps an SVID fresh in an [`SvidStore`] on a background thread.
+///
+/// ```
+/// # #[cfg(feature = "ca")]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use meshid::{Authority, BundleSet, KeyType, RotationPolicy, Rotator, RotatorConfig,
+///              SpiffeId, SvidSource, SvidStore, TrustDomain, X509Bundle};
+///
+/// let td = TrustDomain::new("example.org")?;
+/// let ca = Arc::new(Authority::new_root(td.clone(), Duration::from_secs(3600), KeyType::P256)?);
+/// let mut bundles = BundleSet::new();
+/// bundles.insert(X509Bundle::from_authorities(td, ca.root().cloned())?);
+/// let store = Arc::new(SvidStore::new());
+/// let rotator = Rotator::start(RotatorConfig {
+///     id: SpiffeId::new("spiffe://example.org/web")?,
+///     ttl: Duration::from_secs(60),
+///     policy: RotationPolicy::default(),
+///     issuer: ca,
+///     bundles: Arc::new(bundles),
+///     algorithms: webpki::ALL_VERIFICATION_ALGS, // or a rustls provider's algorithms
+///     store: Arc::clone(&store),
+/// });
+/// store.wait_for_change(0, Duration::from_secs(5));
+/// assert_eq!(store.x509_svid().unwrap().id().as_str(), "spiffe://example.org/web");
+/// assert_eq!(rotator.status().successes, 1);
+/// rotator.stop();
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "ca"))]
+/// # fn main() {}
+/// ```
+pub struct Rotator {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Rotator {
+    /// Starts renewing at once (the store holds nothing until the first success).
+    pub fn start(config: RotatorConfig) -> Self {
+        let shared = Arc::new(Shared {
+            config,
+            status: Mutex::new(RotationStatus::default()),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let worker = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("meshid-rotator".into())
+            .spawn(move || run(&worker))
+            .ok();
+        Self { shared, thread }
+    }
+
+    /// A snapshot of the rotation state.
+    pub fn status(&self) -> RotationStatus {
+        lock(&self.shared.status).clone()
+    }
+
+    /// Renews now rather than at the scheduled time.
+    pub fn renew_now(&self) {
+        self.shared.wake.notify_all();
+    }
+
+    /// Stops the rotator and waits for its thread (which finishes any issuance under way).
+    /// The store keeps the last SVID.
+    pub fn stop(mut self) {
+        self.signal_stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn signal_stop(&self) {
+        *lock(&self.shared.stop) = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+impl Drop for Rotator {
+    fn drop(&mut self) {
+        // Signal, but do not wait: an issuer that hangs must not hang the caller.
+        self.signal_stop();
+    }
+}
+
+impl std::fmt::Debug for Rotator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rotator")
+            .field("id", &self.shared.config.id)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A uniform draw from `[0, 1)` for jitter (not for secrets: std's randomly keyed hasher).
+fn random_unit() -> f64 {
+    let bits = RandomState::new().build_hasher().finish() >> 11;
+    // 53 random bits into the mantissa; the cast is exact.
+    #[allow(clippy::cast_precision_loss)]
+    let unit = bits as f64 / (1u64 << 53) as f64;
+    unit
+}
+
+fn run(shared: &Shared) {
+    let cfg = &shared.config;
+    loop {
+        let now = SystemTime::now();
+        let next = match renew(cfg) {
+            Ok(svid) => {
+                let next = cfg.policy.next_renewal(
+                    svid.not_before(),
+                    svid.not_after(),
+                    now,
+                    random_unit(),
+                );
+                let serial = serial_hex(&svid);
+                let not_after = svid.not_after();
+                // Publish under the status lock: whoever sees the new generation and then
+                // asks for the status gets the status of that generation.
+                let mut st = lock(&shared.status);
+                let generation = cfg.store.publish(svid);
+                tracing::info!(id = %cfg.id, serial = %serial, generation, "rotated X509-SVID");
+                st.generation = generation;
+                st.serial = Some(serial);
+                st.not_after = Some(not_after);
+                st.next_renewal = Some(next);
+                st.successes += 1;
+                st.consecutive_failures = 0;
+                st.last_error = None;
+                next
+            }
+            Err(why) => {
+                let mut st = lock(&shared.status);
+                st.failures += 1;
+                st.consecutive_failures = st.consecutive_failures.saturating_add(1);
+                let delay = cfg
+                    .policy
+                    .retry_delay(st.consecutive_failures, random_unit());
+                tracing::warn!(id = %cfg.id, error = %why, retry_in = ?delay, "X509-SVID renewal failed");
+                st.last_error = Some(why);
+                // Keep the last good SVID until it expires; then fail closed.
+                let expired = cfg
+                    .store
+                    .x509_svid()
+                    .is_some_and(|held| held.not_after() <= now);
+                if expired {
+                    st.generation = cfg.store.clear();
+                    st.serial = None;
+                    st.not_after = None;
+                    tracing::error!(id = %cfg.id, "X509-SVID expired with no replacement; serving none");
+                }
+                let next = now + delay;
+                st.next_renewal = Some(next);
+                next
+            }
+        };
+        // Sleep until the next renewal, a stop, or a `renew_now`.
+        let stop = lock(&shared.stop);
+        if *stop {
+            return;
+        }
+        let wait = next
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let (stop, _) = shared
+            .wake
+            .wait_timeout(stop, wait)
+            .unwrap_or_else(PoisonError::into_inner);
+        if *stop {
+            return;
+        }
+    }
+}
+
+/// Issues a new SVID and verifies it against the bundles before anyone sees it.
+fn renew(cfg: &RotatorConfig) -> Result<X509Svid, String> {
+    let svid = cfg
+        .issuer
+        .issue_svid(&cfg.id, cfg.ttl)
+        .map_err(|e| format!("issuer: {e}"))?;
+    if svid.id() != &cfg.id {
+        return Err(format!(
+            "issuer returned an SVID for {}, not {}",
+            svid.id(),
+            cfg.id
+        ));
+    }
+    crate::verify_x509_svid(
+        svid.chain(),
+        cfg.bundles.as_ref(),
+        SystemTime::now(),
+        cfg.algorithms,
+    )
+    .map_err(|e| format!("new SVID does not verify: {e}"))?;
+    Ok(svid)
+}
+
+fn serial_hex(svid: &X509Svid) -> String {
+    crate::CertificateInfo::from_der(svid.leaf())
+        .map(|info| info.serial_hex().to_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,297 @@
+//! Rotation: the store, the driver, and their behaviour when the issuer fails, lies or hangs.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant, SystemTime};
+
+use meshid::{
+    Authority, BundleSet, Issuer, KeyType, RotationPolicy, Rotator, RotatorConfig, SpiffeId,
+    SvidSource, SvidStore, TrustDomain, X509Bundle, X509Svid,
+};
+
+type IssueResult = Result<X509Svid, Box<dyn std::error::Error + Send + Sync>>;
+
+fn id(s: &str) -> SpiffeId {
+    SpiffeId::new(s).unwrap()
+}
+
+fn fast_policy() -> RotationPolicy {
+    RotationPolicy {
+        min_interval: Duration::from_millis(100),
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(200),
+        ..RotationPolicy::default()
+    }
+}
+
+struct Setup {
+    ca: Arc<Authority>,
+    bundles: Arc<BundleSet>,
+}
+
+fn setup() -> Setup {
+    let td = TrustDomain::new("example.org").unwrap();
+    let ca = Arc::new(
+        Authority::new_root(td.clone(), Duration::from_secs(3600), KeyType::P256).unwrap(),
+    );
+    let mut bundles = BundleSet::new();
+    bundles.insert(X509Bundle::from_authorities(td, ca.root().cloned()).unwrap());
+    Setup {
+        ca,
+        bundles: Arc::new(bundles),
+    }
+}
+
+fn start(s: &Setup, issuer: Arc<dyn Issuer>, ttl: Duration, store: &Arc<SvidStore>) -> Rotator {
+    Rotator::start(RotatorConfig {
+        id: id("spiffe://example.org/web"),
+        ttl,
+        policy: fast_policy(),
+        issuer,
+        bundles: s.bundles.clone(),
+        algorithms: webpki::ALL_VERIFICATION_ALGS,
+        store: Arc::clone(store),
+    })
+}
+
+/// Waits until `cond` holds, up to 10 s.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn rotates_repeatedly_with_new_keys_and_serials() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let rotator = start(&s, s.ca.clone(), Duration::from_secs(2), &store);
+    eventually("three publications", || store.generation() >= 3);
+    let status = rotator.status();
+    assert!(status.successes >= 3 && status.failures == 0, "{status:?}");
+    assert!(status.serial.is_some() && status.next_renewal.is_some());
+    // Each publication is a new certificate with a new key.
+    let a = store.x509_svid().unwrap();
+    let seen = store.generation();
+    store.wait_for_change(seen, Duration::from_secs(5));
+    let b = store.x509_svid().unwrap();
+    assert_ne!(a.leaf(), b.leaf());
+    assert_ne!(
+        a.private_key().secret_pkcs8_der(),
+        b.private_key().secret_pkcs8_der()
+    );
+    rotator.stop();
+}
+
+/// Issues once, then fails every time.
+struct FailsAfterFirst {
+    ca: Arc<Authority>,
+    calls: AtomicUsize,
+}
+
+impl Issuer for FailsAfterFirst {
+    fn issue_svid(&self, id: &SpiffeId, ttl: Duration) -> IssueResult {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            Ok(self.ca.issue(id, ttl)?)
+        } else {
+            Err("the CA is down".into())
+        }
+    }
+}
+
+#[test]
+fn keeps_the_last_good_svid_until_it_expires_then_fails_closed() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let issuer = Arc::new(FailsAfterFirst {
+        ca: s.ca.clone(),
+        calls: AtomicUsize::new(0),
+    });
+    let rotator = start(&s, issuer, Duration::from_secs(2), &store);
+    eventually("the first SVID", || store.x509_svid().is_some());
+    let first = store.x509_svid().unwrap();
+    eventually("a failed renewal", || rotator.status().failures >= 1);
+    let status = rotator.status();
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("the CA is down"),
+        "{status:?}"
+    );
+    // Still served while valid.
+    if SystemTime::now() < first.not_after() {
+        assert_eq!(store.x509_svid().unwrap().leaf(), first.leaf());
+    }
+    // Then nothing: no handshake with an expired identity.
+    eventually("fail closed after expiry", || store.x509_svid().is_none());
+    assert!(SystemTime::now() >= first.not_after());
+    assert!(rotator.status().serial.is_none());
+    rotator.stop();
+}
+
+/// Returns SVIDs that must not be published.
+struct Lies {
+    ca: Arc<Authority>,
+    other_ca: Authority,
+    mode: usize,
+}
+
+impl Issuer for Lies {
+    fn issue_svid(&self, id: &SpiffeId, ttl: Duration) -> IssueResult {
+        match self.mode {
+            0 => Ok(self
+                .ca
+                .issue(&SpiffeId::new("spiffe://example.org/someone-else")?, ttl)?),
+            _ => Ok(self.other_ca.issue(id, ttl)?),
+        }
+    }
+}
+
+#[test]
+fn an_svid_that_is_not_ours_or_does_not_verify_is_never_published() {
+    let s = setup();
+    for mode in [0, 1] {
+        let store = Arc::new(SvidStore::new());
+        let issuer = Arc::new(Lies {
+            ca: s.ca.clone(),
+            other_ca: Authority::new_root(
+                TrustDomain::new("example.org").unwrap(),
+                Duration::from_secs(600),
+                KeyType::P256,
+            )
+            .unwrap(),
+            mode,
+        });
+        let rotator = start(&s, issuer, Duration::from_secs(60), &store);
+        eventually("two refusals", || rotator.status().failures >= 2);
+        assert!(store.x509_svid().is_none());
+        assert_eq!(store.generation(), 0);
+        let why = rotator.status().last_error.unwrap();
+        assert!(
+            why.contains(if mode == 0 {
+                "someone-else"
+            } else {
+                "does not verify"
+            }),
+            "{why}"
+        );
+        rotator.stop();
+    }
+}
+
+/// Issues once, then never returns.
+struct Hangs {
+    ca: Arc<Authority>,
+    calls: AtomicUsize,
+    release: Arc<Mutex<()>>,
+}
+
+impl Issuer for Hangs {
+    fn issue_svid(&self, id: &SpiffeId, ttl: Duration) -> IssueResult {
+        if self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
+            let _held = self.release.lock().unwrap();
+        }
+        Ok(self.ca.issue(id, ttl)?)
+    }
+}
+
+#[test]
+fn a_hanging_issuer_blocks_neither_readers_nor_drop() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let release = Arc::new(Mutex::new(()));
+    let gate = release.lock().unwrap();
+    let issuer = Arc::new(Hangs {
+        ca: s.ca.clone(),
+        calls: AtomicUsize::new(0),
+        release: Arc::clone(&release),
+    });
+    let rotator = start(&s, issuer.clone(), Duration::from_secs(2), &store);
+    eventually("the first SVID", || store.x509_svid().is_some());
+    eventually("the hanging second call", || {
+        issuer.calls.load(Ordering::SeqCst) >= 2
+    });
+    // Readers keep getting the last SVID at once.
+    let t = Instant::now();
+    for _ in 0..1000 {
+        assert!(store.x509_svid().is_some());
+    }
+    assert!(t.elapsed() < Duration::from_secs(1));
+    // Dropping the rotator returns at once; the thread ends when the issuer returns.
+    let t = Instant::now();
+    drop(rotator);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    drop(gate);
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A minimal executor: polls on this thread, parking between wake-ups.
+fn block_on<F: Future>(fut: F) -> F::Output {
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_secs(5));
+    }
+}
+
+#[test]
+fn changes_are_announced_to_sync_and_async_waiters() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    assert_eq!(
+        store.wait_for_change(0, Duration::from_millis(50)),
+        0,
+        "times out"
+    );
+    let publisher = {
+        let store = Arc::clone(&store);
+        let ca = s.ca.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            store.publish(
+                ca.issue(&id("spiffe://example.org/a"), Duration::from_secs(60))
+                    .unwrap(),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            store.publish(
+                ca.issue(&id("spiffe://example.org/b"), Duration::from_secs(60))
+                    .unwrap(),
+            );
+        })
+    };
+    assert_eq!(block_on(store.changed(0)), 1);
+    assert_eq!(store.wait_for_change(1, Duration::from_secs(5)), 2);
+    assert_eq!(
+        store.x509_svid().unwrap().id().as_str(),
+        "spiffe://example.org/b"
+    );
+    publisher.join().unwrap();
+    assert_eq!(store.clear(), 3);
+    assert!(store.x509_svid().is_none());
+    // A fixed SVID is a source too, handing out the same Arc every time.
+    let fixed = Arc::new(
+        s.ca.issue(&id("spiffe://example.org/c"), Duration::from_secs(60))
+            .unwrap(),
+    );
+    assert!(Arc::ptr_eq(
+        &fixed.x509_svid().unwrap(),
+        &fixed.x509_svid().unwrap()
+    ));
+}
