@@ -6,10 +6,14 @@
 //! peers a workload accepts.
 //!
 //! This release holds typed IDs and authorizers; X509-SVIDs, trust bundles (PEM and SPIFFE
-//! bundle JSON) and verification by the SPIFFE rules; and, with feature `ca`, keys, CSRs and
-//! an issuing [`Authority`]; and rotation ([`SvidStore`], [`RotationPolicy`], [`Rotator`]).
-//! The rustls integration, and the Workload API and Envoy SDS transports, follow in later
-//! releases (see `CHANGELOG.md`).
+//! bundle JSON) and verification by the SPIFFE rules; with feature `ca`, keys, CSRs and an
+//! issuing [`Authority`]; rotation ([`SvidStore`], [`RotationPolicy`], [`Rotator`]); and,
+//! with feature `rustls`, SPIFFE mTLS whose certificates rotate under live traffic
+//! ([`tls`]). The Workload API and Envoy SDS transports follow in later releases (see
+//! `CHANGELOG.md`).
+//!
+//! `cargo run --example mesh` shows it all at work: an in-memory CA, two workloads calling
+//! each other over mTLS on loopback while their SVIDs rotate every few seconds.
 //!
 //! # Quick start
 //!
@@ -51,8 +55,9 @@
 //! | --- | --- | --- |
 //! | `serde` | no | `Serialize`/`Deserialize` for [`SpiffeId`] and [`TrustDomain`] as strings, validated strictly on input |
 //! | `ca` | yes | [`KeyPair`], [`CsrBuilder`]/[`Csr`], [`Authority`] and the [`Signer`] trait (RustCrypto P-256/P-384) |
-//! | `ring` | no | `ring_algorithms()` for verification and `RingKeyPair`, a ring-backed [`Signer`] |
-//! | `aws-lc-rs` | no | `aws_lc_rs_algorithms()` for verification and `AwsLcKeyPair`, an aws-lc-rs-backed [`Signer`] |
+//! | `rustls` | yes | the [`tls`] module: [`tls::SvidResolver`], the SPIFFE certificate verifiers, [`tls::server_config`] / [`tls::client_config`] and [`tls::peer_id`] (rustls 0.23; the crypto provider is chosen at run time) |
+//! | `ring` | yes | `ring_algorithms()` for verification, `RingKeyPair`, a ring-backed [`Signer`], and rustls's ring provider |
+//! | `aws-lc-rs` | no | `aws_lc_rs_algorithms()` for verification, `AwsLcKeyPair`, an aws-lc-rs-backed [`Signer`], and rustls's aws-lc-rs provider |
 //! | `cli` | no | the `meshid` operator binary (enables `ca` and `ring`) |
 //!
 //! # Specifications
@@ -79,6 +84,9 @@ mod key;
 mod pem;
 mod rotate;
 mod svid;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls;
 mod verify;
 
 pub use authorize::{Authorizer, Unauthorized};
@@ -100,7 +108,9 @@ pub use svid::{CertificateInfo, SvidError, X509Svid};
 pub use verify::aws_lc_rs_algorithms;
 #[cfg(feature = "ring")]
 pub use verify::ring_algorithms;
-pub use verify::{validate_path, verify_x509_svid, Usage, VerifiedSvid, VerifyError};
+pub use verify::{
+    validate_path, verify_x509_svid, verify_x509_svid_for, Usage, VerifiedSvid, VerifyError,
+};
 
 /// The README's Rust examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "ca", feature = "ring"))]

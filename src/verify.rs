@@ -168,6 +168,19 @@ pub fn verify_x509_svid(
     at: SystemTime,
     algorithms: &[&dyn SignatureVerificationAlgorithm],
 ) -> Result<VerifiedSvid, VerifyError> {
+    verify_x509_svid_for(chain, bundles, at, algorithms, Usage::ServerAuth)
+}
+
+/// [`verify_x509_svid`] for a stated [`Usage`]: a TLS server verifying its clients passes
+/// [`Usage::ClientAuth`], so a leaf whose extended key usage lists only `id-kp-clientAuth`
+/// is accepted as a client and refused as a server.
+pub fn verify_x509_svid_for(
+    chain: &[CertificateDer<'_>],
+    bundles: &(impl BundleSource + ?Sized),
+    at: SystemTime,
+    algorithms: &[&dyn SignatureVerificationAlgorithm],
+    usage: Usage,
+) -> Result<VerifiedSvid, VerifyError> {
     let (leaf_der, intermediates) = chain.split_first().ok_or(VerifyError::EmptyChain)?;
     let leaf = CertView::parse(leaf_der, 0)?;
     let id = profile::check_leaf(&leaf)?;
@@ -187,7 +200,7 @@ pub fn verify_x509_svid(
         bundle.anchors(),
         at,
         algorithms,
-        Usage::ServerAuth,
+        usage,
         // The profile step above already checked every presented intermediate.
         false,
     )?;

@@ -48,3 +48,9 @@ pub trait BundleSource: Send + Sync {
     /// The X.509 bundle of `trust_domain`, if this source has one.
     fn x509_bundle(&self, trust_domain: &TrustDomain) -> Option<X509Bundle>;
 }
+
+impl<T: BundleSource + ?Sized> BundleSource for std::sync::Arc<T> {
+    fn x509_bundle(&self, trust_domain: &TrustDomain) -> Option<X509Bundle> {
+        (**self).x509_bundle(trust_domain)
+    }
+}

@@ -37,7 +37,11 @@ impl Default for RotationPolicy {
 
 impl RotationPolicy {
     /// The instant to renew an SVID valid from `not_before` to `not_after`, seen at `now`,
-    /// with `random` drawn uniformly from `[0, 1)` (it picks the jitter).
+    /// with `random` drawn uniformly from `[0, 1)` (it picks the jitter). The [`Rotator`]
+    /// passes the later of NotBefore and the time it received the SVID as `not_before`, so
+    /// an issuer's backdating does not count as lifetime already used.
+    ///
+    /// [`Rotator`]: crate::Rotator
     ///
     /// The result is `not_before + lifetime × (renew_at ± jitter)`, then clamped to at
     /// least `now + min_interval` and at most `now + max_interval`, and never after

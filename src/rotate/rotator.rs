@@ -197,8 +197,11 @@ fn run(shared: &Shared) {
         let now = SystemTime::now();
         let next = match renew(cfg) {
             Ok(svid) => {
+                // Measure the lifetime from when we got the SVID: issuers backdate NotBefore
+                // for peers' clock skew (10 s here, rule 13), which for SVIDs living seconds
+                // would put "half the lifetime" before issuance.
                 let next = cfg.policy.next_renewal(
-                    svid.not_before(),
+                    svid.not_before().max(now),
                     svid.not_after(),
                     now,
                     random_unit(),

@@ -1,0 +1,72 @@
+//! Ready-made rustls configurations and the peer's ID.
+
+use std::sync::Arc;
+
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::server::NoServerSessionStorage;
+use rustls::version::{TLS12, TLS13};
+use rustls::{ClientConfig, CommonState, Error as TlsError, ServerConfig};
+
+use super::{SpiffeClientCertVerifier, SpiffeServerCertVerifier, SvidResolver};
+use crate::svid::profile::{self, CertView};
+use crate::{Authorizer, BundleSource, SpiffeId, SvidSource};
+
+/// A server configuration for SPIFFE mTLS: presents `svid`'s current SVID, requires a client
+/// SVID that verifies against `bundles` and that `authorizer` allows, speaks TLS 1.3 and
+/// 1.2, and never resumes sessions (see the [module docs](super)).
+///
+/// Fails only when `provider` supports neither TLS version.
+pub fn server_config(
+    provider: Arc<CryptoProvider>,
+    svid: impl SvidSource + 'static,
+    bundles: impl BundleSource + 'static,
+    authorizer: impl Authorizer + 'static,
+) -> Result<ServerConfig, TlsError> {
+    let verifier =
+        SpiffeClientCertVerifier::new(Arc::new(bundles), authorizer, Arc::clone(&provider));
+    let resolver = SvidResolver::new(Arc::new(svid), Arc::clone(&provider));
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&TLS13, &TLS12])?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(Arc::new(resolver));
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
+}
+
+/// A client configuration for SPIFFE mTLS: presents `svid`'s current SVID, requires a server
+/// SVID that verifies against `bundles` and that `authorizer` allows (the server *name* is
+/// not checked), speaks TLS 1.3 and 1.2, and never resumes sessions (see the
+/// [module docs](super)).
+///
+/// Fails only when `provider` supports neither TLS version.
+pub fn client_config(
+    provider: Arc<CryptoProvider>,
+    svid: impl SvidSource + 'static,
+    bundles: impl BundleSource + 'static,
+    authorizer: impl Authorizer + 'static,
+) -> Result<ClientConfig, TlsError> {
+    let verifier =
+        SpiffeServerCertVerifier::new(Arc::new(bundles), authorizer, Arc::clone(&provider));
+    let resolver = SvidResolver::new(Arc::new(svid), Arc::clone(&provider));
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&TLS13, &TLS12])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_cert_resolver(Arc::new(resolver));
+    config.resumption = Resumption::disabled();
+    Ok(config)
+}
+
+/// The SPIFFE ID of the connection's peer, once the handshake has completed; `None` before
+/// that, or when the peer presented no X509-SVID. Works on a `ServerConnection` or a
+/// `ClientConnection` (both dereference to `CommonState`).
+///
+/// With the verifiers of this module the peer's chain has been verified and authorized
+/// before the handshake completes, so the ID returned is an authenticated one.
+pub fn peer_id(conn: &CommonState) -> Option<SpiffeId> {
+    let leaf = conn.peer_certificates()?.first()?;
+    let view = CertView::parse(leaf, 0).ok()?;
+    profile::check_leaf(&view).ok()
+}

@@ -1,0 +1,84 @@
+//! rustls integration (feature `rustls`): SPIFFE mTLS whose certificates rotate under live
+//! traffic.
+//!
+//! Four small pieces, each with one job, as rustls itself is built:
+//!
+//! - [`SvidResolver`] presents the current SVID of any [`SvidSource`](crate::SvidSource)
+//!   (server and client side). It builds the rustls `CertifiedKey` once per SVID and hands
+//!   out the cached one on every handshake: nothing is parsed on the handshake path.
+//! - [`SpiffeServerCertVerifier`] (a client verifying its server) and
+//!   [`SpiffeClientCertVerifier`] (a server verifying its clients; a client certificate is
+//!   required) verify the peer's chain as an X509-SVID against a
+//!   [`BundleSource`](crate::BundleSource) with [`verify_x509_svid_for`](crate::verify_x509_svid_for),
+//!   then ask an [`Authorizer`](crate::Authorizer). No DNS name is checked: SPIFFE
+//!   authenticates the peer's ID, and the authorizer decides whether that ID may talk to us.
+//! - [`server_config`] and [`client_config`] put them together with a crypto provider you
+//!   choose, TLS 1.3 and 1.2, and session resumption off (see below).
+//! - [`peer_id`] gives the application the authenticated peer's SPIFFE ID.
+//!
+//! # Why session resumption is off
+//!
+//! A resumed TLS session skips certificate verification: the peer is taken to be whoever it
+//! was when the session was first established. With SPIFFE that is wrong in three ways. The
+//! peer's SVID may have expired or rotated since; the bundle may have changed (a revoked
+//! authority removed); and the [`Authorizer`](crate::Authorizer) is not asked again. rustls
+//! also keys client-side sessions by server *name*, which SPIFFE does not use. SPIRE, the
+//! go-spiffe `tlsconfig` package and `spiffe-rustls` all turn it off; so do these helpers.
+//! A full TLS 1.3 handshake with P-256 costs well under a millisecond, so there is little to
+//! save. Callers who really want resumption can set it back on the returned config.
+//!
+//! # Example
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use meshid::{authorize, tls, Authority, KeyType, SpiffeId, TrustDomain, X509Bundle};
+//!
+//! let provider = Arc::new(rustls::crypto::ring::default_provider());
+//! let td = TrustDomain::new("example.org")?;
+//! let ca = Authority::new_root(td.clone(), Duration::from_secs(3600), KeyType::P256)?;
+//! let bundle = Arc::new(X509Bundle::from_authorities(td.clone(), ca.root().cloned())?);
+//!
+//! let backend = Arc::new(ca.issue(&SpiffeId::new("spiffe://example.org/backend")?, Duration::from_secs(600))?);
+//! let frontend = Arc::new(ca.issue(&SpiffeId::new("spiffe://example.org/frontend")?, Duration::from_secs(600))?);
+//!
+//! // The backend accepts only the frontend; the frontend accepts only the backend.
+//! let server = tls::server_config(
+//!     Arc::clone(&provider), backend, bundle.clone(),
+//!     authorize::exact(SpiffeId::new("spiffe://example.org/frontend")?),
+//! )?;
+//! let client = tls::client_config(
+//!     provider, frontend, bundle,
+//!     authorize::exact(SpiffeId::new("spiffe://example.org/backend")?),
+//! )?;
+//!
+//! // Drive a handshake in memory (a TcpStream works the same way).
+//! let name = rustls::pki_types::ServerName::try_from("backend")?; // not checked, but required
+//! let mut c = rustls::ClientConnection::new(Arc::new(client), name)?;
+//! let mut s = rustls::ServerConnection::new(Arc::new(server))?;
+//! while c.is_handshaking() || s.is_handshaking() {
+//!     let mut buf = Vec::new();
+//!     c.write_tls(&mut buf)?;
+//!     s.read_tls(&mut buf.as_slice())?;
+//!     s.process_new_packets()?;
+//!     buf.clear();
+//!     s.write_tls(&mut buf)?;
+//!     c.read_tls(&mut buf.as_slice())?;
+//!     c.process_new_packets()?;
+//! }
+//! assert_eq!(tls::peer_id(&s).unwrap().as_str(), "spiffe://example.org/frontend");
+//! assert_eq!(tls::peer_id(&c).unwrap().as_str(), "spiffe://example.org/backend");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! All rustls-version-specific code of the crate lives in this module.
+
+mod config;
+mod resolver;
+mod verifier;
+
+pub use config::{client_config, peer_id, server_config};
+pub use resolver::SvidResolver;
+pub use verifier::{rejection, PeerRejected, SpiffeClientCertVerifier, SpiffeServerCertVerifier};

@@ -1,0 +1,260 @@
+//! The SPIFFE certificate verifiers for both sides of a handshake.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError};
+use rustls::{Error as TlsError, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use thiserror::Error;
+
+use crate::{verify_x509_svid_for, Authorizer, BundleSource, Unauthorized, Usage, VerifyError};
+
+/// Why a peer's certificate was refused in a handshake. rustls reports it as
+/// `Error::InvalidCertificate(CertificateError::Other(..))` (the peer receives a
+/// `bad_certificate` alert); [`rejection`] gets it back out.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PeerRejected {
+    /// The chain is not a valid X509-SVID of a trust domain we hold a bundle for.
+    #[error("peer certificate is not a valid X509-SVID: {0}")]
+    Verify(#[from] VerifyError),
+    /// The chain is a valid X509-SVID, but the authorizer refused its SPIFFE ID.
+    #[error(transparent)]
+    Unauthorized(#[from] Unauthorized),
+}
+
+/// The [`PeerRejected`] inside a rustls handshake error, if that is what it holds.
+///
+/// ```
+/// # fn demo(handshake_error: &rustls::Error) {
+/// if let Some(why) = meshid::tls::rejection(handshake_error) {
+///     eprintln!("peer refused: {why}");
+/// }
+/// # }
+/// ```
+pub fn rejection(error: &TlsError) -> Option<&PeerRejected> {
+    match error {
+        TlsError::InvalidCertificate(CertificateError::Other(other)) => {
+            other.0.downcast_ref::<PeerRejected>()
+        }
+        _ => None,
+    }
+}
+
+/// What both verifiers share: where roots come from, who decides, which algorithms.
+struct Checks {
+    bundles: Arc<dyn BundleSource>,
+    authorizer: Arc<dyn Authorizer>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl Checks {
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        usage: Usage,
+    ) -> Result<(), TlsError> {
+        let mut chain = Vec::with_capacity(1 + intermediates.len());
+        chain.push(CertificateDer::from(end_entity.as_ref()));
+        chain.extend(
+            intermediates
+                .iter()
+                .map(|c| CertificateDer::from(c.as_ref())),
+        );
+        let at = UNIX_EPOCH + Duration::from_secs(now.as_secs());
+        self.check(&chain, at, usage).map_err(|rejected| {
+            tracing::debug!(error = %rejected, "refused a peer certificate");
+            TlsError::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(rejected))))
+        })
+    }
+
+    fn check(
+        &self,
+        chain: &[CertificateDer<'_>],
+        at: SystemTime,
+        usage: Usage,
+    ) -> Result<(), PeerRejected> {
+        let algorithms = self.provider.signature_verification_algorithms.all;
+        let verified = verify_x509_svid_for(chain, &*self.bundles, at, algorithms, usage)?;
+        self.authorizer.authorize(verified.id())?;
+        Ok(())
+    }
+
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+impl fmt::Debug for Checks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checks").finish_non_exhaustive()
+    }
+}
+
+/// A TLS client's check of its server: the server's chain must be an X509-SVID that
+/// verifies against the bundle of its own trust domain, and the authorizer must accept its
+/// SPIFFE ID. The server name the client connects with is **not** checked.
+#[derive(Debug)]
+pub struct SpiffeServerCertVerifier(Checks);
+
+impl SpiffeServerCertVerifier {
+    /// Verifies servers against `bundles`, admits the IDs `authorizer` allows, and checks
+    /// signatures with `provider`'s algorithms.
+    pub fn new(
+        bundles: Arc<dyn BundleSource>,
+        authorizer: impl Authorizer + 'static,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Self(Checks {
+            bundles,
+            authorizer: Arc::new(authorizer),
+            provider,
+        })
+    }
+}
+
+impl ServerCertVerifier for SpiffeServerCertVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        self.0
+            .verify(end_entity, intermediates, now, Usage::ServerAuth)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.0.tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.0.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.schemes()
+    }
+}
+
+/// A TLS server's check of its clients: a client certificate is required, its chain must be
+/// an X509-SVID that verifies against the bundle of its own trust domain, and the
+/// authorizer must accept its SPIFFE ID.
+///
+/// No CA names are sent in the CertificateRequest: an SVID workload has exactly one
+/// identity to present, and bundle subjects would only leak the trust configuration.
+#[derive(Debug)]
+pub struct SpiffeClientCertVerifier(Checks);
+
+impl SpiffeClientCertVerifier {
+    /// Verifies clients against `bundles`, admits the IDs `authorizer` allows, and checks
+    /// signatures with `provider`'s algorithms.
+    pub fn new(
+        bundles: Arc<dyn BundleSource>,
+        authorizer: impl Authorizer + 'static,
+        provider: Arc<CryptoProvider>,
+    ) -> Self {
+        Self(Checks {
+            bundles,
+            authorizer: Arc::new(authorizer),
+            provider,
+        })
+    }
+}
+
+impl ClientCertVerifier for SpiffeClientCertVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, TlsError> {
+        self.0
+            .verify(end_entity, intermediates, now, Usage::ClientAuth)
+            .map(|()| ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.0.tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.0.tls13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.schemes()
+    }
+}
