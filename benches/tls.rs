@@ -1,0 +1,2 @@
+//! Handshake and resolver benchmarks (being written).
+fn main() {}

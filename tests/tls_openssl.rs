@@ -1,0 +1,1 @@
+//! openssl interop for meshid::tls (being written).
