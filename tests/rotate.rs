@@ -135,6 +135,61 @@ fn keeps_the_last_good_svid_until_it_expires_then_fails_closed() {
     rotator.stop();
 }
 
+#[test]
+fn an_expired_svid_is_dropped_at_expiry_even_during_a_long_backoff() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let issuer = Arc::new(FailsAfterFirst {
+        ca: s.ca.clone(),
+        calls: AtomicUsize::new(0),
+    });
+    // Retries a minute apart: without waking at expiry, the expired SVID would be held
+    // for up to a minute.
+    let rotator = Rotator::start(RotatorConfig {
+        id: id("spiffe://example.org/web"),
+        ttl: Duration::from_secs(2),
+        policy: RotationPolicy {
+            retry_base: Duration::from_secs(60),
+            retry_max: Duration::from_secs(60),
+            ..fast_policy()
+        },
+        issuer,
+        bundles: s.bundles.clone(),
+        algorithms: webpki::ALL_VERIFICATION_ALGS,
+        store: Arc::clone(&store),
+    });
+    eventually("the first SVID", || store.x509_svid().is_some());
+    let first = store.x509_svid().unwrap();
+    eventually("fail closed soon after expiry", || {
+        store.x509_svid().is_none()
+    });
+    let late = SystemTime::now().duration_since(first.not_after()).unwrap();
+    assert!(
+        late < Duration::from_secs(5),
+        "cleared {late:?} after expiry"
+    );
+    rotator.stop();
+}
+
+#[test]
+fn renew_now_is_never_lost() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let rotator = start(&s, s.ca.clone(), Duration::from_secs(3600), &store);
+    // Ask again and again right after each publication, when the worker may not be
+    // waiting yet: every request must lead to a renewal.
+    for n in 1..=20 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.generation() < n {
+            assert!(Instant::now() < deadline, "renewal {n} never happened");
+            std::hint::spin_loop();
+        }
+        rotator.renew_now();
+    }
+    eventually("the last requested renewal", || store.generation() >= 21);
+    rotator.stop();
+}
+
 /// Returns SVIDs that must not be published.
 struct Lies {
     ca: Arc<Authority>,

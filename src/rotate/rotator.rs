@@ -75,10 +75,17 @@ pub struct RotatorConfig {
     pub store: Arc<SvidStore>,
 }
 
+/// Requests to the worker, guarded by one mutex so none is lost between checks.
+#[derive(Default)]
+struct Control {
+    stop: bool,
+    renew: bool,
+}
+
 struct Shared {
     config: RotatorConfig,
     status: Mutex<RotationStatus>,
-    stop: Mutex<bool>,
+    control: Mutex<Control>,
     wake: Condvar,
 }
 
@@ -126,7 +133,7 @@ impl Rotator {
         let shared = Arc::new(Shared {
             config,
             status: Mutex::new(RotationStatus::default()),
-            stop: Mutex::new(false),
+            control: Mutex::new(Control::default()),
             wake: Condvar::new(),
         });
         let worker = Arc::clone(&shared);
@@ -144,6 +151,9 @@ impl Rotator {
 
     /// Renews now rather than at the scheduled time.
     pub fn renew_now(&self) {
+        // Recorded under the lock, so a request made while a renewal is under way is not
+        // lost: the worker renews again as soon as it finishes.
+        lock(&self.shared.control).renew = true;
         self.shared.wake.notify_all();
     }
 
@@ -157,7 +167,7 @@ impl Rotator {
     }
 
     fn signal_stop(&self) {
-        *lock(&self.shared.stop) = true;
+        lock(&self.shared.control).stop = true;
         self.shared.wake.notify_all();
     }
 }
@@ -242,26 +252,29 @@ fn run(shared: &Shared) {
                     st.not_after = None;
                     tracing::error!(id = %cfg.id, "X509-SVID expired with no replacement; serving none");
                 }
-                let next = now + delay;
+                // Retry after the backoff, but wake no later than the held SVID's expiry so
+                // that an expired SVID is never served for the rest of a long backoff.
+                let mut next = now + delay;
+                if let Some(held) = cfg.store.x509_svid() {
+                    next = next.min(held.not_after().max(now));
+                }
                 st.next_renewal = Some(next);
                 next
             }
         };
         // Sleep until the next renewal, a stop, or a `renew_now`.
-        let stop = lock(&shared.stop);
-        if *stop {
-            return;
-        }
         let wait = next
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
-        let (stop, _) = shared
+        let control = lock(&shared.control);
+        let (mut control, _) = shared
             .wake
-            .wait_timeout(stop, wait)
+            .wait_timeout_while(control, wait, |c| !c.stop && !c.renew)
             .unwrap_or_else(PoisonError::into_inner);
-        if *stop {
+        if control.stop {
             return;
         }
+        control.renew = false;
     }
 }
 

@@ -25,7 +25,7 @@ pub fn server_config(
 ) -> Result<ServerConfig, TlsError> {
     let verifier =
         SpiffeClientCertVerifier::new(Arc::new(bundles), authorizer, Arc::clone(&provider));
-    let resolver = SvidResolver::new(Arc::new(svid), Arc::clone(&provider));
+    let resolver = SvidResolver::new(svid, Arc::clone(&provider));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&TLS13, &TLS12])?
         .with_client_cert_verifier(Arc::new(verifier))
@@ -49,7 +49,7 @@ pub fn client_config(
 ) -> Result<ClientConfig, TlsError> {
     let verifier =
         SpiffeServerCertVerifier::new(Arc::new(bundles), authorizer, Arc::clone(&provider));
-    let resolver = SvidResolver::new(Arc::new(svid), Arc::clone(&provider));
+    let resolver = SvidResolver::new(svid, Arc::clone(&provider));
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&TLS13, &TLS12])?
         .dangerous()

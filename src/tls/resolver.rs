@@ -35,9 +35,9 @@ pub struct SvidResolver {
 
 impl SvidResolver {
     /// A resolver over `source`, loading keys with `provider`'s key provider.
-    pub fn new(source: Arc<dyn SvidSource>, provider: Arc<CryptoProvider>) -> Self {
+    pub fn new(source: impl SvidSource + 'static, provider: Arc<CryptoProvider>) -> Self {
         Self {
-            source,
+            source: Arc::new(source),
             provider,
             cache: ArcSwapOption::empty(),
         }
