@@ -62,10 +62,17 @@ fn main() -> Result<(), Error> {
     }
     let peer = tls::peer_id(&tls.conn).ok_or("server presented no SPIFFE ID")?;
     println!("server is {peer}");
-    writeln!(tls, "{message}")?;
-    tls.flush()?;
     let mut reply = String::new();
-    BufReader::new(&mut tls).read_line(&mut reply)?;
+    let exchanged = writeln!(tls, "{message}")
+        .and_then(|()| tls.flush())
+        .and_then(|()| BufReader::new(&mut tls).read_line(&mut reply));
+    if let Err(error) = exchanged {
+        // With TLS 1.3 the server checks our certificate after our side of the handshake
+        // is done; a refusal then arrives as an alert on the next read.
+        return Err(format!("the server ended the connection: {error}").into());
+    }
     print!("{reply}");
+    tls.conn.send_close_notify();
+    tls.flush()?;
     Ok(())
 }

@@ -57,8 +57,7 @@ fn main() -> Result<(), Error> {
         let config = Arc::clone(&config);
         std::thread::spawn(move || {
             if let Err(why) = serve(config, tcp) {
-                // A refused client is reported here, with the rule it broke.
-                println!("connection failed: {why}");
+                println!("connection failed: {}", explain(&*why));
             }
         });
     }
@@ -76,6 +75,21 @@ pub fn load(dir: &Path) -> Result<(X509Svid, X509Bundle), Error> {
         &std::fs::read(dir.join("bundle.pem"))?,
     )?;
     Ok((svid, bundle))
+}
+
+/// A refused peer's reason as meshid states it (the rule it broke, or the ID the authorizer
+/// refused); other errors as they are.
+pub fn explain(error: &(dyn std::error::Error + 'static)) -> String {
+    let tls_error = error.downcast_ref::<rustls::Error>().or_else(|| {
+        error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|e| e.get_ref())
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    });
+    match tls_error.and_then(tls::rejection) {
+        Some(rejected) => format!("refused: {rejected}"),
+        None => error.to_string(),
+    }
 }
 
 fn serve(config: Arc<ServerConfig>, tcp: TcpStream) -> Result<(), Error> {

@@ -57,7 +57,9 @@ impl CsrBuilder {
         }
     }
 
-    /// Adds a DNS SAN.
+    /// Adds a DNS SAN to the request. The CA decides what it signs:
+    /// [`Authority::sign_csr`](crate::Authority::sign_csr) puts only the DNS names of its
+    /// [`SvidRequest`](crate::SvidRequest) in the certificate, never the CSR's own.
     #[must_use]
     pub fn dns_name(mut self, name: impl Into<String>) -> Self {
         self.dns_names.push(name.into());

@@ -27,6 +27,16 @@
 //! A full TLS 1.3 handshake with P-256 costs well under a millisecond, so there is little to
 //! save. Callers who really want resumption can set it back on the returned config.
 //!
+//! # What a refused peer is told
+//!
+//! Every refusal (no bundle for its trust domain, unknown issuer, expired, a broken SVID
+//! rule, an ID the authorizer refuses) reaches rustls as
+//! `CertificateError::Other(`[`PeerRejected`]`)`, so the local side can tell exactly why
+//! with [`rejection`], and the peer receives one alert, `certificate_unknown`. Telling a
+//! caller which check failed (expired, `unknown_ca`, `access_denied`) would help an
+//! attacker probe the trust configuration and the authorization policy; the logs (a
+//! `tracing` debug event per refusal) and the local error carry the reason instead.
+//!
 //! # Example
 //!
 //! ```

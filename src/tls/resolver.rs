@@ -47,17 +47,22 @@ impl SvidResolver {
     /// none or its key cannot be loaded by the provider.
     pub fn current(&self) -> Option<Arc<CertifiedKey>> {
         let svid = self.source.x509_svid()?;
-        if let Some(cached) = &*self.cache.load() {
+        let seen = self.cache.load();
+        if let Some(cached) = &*seen {
             if Arc::ptr_eq(&cached.svid, &svid) {
                 return cached.key.clone();
             }
         }
         let key = self.certify(&svid);
-        // Two handshakes racing past a rotation may both build; either result is right.
-        self.cache.store(Some(Arc::new(Cached {
-            svid,
-            key: key.clone(),
-        })));
+        // Cache only if nobody else did meanwhile: a handshake that read the source before
+        // a rotation must not put the older SVID back over a newer one.
+        let _ = self.cache.compare_and_swap(
+            &seen,
+            Some(Arc::new(Cached {
+                svid,
+                key: key.clone(),
+            })),
+        );
         key
     }
 
