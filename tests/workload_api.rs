@@ -1,0 +1,404 @@
+//! The Workload API server against clients nobody here wrote: the `spiffe` crate's client
+//! and `X509Source`, and `spiffe-rustls` peers (fed by that source) against meshid's rustls
+//! configs in both directions.
+
+#![cfg(all(unix, feature = "workload-api", feature = "ca", feature = "ring"))]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshid::workload::WorkloadApiServer;
+use meshid::{
+    authorize, tls, Authority, BundleSet, KeyType, RotationPolicy, Rotator, RotatorConfig,
+    SpiffeId, SvidSource, SvidStore, TrustDomain, X509Bundle,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn id(s: &str) -> SpiffeId {
+    SpiffeId::new(s).unwrap()
+}
+
+/// A socket path of its own for each test.
+fn socket_path() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "meshid-wl-{}-{}.sock",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
+/// A CA for example.org (and a federated one for other.org), rotators for the workload's
+/// IDs, and a running server.
+struct Agent {
+    ca: Arc<Authority>,
+    bundles: BundleSet,
+    rotators: Vec<Rotator>,
+    stores: Vec<Arc<SvidStore>>,
+    path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<(), meshid::workload::WorkloadApiError>>>,
+}
+
+impl Agent {
+    async fn start(ids: &[&str], ttl: Duration) -> Self {
+        let td = TrustDomain::new("example.org").unwrap();
+        let ca = Arc::new(Authority::new_root(td.clone(), HOUR, KeyType::P256).unwrap());
+        let other =
+            Authority::new_root(TrustDomain::new("other.org").unwrap(), HOUR, KeyType::P256)
+                .unwrap();
+        let mut bundles = BundleSet::new();
+        bundles.insert(X509Bundle::from_authorities(td, ca.root().cloned()).unwrap());
+        bundles.insert(
+            X509Bundle::from_authorities(
+                TrustDomain::new("other.org").unwrap(),
+                other.root().cloned(),
+            )
+            .unwrap(),
+        );
+        let mut rotators = Vec::new();
+        let mut stores = Vec::new();
+        for s in ids {
+            let store = Arc::new(SvidStore::new());
+            rotators.push(Rotator::start(RotatorConfig {
+                id: id(s),
+                ttl,
+                policy: RotationPolicy::default(),
+                issuer: ca.clone(),
+                bundles: Arc::new(bundles.clone()),
+                algorithms: meshid::ring_algorithms(),
+                store: Arc::clone(&store),
+            }));
+            assert_ne!(store.wait_for_change(0, Duration::from_secs(10)), 0);
+            stores.push(store);
+        }
+        let mut api = WorkloadApiServer::new(bundles.clone());
+        for store in &stores {
+            api = api.with_svid(Arc::clone(store));
+        }
+        let path = socket_path();
+        let (stop, stopped) = oneshot::channel();
+        let served = tokio::spawn(api.serve(path.clone(), async {
+            let _ = stopped.await;
+        }));
+        // Wait for the socket.
+        for _ in 0..200 {
+            if path.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Self {
+            ca,
+            bundles,
+            rotators,
+            stores,
+            path,
+            stop: Some(stop),
+            served: Some(served),
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let served = self.served.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("server stops within 10 s")
+            .unwrap()
+            .unwrap();
+        assert!(!self.path.exists(), "socket removed");
+        for r in self.rotators.drain(..) {
+            r.stop();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spiffe_crate_client_fetches_ids_chains_and_bundles() {
+    let agent = Agent::start(
+        &["spiffe://example.org/web", "spiffe://example.org/db"],
+        HOUR,
+    )
+    .await;
+    let client = spiffe::WorkloadApiClient::connect_to(agent.endpoint())
+        .await
+        .unwrap();
+
+    let context = client.fetch_x509_context().await.unwrap();
+    let ids: Vec<String> = context
+        .svids()
+        .iter()
+        .map(|s| s.spiffe_id().to_string())
+        .collect();
+    assert_eq!(ids, ["spiffe://example.org/web", "spiffe://example.org/db"]);
+    let default = context.default_svid().unwrap();
+    let ours = agent.stores[0].x509_svid().unwrap();
+    let chain: Vec<&[u8]> = default.cert_chain().iter().map(AsRef::as_ref).collect();
+    let expected: Vec<&[u8]> = ours.chain().iter().map(AsRef::as_ref).collect();
+    assert_eq!(chain, expected);
+    // Own and federated bundles.
+    let set = context.bundle_set();
+    let mut tds: Vec<String> = set.iter().map(|(td, _)| td.to_string()).collect();
+    tds.sort();
+    assert_eq!(tds, ["example.org", "other.org"]);
+    let example = set
+        .get(&spiffe::TrustDomain::new("example.org").unwrap())
+        .unwrap();
+    assert_eq!(
+        example.authorities()[0].as_ref(),
+        agent.ca.root().unwrap().as_ref()
+    );
+
+    let bundles = client.fetch_x509_bundles().await.unwrap();
+    assert_eq!(bundles.len(), 2);
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spiffe_crate_x509_source_follows_rotations() {
+    let agent = Agent::start(&["spiffe://example.org/web"], Duration::from_secs(2)).await;
+    let source = spiffe::X509Source::builder()
+        .endpoint(agent.endpoint())
+        .build()
+        .await
+        .unwrap();
+    let mut updates = source.updated();
+    let mut leaves = std::collections::BTreeSet::new();
+    leaves.insert(source.svid().unwrap().leaf().as_ref().to_vec());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while leaves.len() < 3 {
+        tokio::time::timeout_at(deadline, updates.changed())
+            .await
+            .expect("a rotation reaches the source")
+            .unwrap();
+        let svid = source.svid().unwrap();
+        assert_eq!(svid.spiffe_id().to_string(), "spiffe://example.org/web");
+        leaves.insert(svid.leaf().as_ref().to_vec());
+    }
+    // The source holds what our store holds now (or had a moment ago).
+    source.shutdown().await;
+    agent.shutdown().await;
+}
+
+/// A handshake over a tokio TcpStream, records pumped by hand through the sans-IO rustls
+/// connection (tokio-rustls is not a dependency); the peer's SPIFFE ID.
+async fn drive(
+    mut conn: rustls::Connection,
+    tcp: &mut tokio::net::TcpStream,
+) -> std::io::Result<Option<SpiffeId>> {
+    loop {
+        while conn.wants_write() {
+            let mut buf = Vec::new();
+            conn.write_tls(&mut buf)?;
+            tcp.write_all(&buf).await?;
+        }
+        if !conn.is_handshaking() {
+            return Ok(tls::peer_id(&conn));
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        let n = tcp.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        conn.read_tls(&mut &buf[..n])?;
+        if let Err(e) = conn.process_new_packets() {
+            // Send our alert before giving up.
+            let mut buf = Vec::new();
+            let _ = conn.write_tls(&mut buf);
+            let _ = tcp.write_all(&buf).await;
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        }
+    }
+}
+
+fn server(config: Arc<rustls::ServerConfig>) -> rustls::Connection {
+    rustls::ServerConnection::new(config).unwrap().into()
+}
+
+fn client(config: Arc<rustls::ClientConfig>) -> rustls::Connection {
+    let name = rustls::pki_types::ServerName::try_from("not-checked").unwrap();
+    rustls::ClientConnection::new(config, name).unwrap().into()
+}
+
+/// A handshake between `server_config` and `client_config` on loopback: the ID each side saw.
+async fn handshake(
+    server_config: Arc<rustls::ServerConfig>,
+    client_config: Arc<rustls::ClientConfig>,
+) -> (
+    std::io::Result<Option<SpiffeId>>,
+    std::io::Result<Option<SpiffeId>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        drive(server(server_config), &mut tcp).await
+    });
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let client_saw = drive(client(client_config), &mut tcp).await;
+    // TLS 1.3: the client finishes first; wait for the server's verdict before closing.
+    let server_saw = accepted.await.unwrap();
+    (server_saw, client_saw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spiffe_rustls_peers_and_meshid_peers_accept_each_other() {
+    let agent = Agent::start(&["spiffe://example.org/theirs"], HOUR).await;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let source = spiffe::X509Source::builder()
+        .endpoint(agent.endpoint())
+        .build()
+        .await
+        .unwrap();
+    // Our side: an SVID from the same CA, verified against the same bundles.
+    let ours = Arc::new(
+        agent
+            .ca
+            .issue(&id("spiffe://example.org/ours"), HOUR)
+            .unwrap(),
+    );
+    let bundles = Arc::new(agent.bundles.clone());
+
+    let only = |s: &str| spiffe_rustls::authorizer::exact([s.to_owned()]).unwrap();
+
+    // spiffe-rustls server, meshid client.
+    let their_server = Arc::new(
+        spiffe_rustls::mtls_server(source.clone())
+            .authorize(only("spiffe://example.org/ours"))
+            .build()
+            .unwrap(),
+    );
+    let our_client = Arc::new(
+        tls::client_config(
+            Arc::clone(&provider),
+            Arc::clone(&ours),
+            Arc::clone(&bundles),
+            authorize::exact(id("spiffe://example.org/theirs")),
+        )
+        .unwrap(),
+    );
+    let (they_saw, we_saw) = handshake(their_server, our_client).await;
+    assert_eq!(
+        we_saw.unwrap().unwrap().as_str(),
+        "spiffe://example.org/theirs"
+    );
+    assert_eq!(
+        they_saw.unwrap().unwrap().as_str(),
+        "spiffe://example.org/ours"
+    );
+
+    // meshid server, spiffe-rustls client.
+    let our_server = Arc::new(
+        tls::server_config(
+            Arc::clone(&provider),
+            Arc::clone(&ours),
+            Arc::clone(&bundles),
+            authorize::exact(id("spiffe://example.org/theirs")),
+        )
+        .unwrap(),
+    );
+    let their_client = Arc::new(
+        spiffe_rustls::mtls_client(source.clone())
+            .authorize(only("spiffe://example.org/ours"))
+            .build()
+            .unwrap(),
+    );
+    let (we_saw, they_saw) = handshake(Arc::clone(&our_server), their_client).await;
+    assert_eq!(
+        we_saw.unwrap().unwrap().as_str(),
+        "spiffe://example.org/theirs"
+    );
+    assert_eq!(
+        they_saw.unwrap().unwrap().as_str(),
+        "spiffe://example.org/ours"
+    );
+
+    // Each side refuses what its authorizer does not list.
+    let strict_client = Arc::new(
+        spiffe_rustls::mtls_client(source.clone())
+            .authorize(only("spiffe://example.org/x"))
+            .build()
+            .unwrap(),
+    );
+    let (_, they_saw) = handshake(Arc::clone(&our_server), strict_client).await;
+    assert!(they_saw.is_err());
+    let our_strict_server = Arc::new(
+        tls::server_config(
+            Arc::clone(&provider),
+            Arc::clone(&ours),
+            Arc::clone(&bundles),
+            authorize::exact(id("spiffe://example.org/x")),
+        )
+        .unwrap(),
+    );
+    let their_client = Arc::new(spiffe_rustls::mtls_client(source.clone()).build().unwrap());
+    let (we_saw, _) = handshake(our_strict_server, their_client).await;
+    let err = we_saw.unwrap_err();
+    let why = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .and_then(tls::rejection)
+        .unwrap();
+    assert!(matches!(why, tls::PeerRejected::Unauthorized(_)), "{why}");
+
+    source.shutdown().await;
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_socket_is_replaced_and_other_files_are_left_alone() {
+    // A regular file at the path: refused, untouched.
+    let path = socket_path();
+    std::fs::write(&path, b"not a socket").unwrap();
+    let err = WorkloadApiServer::new(BundleSet::new())
+        .serve(&path, async {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, meshid::workload::WorkloadApiError::NotASocket { .. }),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
+    std::fs::remove_file(&path).unwrap();
+
+    // A socket nobody listens on (left by a crashed server): replaced.
+    let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(stale);
+    assert!(path.exists());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(WorkloadApiServer::new(BundleSet::new()).serve(
+        path.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A second server on a live socket: refused.
+    let err = WorkloadApiServer::new(BundleSet::new())
+        .serve(&path, async {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, meshid::workload::WorkloadApiError::SocketInUse { .. }),
+        "{err}"
+    );
+    // The socket is the owner's only.
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    assert!(!path.exists());
+}
