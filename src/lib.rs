@@ -9,8 +9,8 @@
 //! bundle JSON) and verification by the SPIFFE rules; with feature `ca`, keys, CSRs and an
 //! issuing [`Authority`]; rotation ([`SvidStore`], [`RotationPolicy`], [`Rotator`]); and,
 //! with feature `rustls`, SPIFFE mTLS whose certificates rotate under live traffic
-//! ([`tls`]); with feature `workload-api`, a SPIFFE Workload API server. The Workload API
-//! client and the Envoy SDS transport follow in later releases (see `CHANGELOG.md`).
+//! ([`tls`]); with feature `workload-api`, the SPIFFE Workload API (client, live source,
+//! server). The Envoy SDS transport follows in a later release (see `CHANGELOG.md`).
 //!
 //! `cargo run --example mesh` shows it all at work: an in-memory CA, two workloads calling
 //! each other over mTLS on loopback while their SVIDs rotate every few seconds.
@@ -58,7 +58,7 @@
 //! | `rustls` | yes | the [`tls`] module: [`tls::SvidResolver`], the SPIFFE certificate verifiers, [`tls::server_config`] / [`tls::client_config`] and [`tls::peer_id`] (rustls 0.23; the crypto provider is chosen at run time) |
 //! | `ring` | yes | `ring_algorithms()` for verification, `RingKeyPair`, a ring-backed [`Signer`], and rustls's ring provider |
 //! | `aws-lc-rs` | no | `aws_lc_rs_algorithms()` for verification, `AwsLcKeyPair`, an aws-lc-rs-backed [`Signer`], and rustls's aws-lc-rs provider |
-//! | `workload-api` | no | the [`workload`] module: a SPIFFE Workload API server over a Unix socket (tokio, tonic, prost; enables `rustls`) |
+//! | `workload-api` | no | the [`workload`] module: a SPIFFE Workload API client, a live `X509Source`, and a server (tokio, tonic, prost; enables `rustls`) |
 //! | `cli` | no | the `meshid` operator binary (enables `ca` and `ring`) |
 //!
 //! # Specifications

@@ -109,6 +109,18 @@ impl Agent {
         format!("unix://{}", self.path.display())
     }
 
+    /// Stops the server but keeps the rotators (returned) running.
+    async fn shutdown_server_only(mut self) -> Vec<Rotator> {
+        let _ = self.stop.take().unwrap().send(());
+        let served = self.served.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("server stops within 10 s")
+            .unwrap()
+            .unwrap();
+        std::mem::take(&mut self.rotators)
+    }
+
     async fn shutdown(mut self) {
         let _ = self.stop.take().unwrap().send(());
         let served = self.served.take().unwrap();
@@ -401,4 +413,314 @@ async fn a_stale_socket_is_replaced_and_other_files_are_left_alone() {
     stop.send(()).unwrap();
     served.await.unwrap().unwrap();
     assert!(!path.exists());
+}
+
+use meshid::workload::{
+    Endpoint, Pick, WorkloadApiClient, WorkloadApiError, X509Source, X509SourceOptions,
+};
+
+/// The uid this test runs as: the owner of a file it creates.
+fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let probe = std::env::temp_dir().join(format!("meshid-uid-{}", std::process::id()));
+    std::fs::write(&probe, b"").unwrap();
+    let uid = std::fs::metadata(&probe).unwrap().uid();
+    let _ = std::fs::remove_file(&probe);
+    uid
+}
+
+fn status_code(err: &WorkloadApiError) -> Option<tonic::Code> {
+    match err {
+        WorkloadApiError::Status(s) => Some(s.code()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_fetches_from_our_server_and_jwt_calls_are_unimplemented() {
+    let agent = Agent::start(
+        &["spiffe://example.org/web", "spiffe://example.org/db"],
+        HOUR,
+    )
+    .await;
+    let endpoint = Endpoint::parse(&agent.endpoint()).unwrap();
+    let mut client = WorkloadApiClient::connect(&endpoint).await.unwrap();
+    let context = client.fetch_x509_context().await.unwrap();
+    let ids: Vec<&str> = context.svids().map(|s| s.id().as_str()).collect();
+    assert_eq!(ids, ["spiffe://example.org/web", "spiffe://example.org/db"]);
+    assert_eq!(
+        context.default_svid().leaf(),
+        agent.stores[0].x509_svid().unwrap().leaf()
+    );
+    assert!(context.svid_for(&id("spiffe://example.org/db")).is_some());
+    assert_eq!(context.bundles().len(), 2);
+    let bundles = client.fetch_x509_bundles().await.unwrap();
+    assert_eq!(bundles.len(), 2);
+    let err = client.fetch_jwt_svids(&["aud"], None).await.unwrap_err();
+    assert_eq!(status_code(&err), Some(tonic::Code::Unimplemented), "{err}");
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_the_security_header_get_invalid_argument() {
+    use tonic::codegen::http::uri::PathAndQuery;
+    let agent = Agent::start(&["spiffe://example.org/web"], HOUR).await;
+    let path = agent.path.clone();
+    let channel = tonic::transport::Endpoint::from_static("http://x.invalid")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = tonic_prost::ProstCodec::<
+        meshid::workload::proto::X509SvidRequest,
+        meshid::workload::proto::X509SvidResponse,
+    >::default();
+    let status = grpc
+        .server_streaming(
+            tonic::Request::new(meshid::workload::proto::X509SvidRequest {}),
+            PathAndQuery::from_static(meshid::workload::proto::FETCH_X509_SVID),
+            codec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(status.message(), "security header missing from request");
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_outside_the_uid_allow_list_get_permission_denied() {
+    let agent = Agent::start(&["spiffe://example.org/web"], HOUR).await;
+    for (allowed, ok) in [(my_uid(), true), (my_uid().wrapping_add(4242), false)] {
+        let path = socket_path();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let api = WorkloadApiServer::new(agent.bundles.clone())
+            .with_svid(Arc::clone(&agent.stores[0]))
+            .allow_uids([allowed]);
+        let served = tokio::spawn(api.serve(path.clone(), async {
+            let _ = stopped.await;
+        }));
+        while !path.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let endpoint = Endpoint::Unix(path.clone());
+        let result = WorkloadApiClient::connect(&endpoint)
+            .await
+            .unwrap()
+            .fetch_x509_context()
+            .await;
+        if ok {
+            assert!(result.is_ok(), "{:?}", result.err());
+        } else {
+            let err = result.unwrap_err();
+            assert_eq!(
+                status_code(&err),
+                Some(tonic::Code::PermissionDenied),
+                "{err}"
+            );
+            assert!(err.to_string().contains("no identity issued"));
+        }
+        stop.send(()).unwrap();
+        served.await.unwrap().unwrap();
+    }
+    agent.shutdown().await;
+}
+
+/// Serves `stores` on `path` until `stop` fires.
+fn serve_on(
+    path: &std::path::Path,
+    bundles: &BundleSet,
+    stores: &[Arc<SvidStore>],
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), WorkloadApiError>>,
+) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut api = WorkloadApiServer::new(bundles.clone());
+    for s in stores {
+        api = api.with_svid(Arc::clone(s));
+    }
+    let served = tokio::spawn(api.serve(path.to_path_buf(), async {
+        let _ = stopped.await;
+    }));
+    (stop, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_source_feeds_rustls_follows_rotations_and_survives_a_server_restart() {
+    let agent = Agent::start(&["spiffe://example.org/web"], Duration::from_secs(2)).await;
+    let endpoint = Endpoint::parse(&agent.endpoint()).unwrap();
+    let options =
+        X509SourceOptions::default().backoff(Duration::from_millis(50), Duration::from_millis(400));
+    let source = Arc::new(X509Source::new(endpoint, options).await.unwrap());
+    assert!(source.is_healthy());
+    assert_eq!(
+        source.status().id.unwrap().as_str(),
+        "spiffe://example.org/web"
+    );
+
+    // The source is the server's identity and trust: a meshid client handshakes with it.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server_config = Arc::new(
+        tls::server_config(
+            Arc::clone(&provider),
+            Arc::clone(&source),
+            Arc::clone(&source),
+            authorize::exact(id("spiffe://example.org/client")),
+        )
+        .unwrap(),
+    );
+    let client_svid = Arc::new(
+        agent
+            .ca
+            .issue(&id("spiffe://example.org/client"), HOUR)
+            .unwrap(),
+    );
+    let client_config = Arc::new(
+        tls::client_config(
+            Arc::clone(&provider),
+            client_svid,
+            Arc::new(agent.bundles.clone()),
+            authorize::exact(id("spiffe://example.org/web")),
+        )
+        .unwrap(),
+    );
+    let (we, they) = handshake(Arc::clone(&server_config), Arc::clone(&client_config)).await;
+    assert_eq!(we.unwrap().unwrap().as_str(), "spiffe://example.org/client");
+    assert_eq!(they.unwrap().unwrap().as_str(), "spiffe://example.org/web");
+
+    // Rotations reach the source.
+    let mut updated = source.updated();
+    let first = source.x509_svid().unwrap();
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(10), updated.changed())
+            .await
+            .expect("an update within 10 s")
+            .unwrap();
+    }
+    assert_ne!(source.x509_svid().unwrap().leaf(), first.leaf());
+    assert!(source.status().updates >= 3);
+
+    // Kill the server: the source keeps its SVID; restart it: the source reconnects.
+    let path = agent.path.clone();
+    let bundles = agent.bundles.clone();
+    let stores = agent.stores.clone();
+    let rotators_alive = agent.shutdown_server_only().await;
+    assert!(
+        source.is_healthy(),
+        "the last good SVID is kept while it is valid"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while source.status().connected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the loss was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (stop, served) = serve_on(&path, &bundles, &stores);
+    let restarted = tokio::time::Instant::now();
+    let before = source.status().updates;
+    while source.status().updates == before {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(5),
+            "no recovery: {:?}",
+            source.status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("recovered {:?} after the restart", restarted.elapsed());
+    let (we, they) = handshake(server_config, client_config).await;
+    assert_eq!(we.unwrap().unwrap().as_str(), "spiffe://example.org/client");
+    assert!(they.is_ok());
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    drop(rotators_alive);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_source_picks_by_id_and_refuses_what_is_missing() {
+    let agent = Agent::start(
+        &["spiffe://example.org/web", "spiffe://example.org/db"],
+        HOUR,
+    )
+    .await;
+    let endpoint = Endpoint::parse(&agent.endpoint()).unwrap();
+    let source = X509Source::new(
+        endpoint.clone(),
+        X509SourceOptions::default().pick(Pick::Id(id("spiffe://example.org/db"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        source.x509_svid().unwrap().id().as_str(),
+        "spiffe://example.org/db"
+    );
+    source.shutdown().await;
+    let err = X509Source::new(
+        endpoint,
+        X509SourceOptions::default()
+            .pick(Pick::Id(id("spiffe://example.org/nobody")))
+            .initial_sync_timeout(Duration::from_millis(500)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, WorkloadApiError::InitialSyncTimeout { last_error: Some(e), .. } if e.contains("no SVID matching")),
+        "{err}"
+    );
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_endpoints_silent_servers_and_non_sockets_give_typed_errors() {
+    // Not an endpoint the standard allows.
+    assert!(matches!(
+        Endpoint::parse("localhost:8081"),
+        Err(WorkloadApiError::InvalidEndpoint { .. })
+    ));
+    // A regular file where the socket should be.
+    let file = socket_path();
+    std::fs::write(&file, b"x").unwrap();
+    let err = WorkloadApiClient::connect(&Endpoint::Unix(file.clone()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WorkloadApiError::Connect { .. }), "{err}");
+    std::fs::remove_file(&file).unwrap();
+    // A server that accepts and never answers: the source gives up after its timeout.
+    let path = socket_path();
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let started = std::time::Instant::now();
+    let err = X509Source::new(
+        Endpoint::Unix(path.clone()),
+        X509SourceOptions::default().initial_sync_timeout(Duration::from_millis(700)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, WorkloadApiError::InitialSyncTimeout { .. }),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    silent.abort();
+    let _ = std::fs::remove_file(&path);
+    // Nobody there at all.
+    let err = WorkloadApiClient::connect(&Endpoint::Unix(socket_path()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WorkloadApiError::Connect { .. }), "{err}");
 }

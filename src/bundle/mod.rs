@@ -23,6 +23,8 @@ mod x509;
 pub use error::BundleError;
 pub use json::{JwtAuthority, SpiffeBundle};
 pub use set::BundleSet;
+#[cfg_attr(not(feature = "workload-api"), allow(unused_imports))]
+pub(crate) use x509::split_der;
 pub use x509::X509Bundle;
 
 use crate::TrustDomain;

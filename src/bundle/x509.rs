@@ -125,18 +125,8 @@ impl X509Bundle {
         if der.is_empty() {
             return Err(BundleError::NoCertificates);
         }
-        let mut authorities: Vec<CertificateDer<'static>> = Vec::new();
-        let mut rest = der;
-        let mut index = 0;
-        while !rest.is_empty() {
-            let (_, after) = Certificate::from_der_partial(rest)
-                .map_err(|source| BundleError::BadCertificate { index, source })?;
-            // `after` is a suffix of `rest`: what precedes it is the certificate.
-            let (cert, _) = rest.split_at(rest.len() - after.len());
-            authorities.push(CertificateDer::from(cert.to_vec()));
-            rest = after;
-            index += 1;
-        }
+        let mut authorities = split_der(der)
+            .map_err(|(index, source)| BundleError::BadCertificate { index, source })?;
         dedup(&mut authorities);
         Ok(Self::from_checked(trust_domain, authorities))
     }
@@ -250,6 +240,22 @@ pub(crate) fn dedup(list: &mut Vec<CertificateDer<'static>>) {
     };
     let mut keep = keep.into_iter();
     list.retain(|_| keep.next().unwrap_or(true));
+}
+
+/// Splits concatenated DER certificates (as the Workload API carries chains and bundles);
+/// on failure, the index of the first certificate that does not decode, and why.
+pub(crate) fn split_der(der: &[u8]) -> Result<Vec<CertificateDer<'static>>, (usize, der::Error)> {
+    let mut certs = Vec::new();
+    let mut rest = der;
+    while !rest.is_empty() {
+        let (_, after) =
+            Certificate::from_der_partial(rest).map_err(|source| (certs.len(), source))?;
+        // `after` is a suffix of `rest`: what precedes it is the certificate.
+        let (cert, _) = rest.split_at(rest.len() - after.len());
+        certs.push(CertificateDer::from(cert.to_vec()));
+        rest = after;
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]

@@ -1,0 +1,408 @@
+//! [`X509Source`]: a live SVID and bundles from the Workload API, usable wherever an
+//! [`SvidSource`] or [`BundleSource`] is (the rustls resolver and verifiers, the servers).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use rustls_pki_types::SignatureVerificationAlgorithm;
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+
+use super::client::retryable;
+use super::{Endpoint, WorkloadApiClient, WorkloadApiError, X509Context};
+use crate::{BundleSet, BundleSource, RotationPolicy, SpiffeId, SvidSource, TrustDomain};
+use crate::{X509Bundle, X509Svid};
+
+/// Which of the workload's SVIDs a source serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Pick {
+    /// The first SVID of each message (the server's default).
+    #[default]
+    Default,
+    /// The SVID for this SPIFFE ID.
+    Id(SpiffeId),
+    /// The SVID the server labels with this hint.
+    Hint(String),
+}
+
+/// How an [`X509Source`] behaves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct X509SourceOptions {
+    /// Which SVID to serve.
+    pub pick: Pick,
+    /// How long [`X509Source::new`] waits for the first valid update.
+    pub initial_sync_timeout: Duration,
+    /// Reconnection backoff: `retry_base` doubling up to `retry_max`, with jitter (the
+    /// other fields of the policy are not used).
+    pub backoff: RotationPolicy,
+    /// The signature algorithms each update's SVID is verified with against its bundle.
+    pub algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
+}
+
+impl Default for X509SourceOptions {
+    fn default() -> Self {
+        Self {
+            pick: Pick::Default,
+            initial_sync_timeout: Duration::from_secs(10),
+            backoff: RotationPolicy {
+                retry_base: Duration::from_millis(100),
+                retry_max: Duration::from_secs(10),
+                ..RotationPolicy::default()
+            },
+            algorithms: default_algorithms(),
+        }
+    }
+}
+
+fn default_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    #[cfg(feature = "ring")]
+    return crate::ring_algorithms();
+    #[cfg(all(not(feature = "ring"), feature = "aws-lc-rs"))]
+    return crate::aws_lc_rs_algorithms();
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    return &[];
+}
+
+impl X509SourceOptions {
+    /// Serve the SVID picked by `pick`.
+    #[must_use]
+    pub fn pick(mut self, pick: Pick) -> Self {
+        self.pick = pick;
+        self
+    }
+
+    /// Wait at most `timeout` for the first update.
+    #[must_use]
+    pub fn initial_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.initial_sync_timeout = timeout;
+        self
+    }
+
+    /// Reconnect after `base`, doubling up to `max`.
+    #[must_use]
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff.retry_base = base;
+        self.backoff.retry_max = max;
+        self
+    }
+}
+
+/// A snapshot of an [`X509Source`], for health checks and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceStatus {
+    /// A stream to the Workload API is open.
+    pub connected: bool,
+    /// Updates accepted.
+    pub updates: u64,
+    /// Updates refused (malformed, expired, not verifying, or missing the picked SVID);
+    /// the last good state was kept.
+    pub rejected: u64,
+    /// Connection attempts that failed or streams that ended.
+    pub reconnects: u64,
+    /// The ID of the SVID served.
+    pub id: Option<SpiffeId>,
+    /// When the SVID served expires.
+    pub not_after: Option<SystemTime>,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+    /// Set when the source stopped for good (the server answered `InvalidArgument` or
+    /// `Unimplemented`, or the source was shut down).
+    pub stopped: bool,
+}
+
+struct Current {
+    svid: Arc<X509Svid>,
+    bundles: Arc<BundleSet>,
+}
+
+struct Shared {
+    current: ArcSwapOption<Current>,
+    updates: watch::Sender<u64>,
+    status: Mutex<SourceStatus>,
+}
+
+impl Shared {
+    fn status(&self) -> std::sync::MutexGuard<'_, SourceStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn notify(&self) {
+        self.updates.send_modify(|n| *n += 1);
+    }
+}
+
+/// A live X509-SVID and bundle set from the Workload API, kept up to date by a background
+/// task (it needs a tokio runtime). Implements [`SvidSource`] and [`BundleSource`], so it
+/// plugs straight into [`tls::server_config`](crate::tls::server_config) and friends.
+///
+/// Each update replaces the whole state, but only if it is good: the picked SVID must be
+/// present, unexpired and verify against its trust domain's bundle from the same message;
+/// otherwise the last good state is kept (and the status counts a rejection). Past the
+/// held SVID's expiry the source serves none (fail closed). Lost connections are retried
+/// with capped exponential backoff and jitter; `InvalidArgument` and `Unimplemented` stop
+/// the source.
+pub struct X509Source {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl X509Source {
+    /// Connects to `endpoint` and waits until the first good update (at most
+    /// `options.initial_sync_timeout`).
+    pub async fn new(
+        endpoint: Endpoint,
+        options: X509SourceOptions,
+    ) -> Result<Self, WorkloadApiError> {
+        let (updates, mut seen) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            current: ArcSwapOption::empty(),
+            updates,
+            status: Mutex::new(SourceStatus::default()),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let timeout = options.initial_sync_timeout;
+        let task = tokio::spawn(run(endpoint, options, Arc::clone(&shared), stopped));
+        let source = Self {
+            shared,
+            stop,
+            task: Some(task),
+        };
+        let synced = tokio::time::timeout(timeout, async {
+            loop {
+                if source.shared.current.load().is_some() {
+                    return Ok(());
+                }
+                let status = source.status();
+                if status.stopped {
+                    return Err(WorkloadApiError::Stopped {
+                        reason: status.last_error.unwrap_or_default(),
+                    });
+                }
+                if seen.changed().await.is_err() {
+                    return Err(WorkloadApiError::StreamEnded);
+                }
+            }
+        })
+        .await;
+        match synced {
+            Ok(Ok(())) => Ok(source),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(WorkloadApiError::InitialSyncTimeout {
+                waited: timeout,
+                last_error: source.status().last_error,
+            }),
+        }
+    }
+
+    /// A receiver whose value changes on every accepted update (and when the source
+    /// stops): `updated().changed().await` waits for the next one.
+    pub fn updated(&self) -> watch::Receiver<u64> {
+        self.shared.updates.subscribe()
+    }
+
+    /// A snapshot of the source's state.
+    pub fn status(&self) -> SourceStatus {
+        self.shared.status().clone()
+    }
+
+    /// True while an unexpired SVID is held.
+    pub fn is_healthy(&self) -> bool {
+        self.x509_svid().is_some()
+    }
+
+    /// Every bundle of the last good update.
+    pub fn bundles(&self) -> Option<Arc<BundleSet>> {
+        self.shared
+            .current
+            .load()
+            .as_ref()
+            .map(|c| Arc::clone(&c.bundles))
+    }
+
+    /// Stops the background task and waits for it. What was held stays readable.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for X509Source {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for X509Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("X509Source")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SvidSource for X509Source {
+    fn x509_svid(&self) -> Option<Arc<X509Svid>> {
+        let current = self.shared.current.load();
+        let svid = &current.as_ref()?.svid;
+        (SystemTime::now() < svid.not_after()).then(|| Arc::clone(svid))
+    }
+}
+
+impl BundleSource for X509Source {
+    fn x509_bundle(&self, trust_domain: &TrustDomain) -> Option<X509Bundle> {
+        self.shared
+            .current
+            .load()
+            .as_ref()?
+            .bundles
+            .x509_bundle(trust_domain)
+    }
+}
+
+/// Checks an update; the SVID to serve and the bundles if it is good.
+fn accept(context: &X509Context, options: &X509SourceOptions) -> Result<Current, WorkloadApiError> {
+    let svid = match &options.pick {
+        Pick::Default => Some(context.default_svid()),
+        Pick::Id(id) => context.svid_for(id),
+        Pick::Hint(hint) => context.svid_with_hint(hint),
+    }
+    .ok_or_else(|| WorkloadApiError::NotPicked {
+        pick: format!("{:?}", options.pick),
+    })?;
+    crate::verify_x509_svid(
+        svid.chain(),
+        context.bundles(),
+        SystemTime::now(),
+        options.algorithms,
+    )
+    .map_err(|source| WorkloadApiError::Unverified {
+        id: svid.id().clone(),
+        source,
+    })?;
+    Ok(Current {
+        svid: Arc::clone(svid),
+        bundles: Arc::new(context.bundles().clone()),
+    })
+}
+
+/// The background task: connect, follow the stream, reconnect with backoff.
+async fn run(
+    endpoint: Endpoint,
+    options: X509SourceOptions,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    loop {
+        let error = tokio::select! {
+            error = follow(&endpoint, &options, &shared, &mut failures) => error,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let fatal = !retryable(&error);
+        {
+            let mut status = shared.status();
+            status.connected = false;
+            status.reconnects += 1;
+            status.last_error = Some(error.to_string());
+            status.stopped = fatal;
+        }
+        if fatal {
+            tracing::error!(%endpoint, %error, "Workload API refused the source for good; stopping");
+            shared.notify();
+            return;
+        }
+        failures = failures.saturating_add(1);
+        let delay = options.backoff.retry_delay(failures, jitter());
+        tracing::warn!(%endpoint, %error, retry_in = ?delay, "Workload API stream lost");
+        drop_if_expired(&shared);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    shared.status().stopped = true;
+    shared.notify();
+}
+
+/// Fail closed: nothing served past the held SVID's expiry.
+fn drop_if_expired(shared: &Shared) {
+    let expired = shared
+        .current
+        .load()
+        .as_ref()
+        .is_some_and(|c| c.svid.not_after() <= SystemTime::now());
+    if expired {
+        shared.current.store(None);
+        shared.notify();
+    }
+}
+
+/// One connection: returns why it ended.
+async fn follow(
+    endpoint: &Endpoint,
+    options: &X509SourceOptions,
+    shared: &Shared,
+    failures: &mut u32,
+) -> WorkloadApiError {
+    let mut client = match WorkloadApiClient::connect(endpoint).await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let mut stream = match client.watch_x509_contexts().await {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    shared.status().connected = true;
+    loop {
+        let update = match stream.next().await {
+            None => return WorkloadApiError::StreamEnded,
+            Some(Err(WorkloadApiError::Status(status))) => return WorkloadApiError::Status(status),
+            Some(Err(WorkloadApiError::Transport(e))) => return WorkloadApiError::Transport(e),
+            Some(update) => update,
+        };
+        match update.and_then(|context| accept(&context, options)) {
+            Ok(current) => {
+                *failures = 0;
+                let (id, not_after) = (current.svid.id().clone(), current.svid.not_after());
+                shared.current.store(Some(Arc::new(current)));
+                {
+                    let mut status = shared.status();
+                    status.updates += 1;
+                    status.id = Some(id.clone());
+                    status.not_after = Some(not_after);
+                    status.last_error = None;
+                }
+                tracing::info!(%id, "Workload API update accepted");
+                shared.notify();
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Workload API update refused; keeping the last good one");
+                let mut status = shared.status();
+                status.rejected += 1;
+                status.last_error = Some(error.to_string());
+            }
+        }
+    }
+}
+
+/// A uniform draw from `[0, 1)` for backoff jitter (not for secrets).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        >> 11;
+    #[allow(clippy::cast_precision_loss)]
+    let unit = bits as f64 / (1u64 << 53) as f64;
+    unit
+}
