@@ -59,7 +59,7 @@
 //! | `ring` | yes | `ring_algorithms()` for verification, `RingKeyPair`, a ring-backed [`Signer`], and rustls's ring provider |
 //! | `aws-lc-rs` | no | `aws_lc_rs_algorithms()` for verification, `AwsLcKeyPair`, an aws-lc-rs-backed [`Signer`], and rustls's aws-lc-rs provider |
 //! | `workload-api` | no | the [`workload`] module: a SPIFFE Workload API client, a live `X509Source`, and a server (tokio, tonic, prost; enables `rustls`) |
-//! | `cli` | no | the `meshid` operator binary (enables `ca` and `ring`) |
+//! | `cli` | no | the `meshid` operator binary (enables `ca`, `ring` and `workload-api`) |
 //!
 //! # Specifications
 //!

@@ -217,3 +217,30 @@ fn mtls_examples_talk_over_files_from_meshid_issue() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn workload_api_mtls_runs_on_the_workload_api_alone() {
+    let out = Command::new(example("workload_api_mtls"))
+        .args(["--duration", "5"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = stdout.lines().last().unwrap();
+    assert!(summary.starts_with("requests="), "{summary}");
+    assert!(summary.contains(" failures=0 "), "{summary}");
+    let seen: usize = summary
+        .split(' ')
+        .find_map(|kv| kv.strip_prefix("svids_seen="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Both workloads rotated at least once (SVIDs live 4 s).
+    assert!(seen >= 4, "{summary}");
+    assert!(stdout
+        .contains("peer spiffe://example.org/backend; backend saw spiffe://example.org/frontend"));
+}

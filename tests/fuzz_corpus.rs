@@ -99,3 +99,48 @@ fn the_verify_check_is_not_trivial() {
         "spiffe://example.org/fuzz/target"
     );
 }
+
+// The Workload API messages (`meshid::workload`); the structured mode issues SVIDs (`ca`).
+#[cfg(all(feature = "workload-api", feature = "ca"))]
+#[path = "checks/workload_message.rs"]
+mod workload_message_checks;
+
+#[cfg(all(feature = "workload-api", feature = "ca"))]
+#[test]
+fn workload_message_corpus() {
+    assert!(replay("workload_message", workload_message_checks::check) >= 280);
+}
+
+#[cfg(all(feature = "workload-api", feature = "ca"))]
+#[test]
+fn the_workload_message_check_is_not_trivial() {
+    // The uncorrupted messages must be accepted and a corrupted key refused, or the
+    // structured invariants would hold vacuously.
+    use workload_message_checks::{encode_structured, structured, Field};
+    for shape in [0, 1, 3, 4, 0x21, 0x47, 0xff] {
+        let data = encode_structured(Field::Nothing, 0, shape, 0, &[]);
+        let context = structured(&data[1..]).unwrap();
+        assert_eq!(context.svids().count(), 1 + usize::from(shape & 1));
+    }
+    let data = encode_structured(Field::Key, 1, 0, 40, &[0x01]);
+    assert!(structured(&data[1..]).is_err());
+    let data = encode_structured(Field::Id, 2, 0, 0, b"spiffe://example.org/other");
+    assert!(structured(&data[1..]).is_err());
+    for (_, seed) in workload_message_checks::seeds() {
+        workload_message_checks::check(&seed);
+    }
+}
+
+/// Writes the seed corpus: `cargo test --all-features --test fuzz_corpus -- --ignored
+/// generate_workload_seeds`.
+#[cfg(all(feature = "workload-api", feature = "ca"))]
+#[test]
+#[ignore = "writes fuzz/corpus/workload_message/; run by hand"]
+fn generate_workload_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/workload_message");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, data) in workload_message_checks::seeds() {
+        workload_message_checks::check(&data);
+        std::fs::write(dir.join(name), data).unwrap();
+    }
+}

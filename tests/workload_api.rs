@@ -724,3 +724,153 @@ async fn bad_endpoints_silent_servers_and_non_sockets_give_typed_errors() {
         .unwrap_err();
     assert!(matches!(err, WorkloadApiError::Connect { .. }), "{err}");
 }
+
+/// A hand-made Workload API server that sends `messages` on every `FetchX509SVID` call and
+/// then holds the stream open: for malformed and oversized messages our server never sends.
+fn scripted_server(
+    path: &std::path::Path,
+    messages: Vec<meshid::workload::proto::X509SvidResponse>,
+) -> tokio::task::JoinHandle<()> {
+    use meshid::workload::proto::{X509SvidRequest, X509SvidResponse};
+    type Body = tonic::body::Body;
+    #[derive(Clone)]
+    struct Scripted(Arc<Vec<X509SvidResponse>>);
+    impl tower::Service<tonic::codegen::http::Request<Body>> for Scripted {
+        type Response = tonic::codegen::http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+        >;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: tonic::codegen::http::Request<Body>) -> Self::Future {
+            let messages = Arc::clone(&self.0);
+            Box::pin(async move {
+                let handler = tower::service_fn(move |_: tonic::Request<X509SvidRequest>| {
+                    let items: Vec<Result<X509SvidResponse, tonic::Status>> =
+                        messages.iter().cloned().map(Ok).collect();
+                    let stream = tokio_stream::StreamExt::chain(
+                        tokio_stream::iter(items),
+                        tokio_stream::pending(),
+                    );
+                    async move {
+                        Ok::<_, tonic::Status>(tonic::Response::new(Box::pin(stream)
+                            as std::pin::Pin<
+                                Box<
+                                    dyn tokio_stream::Stream<
+                                            Item = Result<X509SvidResponse, tonic::Status>,
+                                        > + Send,
+                                >,
+                            >))
+                    }
+                });
+                let codec = tonic_prost::ProstCodec::<X509SvidResponse, X509SvidRequest>::default();
+                Ok(tonic::server::Grpc::new(codec)
+                    .server_streaming(handler, req)
+                    .await)
+            })
+        }
+    }
+    let listener = tokio::net::UnixListener::bind(path).unwrap();
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .serve_with_incoming(Scripted(Arc::new(messages)), incoming)
+            .await;
+    })
+}
+
+/// The wire form of an SVID, as a Workload API server sends it.
+fn message_for(
+    svid: &meshid::X509Svid,
+    bundle: &X509Bundle,
+) -> meshid::workload::proto::X509SvidResponse {
+    meshid::workload::proto::X509SvidResponse {
+        svids: vec![meshid::workload::proto::X509SvidMessage {
+            spiffe_id: svid.id().to_string(),
+            x509_svid: svid
+                .chain()
+                .iter()
+                .flat_map(|c| c.iter().copied())
+                .collect(),
+            x509_svid_key: svid.private_key().secret_pkcs8_der().to_vec(),
+            bundle: bundle
+                .authorities()
+                .iter()
+                .flat_map(|c| c.iter().copied())
+                .collect(),
+            hint: String::new(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_messages_are_refused_and_the_last_good_state_kept() {
+    let td = TrustDomain::new("example.org").unwrap();
+    let ca = Authority::new_root(td.clone(), HOUR, KeyType::P256).unwrap();
+    let bundle = X509Bundle::from_authorities(td, ca.root().cloned()).unwrap();
+    let good = ca.issue(&id("spiffe://example.org/web"), HOUR).unwrap();
+    let good_message = message_for(&good, &bundle);
+    let mut bad_der = good_message.clone();
+    bad_der.svids[0].x509_svid.truncate(100);
+    let mut lying = good_message.clone();
+    lying.svids[0].spiffe_id = "spiffe://example.org/admin".into();
+    let mut wrong_key = good_message.clone();
+    wrong_key.svids[0].x509_svid_key = ca
+        .issue(&id("spiffe://example.org/web"), HOUR)
+        .unwrap()
+        .private_key()
+        .secret_pkcs8_der()
+        .to_vec();
+    let mut huge = good_message.clone();
+    huge.svids[0].hint = "x".repeat(meshid::workload::MAX_MESSAGE + 1);
+
+    // Our client decodes each and names what is wrong; the process goes on.
+    for (message, expect) in [
+        (bad_der.clone(), "X509-SVID 0"),
+        (lying.clone(), "says spiffe://example.org/admin"),
+        (wrong_key.clone(), "X509-SVID 0"),
+        (huge.clone(), "message length too large"),
+    ] {
+        let path = socket_path();
+        let server = scripted_server(&path, vec![message]);
+        let mut client = WorkloadApiClient::connect(&Endpoint::Unix(path.clone()))
+            .await
+            .unwrap();
+        let err = client.fetch_x509_context().await.unwrap_err();
+        assert!(err.to_string().contains(expect), "{err}");
+        server.abort();
+        let _ = std::fs::remove_file(&path);
+    }
+
+    // A source takes the good message, refuses the bad ones after it, keeps serving the
+    // good SVID, and treats the oversized one as a lost stream (it reconnects).
+    let path = socket_path();
+    let server = scripted_server(&path, vec![good_message, bad_der, lying, wrong_key, huge]);
+    let source = X509Source::new(
+        Endpoint::Unix(path.clone()),
+        X509SourceOptions::default().backoff(Duration::from_millis(50), Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while source.status().reconnects == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            source.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = source.status();
+    assert!(status.rejected >= 3, "{status:?}");
+    assert_eq!(source.x509_svid().unwrap().leaf(), good.leaf());
+    source.shutdown().await;
+    server.abort();
+    let _ = std::fs::remove_file(&path);
+}

@@ -97,20 +97,68 @@ pub fn bundles_from_message(message: &X509BundlesResponse) -> Result<BundleSet, 
     Ok(federated(&message.bundles)?.into_iter().collect())
 }
 
-/// Bundles keyed by trust-domain ID (`spiffe://td`) or name, as concatenated DER.
+/// Bundles keyed by trust-domain ID (`spiffe://td`) or name, as concatenated DER, read in
+/// key order so that the result (and the first error) never depends on the map's random
+/// iteration order. Two keys naming one trust domain (`td` and `spiffe://td`) are refused.
 fn federated(map: &HashMap<String, Vec<u8>>) -> Result<Vec<X509Bundle>, WorkloadApiError> {
-    let mut out = Vec::with_capacity(map.len());
-    for (key, der) in map {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    let mut out: Vec<X509Bundle> = Vec::with_capacity(map.len());
+    for key in keys {
         let td = TrustDomain::new(key).map_err(|source| WorkloadApiError::BadId {
             value: key.chars().take(256).collect(),
             source,
         })?;
+        if out.iter().any(|b| b.trust_domain() == &td) {
+            return Err(WorkloadApiError::DuplicateBundle {
+                trust_domain: td.to_string(),
+            });
+        }
         let bundle =
-            X509Bundle::parse_der(td, der).map_err(|source| WorkloadApiError::BadBundle {
+            X509Bundle::parse_der(td, &map[key]).map_err(|source| WorkloadApiError::BadBundle {
                 trust_domain: key.chars().take(256).collect(),
                 source,
             })?;
         out.push(bundle);
     }
     Ok(out)
+}
+
+#[cfg(all(test, feature = "ca"))]
+mod tests {
+    use super::*;
+    use crate::{Authority, KeyType};
+
+    #[test]
+    fn two_keys_for_one_trust_domain_are_refused_whatever_the_map_order() {
+        let td = TrustDomain::new("example.org").unwrap();
+        let root = |_| {
+            let ca = Authority::new_root(
+                td.clone(),
+                std::time::Duration::from_secs(60),
+                KeyType::P256,
+            )
+            .unwrap();
+            ca.root().unwrap().to_vec()
+        };
+        for _ in 0..8 {
+            let map: HashMap<String, Vec<u8>> = [
+                ("example.org".to_owned(), root(0)),
+                ("spiffe://example.org".to_owned(), root(1)),
+                ("zzz.org".to_owned(), b"junk".to_vec()),
+            ]
+            .into_iter()
+            .collect();
+            // Keys are read in sorted order: the bad `zzz.org` comes after the duplicate pair.
+            let err = bundles_from_message(&X509BundlesResponse {
+                crl: Vec::new(),
+                bundles: map,
+            })
+            .unwrap_err();
+            assert!(
+                matches!(&err, WorkloadApiError::DuplicateBundle { trust_domain } if trust_domain == "example.org"),
+                "{err}"
+            );
+        }
+    }
 }

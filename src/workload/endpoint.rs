@@ -99,8 +99,8 @@ impl Endpoint {
     /// The endpoint named by `SPIFFE_ENDPOINT_SOCKET`.
     pub fn from_env() -> Result<Self, WorkloadApiError> {
         match std::env::var(ENDPOINT_ENV) {
-            Ok(address) => Self::parse(&address),
-            Err(_) => Err(WorkloadApiError::InvalidEndpoint {
+            Ok(address) if !address.is_empty() => Self::parse(&address),
+            _ => Err(WorkloadApiError::InvalidEndpoint {
                 endpoint: String::new(),
                 problem: EndpointProblem::NotSet,
             }),

@@ -116,6 +116,12 @@ pub enum WorkloadApiError {
         /// What is wrong.
         source: crate::BundleError,
     },
+    /// Two keys of a bundle map name the same trust domain (`td` and `spiffe://td`).
+    #[error("two bundles for trust domain {trust_domain} in a Workload API message")]
+    DuplicateBundle {
+        /// The trust domain.
+        trust_domain: String,
+    },
     /// The update does not hold the SVID the source is configured to pick.
     #[error("the Workload API update has no SVID matching {pick}")]
     NotPicked {

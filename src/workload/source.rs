@@ -371,6 +371,12 @@ async fn follow(
             Some(update) => update,
         };
         match update.and_then(|context| accept(&context, options)) {
+            Ok(current) if unchanged(shared, &current) => {
+                // The server resent what we hold (another identity of the workload
+                // rotated): keep the same `Arc`, so TLS resolvers keep their cached key.
+                *failures = 0;
+                shared.status().last_error = None;
+            }
             Ok(current) => {
                 *failures = 0;
                 let (id, not_after) = (current.svid.id().clone(), current.svid.not_after());
@@ -393,6 +399,15 @@ async fn follow(
             }
         }
     }
+}
+
+fn unchanged(shared: &Shared, new: &Current) -> bool {
+    shared.current.load().as_ref().is_some_and(|held| {
+        held.svid.chain() == new.svid.chain()
+            && held.svid.private_key().secret_pkcs8_der()
+                == new.svid.private_key().secret_pkcs8_der()
+            && held.bundles == new.bundles
+    })
 }
 
 /// A uniform draw from `[0, 1)` for backoff jitter (not for secrets).

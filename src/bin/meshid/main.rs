@@ -8,6 +8,7 @@ mod files;
 mod id;
 mod lines;
 mod pki;
+mod workload;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,12 @@ enum Command {
     /// Work with trust bundles.
     #[command(subcommand)]
     Bundle(check::BundleCommand),
+    /// Run a server.
+    #[command(subcommand)]
+    Serve(workload::ServeCommand),
+    /// Fetch from a Workload API.
+    #[command(subcommand)]
+    Fetch(workload::FetchCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => check::run_verify(&args),
         Command::Inspect(args) => check::run_inspect(&args),
         Command::Bundle(cmd) => check::run_bundle(&cmd),
+        Command::Serve(cmd) => workload::run_serve(cmd),
+        Command::Fetch(cmd) => workload::run_fetch(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,228 @@
+//! `meshid serve workload-api` and `meshid fetch x509`: the Workload API from the shell.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use meshid::workload::{Endpoint, WorkloadApiClient, WorkloadApiServer, X509Context};
+use meshid::{
+    certificates_to_pem, BundleSet, CertificateInfo, RotationPolicy, Rotator, RotatorConfig,
+    SpiffeId, SvidStore, X509Bundle,
+};
+use tokio_stream::StreamExt;
+
+use crate::files::{self, parse_duration, Failure, Mode};
+use crate::pki::load_ca;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServeCommand {
+    /// Serve X509-SVIDs from a local CA over the SPIFFE Workload API until SIGINT/SIGTERM.
+    WorkloadApi(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The Unix socket to listen on (created mode 0600; removed on exit).
+    #[arg(long)]
+    socket: PathBuf,
+    /// The CA's directory (ca.pem, ca.key, and bundle.pem for an intermediate).
+    #[arg(long)]
+    ca: PathBuf,
+    /// A SPIFFE ID to serve an SVID for (repeat for several; the first is the default).
+    #[arg(long = "id", required = true)]
+    ids: Vec<SpiffeId>,
+    /// Each SVID's lifetime; renewed at about half of it.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    ttl: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FetchCommand {
+    /// Fetch the X509-SVIDs and bundles from a Workload API.
+    X509(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FetchArgs {
+    /// The endpoint (`unix:///path` or `tcp://IP:port`); default: $SPIFFE_ENDPOINT_SOCKET.
+    #[arg(long)]
+    socket: Option<String>,
+    /// Write svid.pem, svid.key (mode 0600) and bundle.pem of the default SVID here.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Keep printing (and writing) every update until interrupted.
+    #[arg(long)]
+    watch: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::io(Path::new("tokio runtime"), e))
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async {
+            match term.as_mut() {
+                Some(term) => { term.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
+    let ServeCommand::WorkloadApi(args) = cmd;
+    let ca = Arc::new(load_ca(&args.ca)?);
+    let td = ca.trust_domain().clone();
+    let root = ca.root().cloned().ok_or_else(|| {
+        Failure::refused(format!(
+            "{}: the root is unknown (no bundle.pem beside ca.pem)",
+            args.ca.display()
+        ))
+    })?;
+    let bundle = X509Bundle::from_authorities(td, [root]).map_err(Failure::refused)?;
+    let bundles: BundleSet = [bundle].into_iter().collect();
+    let mut api = WorkloadApiServer::new(bundles.clone());
+    let mut rotators = Vec::new();
+    for id in &args.ids {
+        let store = Arc::new(SvidStore::new());
+        rotators.push(Rotator::start(RotatorConfig {
+            id: id.clone(),
+            ttl: args.ttl,
+            policy: RotationPolicy::default(),
+            issuer: ca.clone(),
+            bundles: Arc::new(bundles.clone()),
+            algorithms: meshid::ring_algorithms(),
+            store: Arc::clone(&store),
+        }));
+        if store.wait_for_change(0, Duration::from_secs(10)) == 0 {
+            return Err(Failure::refused(format!("{id}: no SVID could be issued")));
+        }
+        api = api.with_svid(store);
+    }
+    println!(
+        "serving {} on {}",
+        args.ids
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.socket.display()
+    );
+    let served = runtime()?.block_on(api.serve(&args.socket, async {
+        interrupted().await;
+        println!("stopping");
+    }));
+    for r in rotators {
+        r.stop();
+    }
+    served.map_err(Failure::refused)
+}
+
+pub(crate) fn run_fetch(cmd: FetchCommand) -> Result<(), Failure> {
+    let FetchCommand::X509(args) = cmd;
+    let endpoint = match &args.socket {
+        Some(s) => Endpoint::parse(s),
+        None => Endpoint::from_env(),
+    }
+    .map_err(|e| Failure {
+        code: 2,
+        message: e.to_string(),
+    })?;
+    runtime()?.block_on(async {
+        let mut client = WorkloadApiClient::connect(&endpoint)
+            .await
+            .map_err(Failure::refused)?;
+        let mut updates = client
+            .watch_x509_contexts()
+            .await
+            .map_err(Failure::refused)?;
+        loop {
+            let next = tokio::select! {
+                next = updates.next() => next,
+                () = interrupted(), if args.watch => return Ok(()),
+            };
+            let context = next
+                .ok_or_else(|| Failure::refused("the Workload API stream ended"))?
+                .map_err(Failure::refused)?;
+            if !show(&context)? {
+                return Ok(());
+            }
+            if let Some(dir) = &args.out_dir {
+                write(dir, &context)?;
+            }
+            if !args.watch {
+                return Ok(());
+            }
+        }
+    })
+}
+
+/// One block per update: each SVID's ID, chain length and expiry, then the bundles.
+/// `Ok(false)` when stdout is gone (a closed pipe): stop quietly.
+fn show(context: &X509Context) -> Result<bool, Failure> {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let mut out = String::new();
+    for svid in context.svids() {
+        let not_after = CertificateInfo::from_der(svid.leaf())
+            .map(|i| i.not_after_rfc3339().to_owned())
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "svid {}\n  chain_length {}\n  not_after {not_after}\n",
+            svid.id(),
+            svid.chain().len()
+        );
+    }
+    let tds: Vec<String> = context
+        .bundles()
+        .iter()
+        .map(|b| b.trust_domain().to_string())
+        .collect();
+    let _ = writeln!(out, "bundles {}", tds.join(" "));
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Failure::io(Path::new("stdout"), e)),
+    }
+}
+
+fn write(dir: &Path, context: &X509Context) -> Result<(), Failure> {
+    let svid = context.default_svid();
+    files::create_dir(dir)?;
+    files::write(
+        &dir.join("svid.pem"),
+        svid.chain_pem().as_bytes(),
+        Mode::Public,
+    )?;
+    files::write(
+        &dir.join("svid.key"),
+        svid.key_pem().as_bytes(),
+        Mode::Secret,
+    )?;
+    let roots: Vec<_> = context
+        .bundles()
+        .get(&svid.id().trust_domain())
+        .map(|b| b.authorities().to_vec())
+        .unwrap_or_default();
+    files::write(
+        &dir.join("bundle.pem"),
+        certificates_to_pem(&roots).as_bytes(),
+        Mode::Public,
+    )?;
+    println!("wrote {}", dir.display());
+    Ok(())
+}
