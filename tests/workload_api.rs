@@ -626,6 +626,9 @@ async fn x509_source_feeds_rustls_follows_rotations_and_survives_a_server_restar
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Handshakes go on with the held SVID while the agent is away.
+    let (we, _) = handshake(Arc::clone(&server_config), Arc::clone(&client_config)).await;
+    assert_eq!(we.unwrap().unwrap().as_str(), "spiffe://example.org/client");
     let (stop, served) = serve_on(&path, &bundles, &stores);
     let restarted = tokio::time::Instant::now();
     let before = source.status().updates;
@@ -729,12 +732,12 @@ async fn bad_endpoints_silent_servers_and_non_sockets_give_typed_errors() {
 /// then holds the stream open: for malformed and oversized messages our server never sends.
 fn scripted_server(
     path: &std::path::Path,
-    messages: Vec<meshid::workload::proto::X509SvidResponse>,
+    messages: Vec<Result<meshid::workload::proto::X509SvidResponse, tonic::Status>>,
 ) -> tokio::task::JoinHandle<()> {
     use meshid::workload::proto::{X509SvidRequest, X509SvidResponse};
     type Body = tonic::body::Body;
     #[derive(Clone)]
-    struct Scripted(Arc<Vec<X509SvidResponse>>);
+    struct Scripted(Arc<Vec<Result<X509SvidResponse, tonic::Status>>>);
     impl tower::Service<tonic::codegen::http::Request<Body>> for Scripted {
         type Response = tonic::codegen::http::Response<Body>;
         type Error = std::convert::Infallible;
@@ -752,7 +755,7 @@ fn scripted_server(
             Box::pin(async move {
                 let handler = tower::service_fn(move |_: tonic::Request<X509SvidRequest>| {
                     let items: Vec<Result<X509SvidResponse, tonic::Status>> =
-                        messages.iter().cloned().map(Ok).collect();
+                        messages.iter().cloned().collect();
                     let stream = tokio_stream::StreamExt::chain(
                         tokio_stream::iter(items),
                         tokio_stream::pending(),
@@ -827,6 +830,15 @@ async fn malformed_and_oversized_messages_are_refused_and_the_last_good_state_ke
         .private_key()
         .secret_pkcs8_der()
         .to_vec();
+    let short = ca
+        .issue(&id("spiffe://example.org/web"), Duration::from_secs(1))
+        .unwrap();
+    let expired = message_for(&short, &bundle);
+    let wait = short
+        .not_after()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(1100)).await;
     let mut huge = good_message.clone();
     huge.svids[0].hint = "x".repeat(meshid::workload::MAX_MESSAGE + 1);
 
@@ -838,7 +850,7 @@ async fn malformed_and_oversized_messages_are_refused_and_the_last_good_state_ke
         (huge.clone(), "message length too large"),
     ] {
         let path = socket_path();
-        let server = scripted_server(&path, vec![message]);
+        let server = scripted_server(&path, vec![Ok(message)]);
         let mut client = WorkloadApiClient::connect(&Endpoint::Unix(path.clone()))
             .await
             .unwrap();
@@ -851,7 +863,13 @@ async fn malformed_and_oversized_messages_are_refused_and_the_last_good_state_ke
     // A source takes the good message, refuses the bad ones after it, keeps serving the
     // good SVID, and treats the oversized one as a lost stream (it reconnects).
     let path = socket_path();
-    let server = scripted_server(&path, vec![good_message, bad_der, lying, wrong_key, huge]);
+    let server = scripted_server(
+        &path,
+        [good_message, bad_der, lying, wrong_key, expired, huge]
+            .into_iter()
+            .map(Ok)
+            .collect(),
+    );
     let source = X509Source::new(
         Endpoint::Unix(path.clone()),
         X509SourceOptions::default().backoff(Duration::from_millis(50), Duration::from_millis(200)),
@@ -868,9 +886,64 @@ async fn malformed_and_oversized_messages_are_refused_and_the_last_good_state_ke
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let status = source.status();
-    assert!(status.rejected >= 3, "{status:?}");
+    assert!(status.rejected >= 4, "{status:?}");
     assert_eq!(source.x509_svid().unwrap().leaf(), good.leaf());
     source.shutdown().await;
     server.abort();
     let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_source_retries_permission_denied_and_stops_on_unimplemented() {
+    // PermissionDenied (not attested yet): retried with backoff, never a stop.
+    let path = socket_path();
+    let server = scripted_server(
+        &path,
+        vec![Err(tonic::Status::permission_denied("no identity issued"))],
+    );
+    let err = X509Source::new(
+        Endpoint::Unix(path.clone()),
+        X509SourceOptions::default()
+            .backoff(Duration::from_millis(20), Duration::from_millis(100))
+            .initial_sync_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        WorkloadApiError::InitialSyncTimeout {
+            last_error: Some(e),
+            ..
+        } => {
+            assert!(e.contains("no identity issued"), "{e}");
+        }
+        other => panic!("{other}"),
+    }
+    server.abort();
+    let _ = std::fs::remove_file(&path);
+
+    // Unimplemented and InvalidArgument: final, the source stops at once with the reason.
+    for status in [
+        tonic::Status::unimplemented("no X509 here"),
+        tonic::Status::invalid_argument("security header missing from request"),
+    ] {
+        let path = socket_path();
+        let server = scripted_server(&path, vec![Err(status.clone())]);
+        let started = std::time::Instant::now();
+        let err = X509Source::new(
+            Endpoint::Unix(path.clone()),
+            X509SourceOptions::default().initial_sync_timeout(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, WorkloadApiError::Stopped { reason } if reason.contains(status.message())),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "it waited for the timeout"
+        );
+        server.abort();
+        let _ = std::fs::remove_file(&path);
+    }
 }
