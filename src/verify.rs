@@ -172,8 +172,10 @@ pub fn verify_x509_svid(
 }
 
 /// [`verify_x509_svid`] for a stated [`Usage`]: a TLS server verifying its clients passes
-/// [`Usage::ClientAuth`], so a leaf whose extended key usage lists only `id-kp-clientAuth`
-/// is accepted as a client and refused as a server.
+/// [`Usage::ClientAuth`], and path validation then checks the leaf (and any EKU-constrained
+/// intermediate) for that purpose. The leaf profile is the same for both uses: a leaf whose
+/// extended key usage lacks either `id-kp-serverAuth` or `id-kp-clientAuth` is refused
+/// first (X509-SVID §4.4), so `usage` never accepts more than [`verify_x509_svid`] does.
 pub fn verify_x509_svid_for(
     chain: &[CertificateDer<'_>],
     bundles: &(impl BundleSource + ?Sized),

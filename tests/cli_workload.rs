@@ -204,6 +204,30 @@ fn fetch_errors_have_the_documented_exit_codes() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("cannot connect"), "{}", text(&out));
+    // A server that accepts and never answers: exit 1 after --timeout, not a hang.
+    let silent = dir.join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&silent).unwrap();
+    let held = std::thread::spawn(move || {
+        let conn = listener.accept();
+        std::thread::sleep(Duration::from_secs(5));
+        drop(conn);
+    });
+    let started = Instant::now();
+    let out = meshid(
+        dir,
+        &[
+            "fetch",
+            "x509",
+            "--timeout",
+            "1s",
+            "--socket",
+            &format!("unix://{}", silent.display()),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no answer from"), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(held);
     // serve refuses a socket path that is a regular file, and leaves it.
     std::fs::write(dir.join("file"), b"keep").unwrap();
     let out = meshid(

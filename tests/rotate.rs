@@ -350,3 +350,46 @@ fn changes_are_announced_to_sync_and_async_waiters() {
         &fixed.x509_svid().unwrap()
     ));
 }
+
+/// Issues once, then hangs for a long time.
+struct HangsAfterFirst {
+    ca: Arc<Authority>,
+    calls: AtomicUsize,
+}
+
+impl Issuer for HangsAfterFirst {
+    fn issue_svid(&self, id: &SpiffeId, ttl: Duration) -> IssueResult {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            Ok(self.ca.issue(id, ttl)?)
+        } else {
+            std::thread::sleep(Duration::from_secs(8));
+            Err("gave up".into())
+        }
+    }
+}
+
+#[test]
+fn an_svid_that_expires_during_a_hanging_renewal_is_never_served() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let issuer = Arc::new(HangsAfterFirst {
+        ca: s.ca.clone(),
+        calls: AtomicUsize::new(0),
+    });
+    let rotator = start(&s, issuer, Duration::from_secs(2), &store);
+    eventually("the first SVID", || store.x509_svid().is_some());
+    let first = store.x509_svid().unwrap();
+    // The renewal (at about half the lifetime) hangs past the expiry: readers get nothing
+    // from the expiry on, though the rotator is stuck in the issuer.
+    eventually("nothing served after expiry", || {
+        store.x509_svid().is_none()
+    });
+    let late = SystemTime::now()
+        .duration_since(first.not_after())
+        .unwrap_or_default();
+    assert!(
+        late < Duration::from_millis(500),
+        "served {late:?} past expiry"
+    );
+    drop(rotator); // never blocks on the hanging issuer
+}

@@ -947,3 +947,131 @@ async fn x509_source_retries_permission_denied_and_stops_on_unimplemented() {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_silent_connections_and_dropping_serve_ends_streams() {
+    let td = TrustDomain::new("example.org").unwrap();
+    let ca = Authority::new_root(td.clone(), HOUR, KeyType::P256).unwrap();
+    let bundles: BundleSet = [X509Bundle::from_authorities(td, ca.root().cloned()).unwrap()]
+        .into_iter()
+        .collect();
+    let store = Arc::new(SvidStore::new());
+    store.publish(ca.issue(&id("spiffe://example.org/web"), HOUR).unwrap());
+
+    // A client that connects and never speaks must not keep the server from stopping.
+    let path = socket_path();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(
+        WorkloadApiServer::new(bundles.clone())
+            .with_svid(Arc::clone(&store))
+            .shutdown_grace(Duration::from_millis(300))
+            .serve(path.clone(), async {
+                let _ = stopped.await;
+            }),
+    );
+    while !path.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let silent = tokio::net::UnixStream::connect(&path).await.unwrap();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("serve ends within the grace period plus a little")
+        .unwrap()
+        .unwrap();
+    assert!(!path.exists());
+    drop(silent);
+
+    // Dropping (aborting) `serve` ends the streams of connected clients.
+    let path = socket_path();
+    let served = tokio::spawn(
+        WorkloadApiServer::new(bundles)
+            .with_svid(Arc::clone(&store))
+            .serve(path.clone(), std::future::pending()),
+    );
+    while !path.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut client = WorkloadApiClient::connect(&Endpoint::Unix(path.clone()))
+        .await
+        .unwrap();
+    let mut updates = Box::pin(client.watch_x509_contexts().await.unwrap());
+    assert!(tokio_stream::StreamExt::next(&mut updates)
+        .await
+        .unwrap()
+        .is_ok());
+    served.abort();
+    let ended = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_stream::StreamExt::next(&mut updates),
+    )
+    .await
+    .expect("the stream ends when the server is dropped");
+    assert!(
+        !matches!(ended, Some(Ok(_))),
+        "no more SVIDs after the server is gone"
+    );
+    assert!(!path.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_never_removes_a_socket_path_that_is_no_longer_its_own() {
+    let path = socket_path();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(WorkloadApiServer::new(BundleSet::new()).serve(
+        path.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    while !path.exists() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Someone replaces the path (a successor's socket, an operator's file).
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, b"successor").unwrap();
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"successor");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_source_drops_its_identity_when_the_agent_says_none_is_issued() {
+    let td = TrustDomain::new("example.org").unwrap();
+    let ca = Authority::new_root(td.clone(), HOUR, KeyType::P256).unwrap();
+    let bundle = X509Bundle::from_authorities(td, ca.root().cloned()).unwrap();
+    let svid = ca.issue(&id("spiffe://example.org/web"), HOUR).unwrap();
+    let path = socket_path();
+    let server = scripted_server(
+        &path,
+        vec![
+            Ok(message_for(&svid, &bundle)),
+            Err(tonic::Status::permission_denied("no identity issued")),
+        ],
+    );
+    let source = X509Source::new(
+        Endpoint::Unix(path.clone()),
+        X509SourceOptions::default().backoff(Duration::from_millis(50), Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Each reconnection gets the SVID again, then the refusal: wait for a refusal to land.
+    while source.status().reconnects == 0 || source.is_healthy() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            source.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(source
+        .status()
+        .last_error
+        .unwrap()
+        .contains("no identity issued"));
+    source.shutdown().await;
+    server.abort();
+    let _ = std::fs::remove_file(&path);
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::SignatureVerificationAlgorithm;
 
-use super::{RotationPolicy, SvidSource, SvidStore};
+use super::{RotationPolicy, SvidStore};
 use crate::{BundleSource, SpiffeId, X509Svid};
 
 /// Makes new X509-SVIDs: an in-process [`Authority`](crate::Authority), or a remote CA.
@@ -204,6 +204,7 @@ fn random_unit() -> f64 {
 fn run(shared: &Shared) {
     let cfg = &shared.config;
     loop {
+        drop_if_expired(shared, SystemTime::now());
         let now = SystemTime::now();
         let next = match renew(cfg) {
             Ok(svid) => {
@@ -241,21 +242,16 @@ fn run(shared: &Shared) {
                     .retry_delay(st.consecutive_failures, random_unit());
                 tracing::warn!(id = %cfg.id, error = %why, retry_in = ?delay, "X509-SVID renewal failed");
                 st.last_error = Some(why);
-                // Keep the last good SVID until it expires; then fail closed.
-                let expired = cfg
-                    .store
-                    .x509_svid()
-                    .is_some_and(|held| held.not_after() <= now);
-                if expired {
-                    st.generation = cfg.store.clear();
-                    st.serial = None;
-                    st.not_after = None;
-                    tracing::error!(id = %cfg.id, "X509-SVID expired with no replacement; serving none");
-                }
+                drop(st);
+                // Keep the last good SVID until it expires (the issuer call may have been
+                // long: look at the clock again); then fail closed.
+                let now = SystemTime::now();
+                drop_if_expired(shared, now);
+                let mut st = lock(&shared.status);
                 // Retry after the backoff, but wake no later than the held SVID's expiry so
                 // that an expired SVID is never served for the rest of a long backoff.
                 let mut next = now + delay;
-                if let Some(held) = cfg.store.x509_svid() {
+                if let Some(held) = cfg.store.current() {
                     next = next.min(held.not_after().max(now));
                 }
                 st.next_renewal = Some(next);
@@ -275,6 +271,22 @@ fn run(shared: &Shared) {
             return;
         }
         control.renew = false;
+    }
+}
+
+/// Fail closed: clears the store once the held SVID has expired.
+fn drop_if_expired(shared: &Shared, now: SystemTime) {
+    let cfg = &shared.config;
+    let expired = cfg
+        .store
+        .current()
+        .is_some_and(|held| held.not_after() <= now);
+    if expired {
+        let mut st = lock(&shared.status);
+        st.generation = cfg.store.clear();
+        st.serial = None;
+        st.not_after = None;
+        tracing::error!(id = %cfg.id, "X509-SVID expired with no replacement; serving none");
     }
 }
 

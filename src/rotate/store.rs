@@ -102,9 +102,20 @@ impl SvidStore {
     }
 }
 
+impl SvidStore {
+    /// What was published last, expired or not.
+    pub(crate) fn current(&self) -> Option<Arc<X509Svid>> {
+        self.current.load_full()
+    }
+}
+
+/// Never hands out an expired SVID, even before whoever publishes has cleared it: a
+/// second guard behind the [`Rotator`](crate::Rotator)'s own expiry check.
 impl SvidSource for SvidStore {
     fn x509_svid(&self) -> Option<Arc<X509Svid>> {
-        self.current.load_full()
+        self.current
+            .load_full()
+            .filter(|svid| std::time::SystemTime::now() < svid.not_after())
     }
 }
 

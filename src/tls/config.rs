@@ -64,8 +64,14 @@ pub fn client_config(
 /// `ClientConnection` (both dereference to `CommonState`).
 ///
 /// With the verifiers of this module the peer's chain has been verified and authorized
-/// before the handshake completes, so the ID returned is an authenticated one.
+/// before the handshake completes, so the ID returned is an authenticated one. On a
+/// resumed session (only possible if resumption was switched back on) it is `None`.
 pub fn peer_id(conn: &CommonState) -> Option<SpiffeId> {
+    // A resumed session restores the peer's certificates without verifying or authorizing
+    // them again: never report them as an authenticated ID.
+    if conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        return None;
+    }
     let leaf = conn.peer_certificates()?.first()?;
     let view = CertView::parse(leaf, 0).ok()?;
     profile::check_leaf(&view).ok()

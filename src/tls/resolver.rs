@@ -46,8 +46,11 @@ impl SvidResolver {
     /// The certified key for the source's current SVID, or `None` when the source holds
     /// none or its key cannot be loaded by the provider.
     pub fn current(&self) -> Option<Arc<CertifiedKey>> {
-        let svid = self.source.x509_svid()?;
+        // Load the cache before reading the source: then a cache entry stored meanwhile is
+        // newer than `svid` or equal to it, and the compare-and-swap below cannot replace
+        // it with an older SVID.
         let seen = self.cache.load();
+        let svid = self.source.x509_svid()?;
         if let Some(cached) = &*seen {
             if Arc::ptr_eq(&cached.svid, &svid) {
                 return cached.key.clone();

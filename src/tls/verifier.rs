@@ -16,7 +16,7 @@ use crate::{verify_x509_svid_for, Authorizer, BundleSource, Unauthorized, Usage,
 
 /// Why a peer's certificate was refused in a handshake. rustls reports it as
 /// `Error::InvalidCertificate(CertificateError::Other(..))` (the peer receives a
-/// `bad_certificate` alert); [`rejection`] gets it back out.
+/// `certificate_unknown` alert); [`rejection`] gets it back out.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum PeerRejected {

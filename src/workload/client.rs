@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use tokio_stream::{Stream, StreamExt};
 use tonic::client::Grpc;
@@ -74,6 +75,16 @@ impl fmt::Debug for JwtSvid {
     }
 }
 
+/// A connect timeout, and HTTP/2 keepalive so that a stopped or vanished agent is noticed
+/// on an idle stream (and the source reconnects) instead of being waited for forever.
+fn with_timeouts(endpoint: tonic::transport::Endpoint) -> tonic::transport::Endpoint {
+    endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+}
+
 fn request<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     request
@@ -92,24 +103,27 @@ impl WorkloadApiClient {
         let channel = match endpoint {
             Endpoint::Unix(path) => {
                 let path = path.clone();
-                tonic::transport::Endpoint::from_static("http://workload-api.invalid")
-                    .connect_with_connector(tower::service_fn(move |_| {
-                        let path = path.clone();
-                        async move {
-                            let stream = tokio::net::UnixStream::connect(path).await?;
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-                        }
-                    }))
-                    .await
-                    .map_err(connect_error)?
+                with_timeouts(tonic::transport::Endpoint::from_static(
+                    "http://workload-api.invalid",
+                ))
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
+                }))
+                .await
+                .map_err(connect_error)?
             }
-            Endpoint::Tcp(addr) => {
+            Endpoint::Tcp(addr) => with_timeouts(
                 tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(connect_error)?
-                    .connect()
-                    .await
-                    .map_err(connect_error)?
-            }
+                    .map_err(connect_error)?,
+            )
+            .tcp_keepalive(Some(Duration::from_secs(30)))
+            .connect()
+            .await
+            .map_err(connect_error)?,
         };
         Ok(Self {
             grpc: Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE),

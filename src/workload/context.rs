@@ -104,12 +104,13 @@ fn federated(map: &HashMap<String, Vec<u8>>) -> Result<Vec<X509Bundle>, Workload
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort();
     let mut out: Vec<X509Bundle> = Vec::with_capacity(map.len());
+    let mut seen = std::collections::BTreeSet::new();
     for key in keys {
         let td = TrustDomain::new(key).map_err(|source| WorkloadApiError::BadId {
             value: key.chars().take(256).collect(),
             source,
         })?;
-        if out.iter().any(|b| b.trust_domain() == &td) {
+        if !seen.insert(td.clone()) {
             return Err(WorkloadApiError::DuplicateBundle {
                 trust_domain: td.to_string(),
             });

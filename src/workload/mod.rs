@@ -22,6 +22,7 @@ mod context;
 mod endpoint;
 pub mod proto;
 mod server;
+mod socket;
 mod source;
 
 pub use client::{JwtSvid, WorkloadApiClient, MAX_MESSAGE};

@@ -5,13 +5,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::{UnixListenerStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
@@ -26,7 +25,7 @@ use super::proto::{
     self, X509BundlesRequest, X509BundlesResponse, X509SvidMessage, X509SvidRequest,
     X509SvidResponse,
 };
-use super::WorkloadApiError;
+use super::{socket, WorkloadApiError};
 use crate::{BundleSet, SvidSource, SvidStore, X509Bundle};
 
 /// The largest request the server decodes (Workload API requests are tiny).
@@ -49,6 +48,7 @@ pub struct WorkloadApiServer {
     bundles: BundleSet,
     allowed_uids: Option<BTreeSet<u32>>,
     socket_mode: u32,
+    grace: Duration,
 }
 
 impl WorkloadApiServer {
@@ -60,6 +60,7 @@ impl WorkloadApiServer {
             bundles,
             allowed_uids: None,
             socket_mode: 0o600,
+            grace: Duration::from_secs(5),
         }
     }
 
@@ -87,93 +88,100 @@ impl WorkloadApiServer {
         self
     }
 
+    /// How long a shutdown waits for clients to close their connections before closing
+    /// them by force (default 5 s).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
     /// Serves on the Unix socket at `path` until `shutdown` completes, then ends every
-    /// stream, waits for connections to close and removes the socket file.
+    /// stream, waits up to the [grace period](Self::shutdown_grace) for connections to
+    /// close (closing the rest by force) and removes the socket file.
     ///
-    /// A stale socket file (nobody listening) is replaced; a live one, or a path that is
-    /// not a socket, is an error and left alone.
+    /// A stale socket file (connection refused) is replaced; a live one, one that cannot
+    /// be probed, or a path that is not a socket is an error and left alone. The socket
+    /// has its final permissions before it appears at `path`. Dropping the returned future
+    /// also ends every stream and connection and removes the socket.
     pub async fn serve(
         self,
         path: impl AsRef<Path>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), WorkloadApiError> {
         let path = path.as_ref().to_path_buf();
-        let listener = bind(&path, self.socket_mode).await?;
-        let _remove = RemoveOnDrop(path.clone());
+        let (listener, socket) = socket::bind(&path, self.socket_mode).await?;
         let (version, _) = watch::channel(0u64);
-        let version = Arc::new(version);
-        let watchers: Vec<_> = self
+        let (force, forced) = watch::channel(false);
+        let watchers = self
             .svids
             .iter()
-            .map(|store| tokio::spawn(follow(Arc::clone(store), Arc::clone(&version))))
+            .map(|store| {
+                let seen = store.generation();
+                tokio::spawn(follow(Arc::clone(store), seen, version.clone()))
+            })
             .collect();
+        let cleanup = Cleanup {
+            version: version.clone(),
+            force: force.clone(),
+            watchers,
+            _socket: socket,
+        };
         let state = Arc::new(State {
             svids: self.svids,
             bundles: self.bundles,
             allowed_uids: self.allowed_uids,
-            version: Arc::clone(&version),
+            version,
         });
         tracing::info!(socket = %path.display(), "Workload API server listening");
+        let grace = self.grace;
         let closing = async {
             shutdown.await;
             tracing::info!("Workload API server shutting down");
-            version.send_replace(CLOSING);
+            cleanup.version.send_replace(CLOSING);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if force.send(true).is_ok() {
+                    tracing::warn!("closing Workload API connections by force");
+                }
+            });
         };
+        let incoming = UnixListenerStream::new(listener)
+            .map(move |conn| conn.map(|c| socket::Conn::new(c, forced.clone())));
         let result = tonic::transport::Server::builder()
-            .serve_with_incoming_shutdown(
-                WorkloadService(state),
-                UnixListenerStream::new(listener),
-                closing,
-            )
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .serve_with_incoming_shutdown(WorkloadService(state), incoming, closing)
             .await;
-        for watcher in watchers {
-            watcher.abort();
-        }
+        drop(cleanup);
         result.map_err(WorkloadApiError::Transport)
     }
 }
 
-/// Removes the socket file when serving ends, however it ends.
-struct RemoveOnDrop(PathBuf);
+/// Streams one connection may hold open (a workload needs two).
+const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 
-impl Drop for RemoveOnDrop {
+/// Ends everything `serve` started, however it ends (returns, fails, or is dropped).
+struct Cleanup {
+    version: watch::Sender<u64>,
+    force: watch::Sender<bool>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+    _socket: socket::BoundSocket,
+}
+
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        self.version.send_replace(CLOSING);
+        let _ = self.force.send(true);
+        for watcher in &self.watchers {
+            watcher.abort();
+        }
     }
 }
 
-/// Binds the socket at `path` with `mode`, replacing a stale socket file.
-async fn bind(path: &Path, mode: u32) -> Result<UnixListener, WorkloadApiError> {
-    let io = |source| WorkloadApiError::Socket {
-        path: path.to_path_buf(),
-        source,
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if tokio::net::UnixStream::connect(path).await.is_ok() {
-                return Err(WorkloadApiError::SocketInUse {
-                    path: path.to_path_buf(),
-                });
-            }
-            tracing::warn!(socket = %path.display(), "removing a stale socket file");
-            std::fs::remove_file(path).map_err(io)?;
-        }
-        Ok(_) => {
-            return Err(WorkloadApiError::NotASocket {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
-    Ok(listener)
-}
-
-/// Bumps `version` whenever `store` changes.
-async fn follow(store: Arc<SvidStore>, version: Arc<watch::Sender<u64>>) {
-    let mut seen = store.generation();
+/// Bumps `version` whenever `store` changes from generation `seen` on.
+async fn follow(store: Arc<SvidStore>, mut seen: u64, version: watch::Sender<u64>) {
     loop {
         seen = store.changed(seen).await;
         version.send_if_modified(|v| {
@@ -190,7 +198,7 @@ struct State {
     svids: Vec<Arc<SvidStore>>,
     bundles: BundleSet,
     allowed_uids: Option<BTreeSet<u32>>,
-    version: Arc<watch::Sender<u64>>,
+    version: watch::Sender<u64>,
 }
 
 fn concat_der(bundle: &X509Bundle) -> Vec<u8> {

@@ -308,6 +308,14 @@ async fn run(
             error = follow(&endpoint, &options, &shared, &mut failures) => error,
             _ = stop.wait_for(|s| *s) => break,
         };
+        // PermissionDenied is "no identity issued": the workload lost its identity, and
+        // each answer replaces the whole state, so stop serving the old one.
+        if matches!(&error, WorkloadApiError::Status(s) if s.code() == tonic::Code::PermissionDenied)
+            && shared.current.swap(None).is_some()
+        {
+            tracing::warn!(%endpoint, "the Workload API no longer issues an identity to us");
+            shared.notify();
+        }
         let fatal = !retryable(&error);
         {
             let mut status = shared.status();

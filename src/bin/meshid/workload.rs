@@ -54,6 +54,9 @@ pub(crate) struct FetchArgs {
     /// Keep printing (and writing) every update until interrupted.
     #[arg(long)]
     watch: bool,
+    /// Without --watch: give up (exit 1) if no answer arrives within this time.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    timeout: Duration,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -137,18 +140,40 @@ pub(crate) fn run_fetch(cmd: FetchCommand) -> Result<(), Failure> {
         code: 2,
         message: e.to_string(),
     })?;
+    let timeout = args.timeout;
+    let watch = args.watch;
     runtime()?.block_on(async {
-        let mut client = WorkloadApiClient::connect(&endpoint)
-            .await
-            .map_err(Failure::refused)?;
-        let mut updates = client
-            .watch_x509_contexts()
-            .await
-            .map_err(Failure::refused)?;
+        // One signal listener for the whole run, so no SIGINT is lost between updates.
+        let interrupted = interrupted();
+        tokio::pin!(interrupted);
+        let first = async {
+            let mut client = WorkloadApiClient::connect(&endpoint)
+                .await
+                .map_err(Failure::refused)?;
+            client.watch_x509_contexts().await.map_err(Failure::refused)
+        };
+        let mut updates = if watch {
+            tokio::select! {
+                updates = first => updates?,
+                () = &mut interrupted => return Ok(()),
+            }
+        } else {
+            tokio::time::timeout(timeout, first).await.map_err(|_| {
+                Failure::refused(format!("no answer from {endpoint} within {timeout:?}"))
+            })??
+        };
         loop {
-            let next = tokio::select! {
-                next = updates.next() => next,
-                () = interrupted(), if args.watch => return Ok(()),
+            let next = if watch {
+                tokio::select! {
+                    next = updates.next() => next,
+                    () = &mut interrupted => return Ok(()),
+                }
+            } else {
+                tokio::time::timeout(timeout, updates.next())
+                    .await
+                    .map_err(|_| {
+                        Failure::refused(format!("no answer from {endpoint} within {timeout:?}"))
+                    })?
             };
             let context = next
                 .ok_or_else(|| Failure::refused("the Workload API stream ended"))?
@@ -159,7 +184,7 @@ pub(crate) fn run_fetch(cmd: FetchCommand) -> Result<(), Failure> {
             if let Some(dir) = &args.out_dir {
                 write(dir, &context)?;
             }
-            if !args.watch {
+            if !watch {
                 return Ok(());
             }
         }
