@@ -10,7 +10,7 @@
 //! issuing [`Authority`]; rotation ([`SvidStore`], [`RotationPolicy`], [`Rotator`]); and,
 //! with feature `rustls`, SPIFFE mTLS whose certificates rotate under live traffic
 //! ([`tls`]); with feature `workload-api`, the SPIFFE Workload API (client, live source,
-//! server). The Envoy SDS transport follows in a later release (see `CHANGELOG.md`).
+//! server); with feature `sds`, an Envoy SDS v3 server (see `CHANGELOG.md`).
 //!
 //! `cargo run --example mesh` shows it all at work: an in-memory CA, two workloads calling
 //! each other over mTLS on loopback while their SVIDs rotate every few seconds.
@@ -59,6 +59,7 @@
 //! | `ring` | yes | `ring_algorithms()` for verification, `RingKeyPair`, a ring-backed [`Signer`], and rustls's ring provider |
 //! | `aws-lc-rs` | no | `aws_lc_rs_algorithms()` for verification, `AwsLcKeyPair`, an aws-lc-rs-backed [`Signer`], and rustls's aws-lc-rs provider |
 //! | `workload-api` | no | the [`workload`] module: a SPIFFE Workload API client, a live `X509Source`, and a server (tokio, tonic, prost; enables `rustls`) |
+//! | `sds` | no | the [`sds`] module: an Envoy SDS v3 server fed by an `SvidStore` or the Workload API (adds `envoy-types`; needs Rust 1.88) |
 //! | `cli` | no | the `meshid` operator binary (enables `ca`, `ring` and `workload-api`) |
 //!
 //! # Specifications
@@ -84,6 +85,9 @@ mod id;
 mod key;
 mod pem;
 mod rotate;
+#[cfg(all(feature = "sds", unix))]
+#[cfg_attr(docsrs, doc(cfg(feature = "sds")))]
+pub mod sds;
 mod svid;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]

@@ -29,6 +29,8 @@ pub use client::{JwtSvid, WorkloadApiClient, MAX_MESSAGE};
 pub use context::{bundles_from_message, X509Context};
 pub use endpoint::{Endpoint, EndpointProblem, ENDPOINT_ENV};
 pub use server::WorkloadApiServer;
+#[cfg(feature = "sds")]
+pub(crate) use socket::{bind as bind_socket, Conn as GuardedConn, ServeGuard};
 pub use source::{Pick, SourceStatus, X509Source, X509SourceOptions};
 
 /// What went wrong talking the Workload API.

@@ -16,7 +16,7 @@ use tonic::transport::server::{Connected, UdsConnectInfo};
 use super::WorkloadApiError;
 
 /// A bound socket file: removed on drop, but only while it is still the file we bound.
-pub(super) struct BoundSocket {
+pub(crate) struct BoundSocket {
     path: PathBuf,
     identity: (u64, u64),
 }
@@ -35,7 +35,7 @@ impl Drop for BoundSocket {
 /// `path`, given `mode`, and only then renamed into place, so nobody can connect while it
 /// still has the umask's permissions. A stale socket (connection refused) is replaced; a
 /// live one, one we cannot probe, or a path that is not a socket is an error and left alone.
-pub(super) async fn bind(
+pub(crate) async fn bind(
     path: &Path,
     mode: u32,
 ) -> Result<(UnixListener, BoundSocket), WorkloadApiError> {
@@ -106,13 +106,13 @@ pub(super) async fn bind(
 
 /// An accepted connection that fails every read and write once `closed` turns true, so
 /// that a shutdown can end connections whose peers never close them.
-pub(super) struct Conn {
+pub(crate) struct Conn {
     inner: UnixStream,
     closed: Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>,
 }
 
 impl Conn {
-    pub(super) fn new(inner: UnixStream, mut closed: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(inner: UnixStream, mut closed: watch::Receiver<bool>) -> Self {
         Self {
             inner,
             closed: Box::pin(async move {
@@ -165,5 +165,38 @@ impl Connected for Conn {
 
     fn connect_info(&self) -> UdsConnectInfo {
         self.inner.connect_info()
+    }
+}
+
+/// Ends what a server started when serving ends however it ends (returns, fails, or its
+/// future is dropped): closes connections by force, runs `on_drop`, removes the socket.
+#[cfg_attr(not(feature = "sds"), allow(dead_code))]
+pub(crate) struct ServeGuard {
+    force: watch::Sender<bool>,
+    on_drop: Option<Box<dyn FnOnce() + Send>>,
+    _socket: BoundSocket,
+}
+
+#[cfg_attr(not(feature = "sds"), allow(dead_code))]
+impl ServeGuard {
+    pub(crate) fn new(
+        socket: BoundSocket,
+        force: watch::Sender<bool>,
+        on_drop: impl FnOnce() + Send + 'static,
+    ) -> Self {
+        Self {
+            force,
+            on_drop: Some(Box::new(on_drop)),
+            _socket: socket,
+        }
+    }
+}
+
+impl Drop for ServeGuard {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_drop.take() {
+            f();
+        }
+        let _ = self.force.send(true);
     }
 }

