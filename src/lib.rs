@@ -60,7 +60,7 @@
 //! | `aws-lc-rs` | no | `aws_lc_rs_algorithms()` for verification, `AwsLcKeyPair`, an aws-lc-rs-backed [`Signer`], and rustls's aws-lc-rs provider |
 //! | `workload-api` | no | the [`workload`] module: a SPIFFE Workload API client, a live `X509Source`, and a server (tokio, tonic, prost; enables `rustls`) |
 //! | `sds` | no | the [`sds`] module: an Envoy SDS v3 server fed by an `SvidStore` or the Workload API (adds `envoy-types`; needs Rust 1.88) |
-//! | `cli` | no | the `meshid` operator binary (enables `ca`, `ring` and `workload-api`) |
+//! | `cli` | no | the `meshid` operator binary (enables `ca`, `ring`, `workload-api` and `sds`) |
 //!
 //! # Specifications
 //!

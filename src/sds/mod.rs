@@ -389,3 +389,132 @@ impl StreamState {
         first
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::google::rpc::Status as RpcStatus;
+
+    fn request(names: &[&str], nonce: &str, version: &str, nack: bool) -> DiscoveryRequest {
+        DiscoveryRequest {
+            version_info: version.to_owned(),
+            resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
+            type_url: SECRET_TYPE_URL.to_owned(),
+            response_nonce: nonce.to_owned(),
+            error_detail: nack.then(|| RpcStatus {
+                code: 3,
+                message: "bad secret".into(),
+                details: Vec::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_first_request_and_new_names_push_acks_and_nacks_do_not() {
+        let mut s = StreamState::default();
+        assert!(
+            s.on_request(request(&["default"], "", "", false)),
+            "first request"
+        );
+        // We "sent" version 1 with nonce 1.
+        s.nonce = 1;
+        s.sent = Some(1);
+        assert!(
+            !s.on_request(request(&["default"], "1", "1", false)),
+            "an ACK"
+        );
+        assert!(s.nacked.is_none());
+        assert!(
+            !s.on_request(request(&["default"], "1", "0", true)),
+            "a NACK"
+        );
+        assert_eq!(s.nacked, Some(1), "version 1 is not resent");
+        // A NACK of an older nonce is stale: ignored.
+        s.nacked = None;
+        assert!(!s.on_request(request(&["default"], "0", "0", true)));
+        assert!(s.nacked.is_none());
+        // New names (in any order, duplicates ignored) push at once.
+        assert!(s.on_request(request(&["ROOTCA", "default", "ROOTCA"], "1", "1", false)));
+        assert_eq!(s.names, ["ROOTCA", "default"]);
+        // Another type is ignored.
+        let mut other = request(&["x"], "", "", false);
+        other.type_url = "type.googleapis.com/envoy.config.cluster.v3.Cluster".into();
+        assert!(!s.on_request(other));
+    }
+
+    #[test]
+    fn names_map_to_the_right_secrets_and_unknown_names_are_left_out() {
+        use crate::{Authority, KeyType, SpiffeId, TrustDomain, X509Bundle};
+        let td = TrustDomain::new("example.org").unwrap();
+        let ca = Authority::new_root(td.clone(), Duration::from_secs(60), KeyType::P256).unwrap();
+        let other_td = TrustDomain::new("other.org").unwrap();
+        let other =
+            Authority::new_root(other_td.clone(), Duration::from_secs(60), KeyType::P256).unwrap();
+        let bundles: BundleSet = [
+            X509Bundle::from_authorities(td, ca.root().cloned()).unwrap(),
+            X509Bundle::from_authorities(other_td, other.root().cloned()).unwrap(),
+        ]
+        .into_iter()
+        .collect();
+        let store = Arc::new(SvidStore::new());
+        let id = SpiffeId::new("spiffe://example.org/envoy").unwrap();
+        store.publish(ca.issue(&id, Duration::from_secs(60)).unwrap());
+        let (version, _) = watch::channel(0);
+        let sds = Sds {
+            feed: Feed::Store(store, bundles),
+            version,
+        };
+        let names: Vec<String> = [
+            "default",
+            "spiffe://example.org/envoy",
+            "ROOTCA",
+            "ALL",
+            "spiffe://other.org",
+            "spiffe://nowhere.org",
+            "nonsense",
+        ]
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+        let secrets = sds.secrets(&names);
+        let got: Vec<(&str, bool)> = secrets
+            .iter()
+            .map(|s| {
+                let cert = matches!(s.r#type, Some(secret::Type::TlsCertificate(_)));
+                (s.name.as_str(), cert)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("default", true),
+                ("spiffe://example.org/envoy", true),
+                ("ROOTCA", false),
+                ("ALL", false),
+                ("spiffe://other.org", false),
+            ]
+        );
+        let pem = |s: &Secret| match &s.r#type {
+            Some(secret::Type::ValidationContext(v)) => match &v.trusted_ca {
+                Some(DataSource {
+                    specifier: Some(Specifier::InlineBytes(b)),
+                    ..
+                }) => String::from_utf8(b.clone()).unwrap(),
+                _ => panic!("no inline CA"),
+            },
+            _ => panic!("not a validation context"),
+        };
+        assert_eq!(pem(&secrets[2]).matches("BEGIN CERTIFICATE").count(), 1);
+        assert_eq!(pem(&secrets[3]).matches("BEGIN CERTIFICATE").count(), 2);
+        let response = sds.response(&names, 7, 3);
+        assert_eq!(
+            (response.version_info.as_str(), response.nonce.as_str()),
+            ("7", "3")
+        );
+        assert!(response
+            .resources
+            .iter()
+            .all(|a| a.type_url == SECRET_TYPE_URL));
+    }
+}

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use meshid::workload::{Endpoint, WorkloadApiClient, WorkloadApiServer, X509Context};
+use meshid::sds::{Feed, SdsServer};
+use meshid::workload::{
+    Endpoint, WorkloadApiClient, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
+};
 use meshid::{
     certificates_to_pem, BundleSet, CertificateInfo, RotationPolicy, Rotator, RotatorConfig,
     SpiffeId, SvidStore, X509Bundle,
@@ -19,6 +22,28 @@ use crate::pki::load_ca;
 pub(crate) enum ServeCommand {
     /// Serve X509-SVIDs from a local CA over the SPIFFE Workload API until SIGINT/SIGTERM.
     WorkloadApi(ServeArgs),
+    /// Serve Envoy SDS v3 from a local CA or a Workload API until SIGINT/SIGTERM.
+    Sds(SdsArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["ca", "workload_api"])))]
+pub(crate) struct SdsArgs {
+    /// The Unix socket to listen on (created mode 0600; removed on exit).
+    #[arg(long)]
+    socket: PathBuf,
+    /// Issue from this CA directory (with --id).
+    #[arg(long, requires = "id")]
+    ca: Option<PathBuf>,
+    /// The SPIFFE ID to serve (with --ca).
+    #[arg(long)]
+    id: Option<SpiffeId>,
+    /// Each SVID's lifetime (with --ca); renewed at about half of it.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    ttl: Duration,
+    /// Bridge from this Workload API endpoint (`unix:///path`), e.g. SPIRE's agent.
+    #[arg(long, conflicts_with = "ca")]
+    workload_api: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -82,7 +107,10 @@ async fn interrupted() {
 }
 
 pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
-    let ServeCommand::WorkloadApi(args) = cmd;
+    let args = match cmd {
+        ServeCommand::WorkloadApi(args) => args,
+        ServeCommand::Sds(args) => return run_sds(&args),
+    };
     let ca = Arc::new(load_ca(&args.ca)?);
     let td = ca.trust_domain().clone();
     let root = ca.root().cloned().ok_or_else(|| {
@@ -125,6 +153,79 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         println!("stopping");
     }));
     for r in rotators {
+        r.stop();
+    }
+    served.map_err(Failure::refused)
+}
+
+/// A CA directory's rotating SVID for `id`, and its bundle set.
+fn local_svid(
+    dir: &Path,
+    id: &SpiffeId,
+    ttl: Duration,
+) -> Result<(Arc<SvidStore>, BundleSet, Rotator), Failure> {
+    let ca = Arc::new(load_ca(dir)?);
+    let root = ca.root().cloned().ok_or_else(|| {
+        Failure::refused(format!(
+            "{}: the root is unknown (no bundle.pem beside ca.pem)",
+            dir.display()
+        ))
+    })?;
+    let bundle = X509Bundle::from_authorities(ca.trust_domain().clone(), [root])
+        .map_err(Failure::refused)?;
+    let bundles: BundleSet = [bundle].into_iter().collect();
+    let store = Arc::new(SvidStore::new());
+    let rotator = Rotator::start(RotatorConfig {
+        id: id.clone(),
+        ttl,
+        policy: RotationPolicy::default(),
+        issuer: ca,
+        bundles: Arc::new(bundles.clone()),
+        algorithms: meshid::ring_algorithms(),
+        store: Arc::clone(&store),
+    });
+    if store.wait_for_change(0, Duration::from_secs(10)) == 0 {
+        return Err(Failure::refused(format!("{id}: no SVID could be issued")));
+    }
+    Ok((store, bundles, rotator))
+}
+
+fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
+    let runtime = runtime()?;
+    let mut rotator = None;
+    let feed = match (&args.ca, &args.id, &args.workload_api) {
+        (Some(dir), Some(id), None) => {
+            let (store, bundles, r) = local_svid(dir, id, args.ttl)?;
+            rotator = Some(r);
+            println!("serving SDS for {id} on {}", args.socket.display());
+            Feed::Store(store, bundles)
+        }
+        (None, _, Some(endpoint)) => {
+            let endpoint = Endpoint::parse(endpoint).map_err(|e| Failure {
+                code: 2,
+                message: e.to_string(),
+            })?;
+            let source = runtime
+                .block_on(X509Source::new(
+                    endpoint.clone(),
+                    X509SourceOptions::default(),
+                ))
+                .map_err(Failure::refused)?;
+            println!("serving SDS from {endpoint} on {}", args.socket.display());
+            Feed::Source(Arc::new(source))
+        }
+        _ => {
+            return Err(Failure {
+                code: 2,
+                message: "give either --ca DIR --id ID, or --workload-api ENDPOINT".into(),
+            })
+        }
+    };
+    let served = runtime.block_on(SdsServer::new(feed).serve(&args.socket, async {
+        interrupted().await;
+        println!("stopping");
+    }));
+    if let Some(r) = rotator {
         r.stop();
     }
     served.map_err(Failure::refused)

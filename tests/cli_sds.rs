@@ -1,0 +1,199 @@
+//! `meshid serve sds`, from a CA directory and bridged from `meshid serve workload-api`,
+//! asked with `FetchSecrets` by envoy-types' generated SDS client.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{secret, Secret};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+use prost::Message as _;
+
+const MESHID: &str = env!("CARGO_BIN_EXE_meshid");
+
+fn meshid(dir: &Path, args: &[&str]) -> Output {
+    Command::new(MESHID)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(dir: &Path, args: &[&str], socket: &Path) -> Serving {
+    let child = Command::new(MESHID)
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Serving(child)
+}
+
+/// FetchSecrets for `names` on the SDS socket: each secret's name and kind.
+fn fetch(socket: &Path, names: &[&str]) -> Vec<(String, &'static str)> {
+    let socket = socket.to_path_buf();
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move {
+            let channel = tonic::transport::Endpoint::from_static("http://sds.invalid")
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let socket = socket.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                            tokio::net::UnixStream::connect(socket).await?,
+                        ))
+                    }
+                }))
+                .await
+                .unwrap();
+            let response = SecretDiscoveryServiceClient::new(channel)
+                .fetch_secrets(DiscoveryRequest {
+                    resource_names: names,
+                    type_url: meshid::sds::SECRET_TYPE_URL.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            response
+                .resources
+                .iter()
+                .map(|any| {
+                    let secret = Secret::decode(any.value.as_slice()).unwrap();
+                    let kind = match secret.r#type {
+                        Some(secret::Type::TlsCertificate(_)) => "tls_certificate",
+                        Some(secret::Type::ValidationContext(_)) => "validation_context",
+                        _ => "other",
+                    };
+                    (secret.name, kind)
+                })
+                .collect()
+        })
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("meshid-clisds-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = meshid(
+        &dir,
+        &["ca", "init", "--trust-domain", "example.org", "--out", "ca"],
+    );
+    assert!(out.status.success());
+    dir
+}
+
+#[test]
+fn serve_sds_from_a_ca_answers_fetch_secrets_and_stops_on_sigterm() {
+    let dir = scratch("ca");
+    let socket = dir.join("sds.sock");
+    let mut server = spawn(
+        &dir,
+        &[
+            "serve",
+            "sds",
+            "--socket",
+            "sds.sock",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/envoy",
+        ],
+        &socket,
+    );
+    let got = fetch(
+        &socket,
+        &["default", "ROOTCA", "spiffe://example.org/envoy", "unknown"],
+    );
+    assert_eq!(
+        got,
+        [
+            ("default".to_owned(), "tls_certificate"),
+            ("ROOTCA".to_owned(), "validation_context"),
+            ("spiffe://example.org/envoy".to_owned(), "tls_certificate"),
+        ]
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = server.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "serve sds did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success());
+    assert!(!socket.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_sds_bridges_a_workload_api() {
+    let dir = scratch("bridge");
+    let agent_socket = dir.join("agent.sock");
+    let _agent = spawn(
+        &dir,
+        &[
+            "serve",
+            "workload-api",
+            "--socket",
+            "agent.sock",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/envoy",
+        ],
+        &agent_socket,
+    );
+    let sds_socket = dir.join("sds.sock");
+    let endpoint = format!("unix://{}", agent_socket.display());
+    let _sds = spawn(
+        &dir,
+        &[
+            "serve",
+            "sds",
+            "--socket",
+            "sds.sock",
+            "--workload-api",
+            &endpoint,
+        ],
+        &sds_socket,
+    );
+    let got = fetch(&sds_socket, &["spiffe://example.org/envoy", "ALL"]);
+    assert_eq!(
+        got,
+        [
+            ("spiffe://example.org/envoy".to_owned(), "tls_certificate"),
+            ("ALL".to_owned(), "validation_context"),
+        ]
+    );
+    // Neither source nor both: a usage error.
+    let out = meshid(&dir, &["serve", "sds", "--socket", "x.sock"]);
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
