@@ -58,12 +58,12 @@ impl Drop for Envoy {
     }
 }
 
-fn sds_config() -> String {
-    "{ resource_api_version: V3, api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [ { envoy_grpc: { cluster_name: sds } } ] } }".to_owned()
+fn sds_config(api_type: &str) -> String {
+    format!("{{ resource_api_version: V3, api_config_source: {{ api_type: {api_type}, transport_api_version: V3, grpc_services: [ {{ envoy_grpc: {{ cluster_name: sds }} }} ] }} }}")
 }
 
-fn bootstrap(admin: u16, port: u16, socket: &Path) -> String {
-    let sds = sds_config();
+fn bootstrap(admin: u16, port: u16, socket: &Path, api_type: &str) -> String {
+    let sds = sds_config(api_type);
     format!(
         r#"node: {{ id: meshid-test, cluster: meshid-test }}
 admin:
@@ -213,9 +213,13 @@ struct Running {
 
 impl Running {
     fn start(dir: &Path, socket: &Path) -> Self {
+        Self::start_with(dir, socket, "GRPC")
+    }
+
+    fn start_with(dir: &Path, socket: &Path, api_type: &str) -> Self {
         let (admin, port) = (free_port(), free_port());
         let config = dir.join("envoy.yaml");
-        std::fs::write(&config, bootstrap(admin, port, socket)).unwrap();
+        std::fs::write(&config, bootstrap(admin, port, socket, api_type)).unwrap();
         let log = dir.join("envoy.log");
         let envoy = Envoy(
             Command::new(envoy_binary())
@@ -448,6 +452,47 @@ fn meshid_bridges_a_workload_api_agent_to_envoy() {
     runtime.block_on(served).unwrap().unwrap();
     stop_agent.send(()).unwrap();
     runtime.block_on(agent).unwrap().unwrap();
+    rotator.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn envoy_loads_and_rotates_over_delta_sds() {
+    let dir = scratch("delta");
+    let socket = dir.join("sds.sock");
+    let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = Feed::Store(Arc::clone(&store), bundles.clone());
+    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
+        let _ = stopped.await;
+    }));
+    until("the SDS socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
+    let mut running = Running::start_with(&dir, &socket, "DELTA_GRPC");
+    let stats = running.loaded();
+    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
+    let client = client(&ca, &bundles);
+    let (requests, serials) = requests_across_rotations(
+        &running,
+        &client,
+        || store.x509_svid().map(|s| s.leaf().to_vec()),
+        10,
+    );
+    let stats = admin_get(running.admin, "/stats").unwrap();
+    // Only the certificate changes on a rotation: ROOTCA is sent once, not per rotation.
+    let (default_updates, rootca_updates) = (
+        stat(&stats, "sds.default.update_success"),
+        stat(&stats, "sds.ROOTCA.update_success"),
+    );
+    assert!(default_updates >= 3, "{stats}");
+    assert_eq!(rootca_updates, 1, "{stats}");
+    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
+    eprintln!("delta: {requests} requests, {} serials, default updates {default_updates}, ROOTCA updates {rootca_updates}", serials.len());
+    drop(running);
+    stop.send(()).unwrap();
+    runtime.block_on(served).unwrap().unwrap();
     rotator.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,112 @@
+//! Incremental SDS (`DeltaSecrets`): each stream subscribes to names; only secrets whose
+//! content changed since they were last sent to that stream are pushed, each with its own
+//! version (a hash of its content).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message as _;
+
+use super::{Sds, SECRET_TYPE_URL};
+
+/// What one DeltaSecrets stream has subscribed to and been sent.
+#[derive(Default)]
+pub(super) struct DeltaState {
+    subscribed: BTreeSet<String>,
+    /// The version of each resource this stream holds (sent by us, or announced by the
+    /// client in `initial_resource_versions`).
+    held: BTreeMap<String, String>,
+    nonce: u64,
+}
+
+fn version_of(bytes: &[u8]) -> String {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+impl DeltaState {
+    /// Takes a request; whether something may need pushing now.
+    pub(super) fn on_request(&mut self, request: DeltaDiscoveryRequest) -> bool {
+        if !request.type_url.is_empty() && request.type_url != SECRET_TYPE_URL {
+            tracing::warn!(type_url = %request.type_url, "delta SDS: request for another type ignored");
+            return false;
+        }
+        let answers_last =
+            !request.response_nonce.is_empty() && request.response_nonce == self.nonce.to_string();
+        if let Some(error) = &request.error_detail {
+            if answers_last {
+                // `held` keeps the rejected versions, so they are not resent: only a
+                // change of content sends a secret again.
+                tracing::warn!(code = error.code, message = %error.message, "Envoy rejected the secrets (delta NACK); not resending until they change");
+            }
+        }
+        if request.response_nonce.is_empty() {
+            // A new (or re-established) stream says what it already holds.
+            self.held.extend(request.initial_resource_versions);
+        }
+        let mut changed = false;
+        for name in request.resource_names_subscribe {
+            changed |= self.subscribed.insert(name);
+        }
+        for name in request.resource_names_unsubscribe {
+            self.subscribed.remove(&name);
+            self.held.remove(&name);
+        }
+        changed
+    }
+
+    /// The response bringing this stream up to date, if anything is new for it.
+    pub(super) fn update(&mut self, sds: &Sds, version: u64) -> Option<DeltaDiscoveryResponse> {
+        let names: Vec<String> = self.subscribed.iter().cloned().collect();
+        let mut current = BTreeMap::new();
+        for secret in sds.secrets(&names) {
+            let bytes = secret.encode_to_vec();
+            current.insert(secret.name.clone(), (version_of(&bytes), bytes));
+        }
+        let mut resources = Vec::new();
+        for (name, (v, bytes)) in &current {
+            if self.held.get(name) != Some(v) {
+                resources.push(Resource {
+                    name: name.clone(),
+                    version: v.clone(),
+                    resource: Some(Any {
+                        type_url: SECRET_TYPE_URL.to_owned(),
+                        value: bytes.clone(),
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        // Secrets this stream holds that no longer exist (e.g. a trust domain's bundle
+        // was removed) are announced as removed.
+        let removed: Vec<String> = self
+            .held
+            .keys()
+            .filter(|n| self.subscribed.contains(*n) && !current.contains_key(*n))
+            .cloned()
+            .collect();
+        if resources.is_empty() && removed.is_empty() {
+            return None;
+        }
+        for r in &resources {
+            self.held.insert(r.name.clone(), r.version.clone());
+        }
+        for n in &removed {
+            self.held.remove(n);
+        }
+        self.nonce += 1;
+        Some(DeltaDiscoveryResponse {
+            system_version_info: version.to_string(),
+            resources,
+            type_url: SECRET_TYPE_URL.to_owned(),
+            removed_resources: removed,
+            nonce: self.nonce.to_string(),
+            ..Default::default()
+        })
+    }
+}
