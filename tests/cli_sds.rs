@@ -172,7 +172,7 @@ fn serve_sds_bridges_a_workload_api() {
     );
     let sds_socket = dir.join("sds.sock");
     let endpoint = format!("unix://{}", agent_socket.display());
-    let _sds = spawn(
+    let sds = spawn(
         &dir,
         &[
             "serve",
@@ -185,6 +185,27 @@ fn serve_sds_bridges_a_workload_api() {
         &sds_socket,
     );
     let got = fetch(&sds_socket, &["spiffe://example.org/envoy", "ALL"]);
+    drop(sds);
+    // The same with --spiffe-validator: ALL is still a validation context (Envoy's SPIFFE
+    // validator inside; `tests/sds_envoy.rs` proves Envoy takes it).
+    let validator_socket = dir.join("v.sock");
+    let _validator = spawn(
+        &dir,
+        &[
+            "serve",
+            "sds",
+            "--socket",
+            "v.sock",
+            "--workload-api",
+            &endpoint,
+            "--spiffe-validator",
+        ],
+        &validator_socket,
+    );
+    assert_eq!(
+        fetch(&validator_socket, &["ALL"]),
+        [("ALL".to_owned(), "validation_context")]
+    );
     assert_eq!(
         got,
         [

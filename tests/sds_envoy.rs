@@ -496,3 +496,75 @@ fn envoy_loads_and_rotates_over_delta_sds() {
     rotator.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn envoy_verifies_clients_with_its_spiffe_validator_fed_by_us() {
+    let dir = scratch("validator");
+    let socket = dir.join("sds.sock");
+    let (ca, bundles, store, rotator) = pki(Duration::from_secs(30));
+    // A second, federated trust domain in the bundle set: the validator lists both.
+    let other_td = TrustDomain::new("other.org").unwrap();
+    let other =
+        Authority::new_root(other_td.clone(), Duration::from_secs(3600), KeyType::P256).unwrap();
+    let mut all = bundles.clone();
+    all.insert(X509Bundle::from_authorities(other_td, other.root().cloned()).unwrap());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sds = SdsServer::new(Feed::Store(Arc::clone(&store), all.clone())).spiffe_validator(true);
+    let served = runtime.spawn(sds.serve(socket.clone(), async {
+        let _ = stopped.await;
+    }));
+    until("the SDS socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
+    let mut running = Running::start(&dir, &socket);
+    let stats = running.loaded();
+    assert_eq!(stat(&stats, "sds.ROOTCA.update_rejected"), 0, "{stats}");
+    // Clients of both trust domains get in (each checked against its own bundle).
+    for (issuer, id) in [
+        (&*ca, "spiffe://example.org/client"),
+        (&other, "spiffe://other.org/client"),
+    ] {
+        let svid = issuer
+            .issue(&SpiffeId::new(id).unwrap(), Duration::from_secs(600))
+            .unwrap();
+        let config = Arc::new(
+            tls::client_config(
+                Arc::new(rustls::crypto::ring::default_provider()),
+                Arc::new(svid),
+                bundles.clone(),
+                authorize::exact(SpiffeId::new("spiffe://example.org/envoy").unwrap()),
+            )
+            .unwrap(),
+        );
+        let reply = request(&config, running.port).unwrap();
+        assert!(reply.contains("hello from envoy"), "{id}: {reply}");
+    }
+    // A client from a trust domain Envoy was not given is refused.
+    let stranger_td = TrustDomain::new("stranger.org").unwrap();
+    let stranger =
+        Authority::new_root(stranger_td, Duration::from_secs(3600), KeyType::P256).unwrap();
+    let svid = stranger
+        .issue(
+            &SpiffeId::new("spiffe://stranger.org/client").unwrap(),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    let config = Arc::new(
+        tls::client_config(
+            Arc::new(rustls::crypto::ring::default_provider()),
+            Arc::new(svid),
+            bundles.clone(),
+            authorize::any(),
+        )
+        .unwrap(),
+    );
+    assert!(!request(&config, running.port).is_ok_and(|r| r.contains("hello from envoy")));
+    let stats = admin_get(running.admin, "/stats").unwrap();
+    assert_eq!(stat(&stats, "sds.ROOTCA.update_rejected"), 0, "{stats}");
+    drop(running);
+    stop.send(()).unwrap();
+    runtime.block_on(served).unwrap().unwrap();
+    rotator.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

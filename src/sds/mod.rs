@@ -26,8 +26,10 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::config::core::v3::DataSource;
+use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    secret, CertificateValidationContext, Secret, TlsCertificate,
+    secret, spiffe_cert_validator_config, CertificateValidationContext, Secret,
+    SpiffeCertValidatorConfig, TlsCertificate,
 };
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
@@ -111,6 +113,7 @@ impl Feed {
 #[derive(Debug)]
 pub struct SdsServer {
     feed: Feed,
+    spiffe_validator: bool,
     socket_mode: u32,
     grace: Duration,
 }
@@ -120,9 +123,20 @@ impl SdsServer {
     pub fn new(feed: Feed) -> Self {
         Self {
             feed,
+            spiffe_validator: false,
             socket_mode: 0o600,
             grace: Duration::from_secs(5),
         }
+    }
+
+    /// Serve validation contexts (`ROOTCA`, `ALL`, `spiffe://td`) as Envoy's SPIFFE
+    /// certificate validator (`envoy.tls.cert_validator.spiffe`) listing every trust
+    /// domain's bundle, so Envoy picks each peer's roots by the peer's trust domain (as
+    /// X509-SVID §5.2 asks), instead of one flat list of trusted CAs.
+    #[must_use]
+    pub fn spiffe_validator(mut self, on: bool) -> Self {
+        self.spiffe_validator = on;
+        self
     }
 
     /// The permission bits of the socket file (default `0o600`).
@@ -153,6 +167,7 @@ impl SdsServer {
         let service = Sds {
             feed: self.feed,
             version: version.clone(),
+            spiffe_validator: self.spiffe_validator,
         };
         tracing::info!(socket = %path.display(), "SDS server listening");
         let grace = self.grace;
@@ -184,6 +199,7 @@ impl SdsServer {
 struct Sds {
     feed: Feed,
     version: watch::Sender<u64>,
+    spiffe_validator: bool,
 }
 
 fn inline(bytes: Vec<u8>) -> DataSource {
@@ -205,6 +221,40 @@ fn validation(name: &str, pem: String) -> Secret {
     }
 }
 
+/// The type URL of Envoy's SPIFFE certificate validator configuration.
+const SPIFFE_VALIDATOR_TYPE_URL: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig";
+
+/// A validation context that is Envoy's SPIFFE validator over every bundle in `bundles`.
+fn spiffe_validation(name: &str, bundles: &BundleSet) -> Secret {
+    let config = SpiffeCertValidatorConfig {
+        trust_domains: bundles
+            .iter()
+            .map(|b| spiffe_cert_validator_config::TrustDomain {
+                name: b.trust_domain().name().to_owned(),
+                trust_bundle: Some(inline(certificates_to_pem(b.authorities()).into_bytes())),
+                workload_trust_domain: String::new(),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    Secret {
+        name: name.to_owned(),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                custom_validator_config: Some(TypedExtensionConfig {
+                    name: "envoy.tls.cert_validator.spiffe".to_owned(),
+                    typed_config: Some(Any {
+                        type_url: SPIFFE_VALIDATOR_TYPE_URL.to_owned(),
+                        value: config.encode_to_vec(),
+                    }),
+                }),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
 impl Sds {
     /// The secrets for `names` in the current state (unknown names left out).
     fn secrets(&self, names: &[String]) -> Vec<Secret> {
@@ -212,6 +262,13 @@ impl Sds {
         let bundles = self.feed.bundles();
         let mut out = Vec::new();
         for name in names {
+            let names_svid = svid.as_ref().is_some_and(|s| name == s.id().as_str());
+            let is_validation =
+                name == "ROOTCA" || name == "ALL" || (name.starts_with("spiffe://") && !names_svid);
+            if self.spiffe_validator && is_validation && !bundles.is_empty() {
+                out.push(spiffe_validation(name, &bundles));
+                continue;
+            }
             let secret = match name.as_str() {
                 "ROOTCA" => svid.as_ref().and_then(|s| {
                     let bundle = bundles.get(&s.id().trust_domain())?;
@@ -283,6 +340,7 @@ impl SecretDiscoveryService for Sds {
         let sds = Sds {
             feed: self.feed.clone(),
             version: self.version.clone(),
+            spiffe_validator: self.spiffe_validator,
         };
         let mut changes = self.version.subscribe();
         tokio::spawn(async move {
@@ -339,6 +397,7 @@ impl SecretDiscoveryService for Sds {
         let sds = Sds {
             feed: self.feed.clone(),
             version: self.version.clone(),
+            spiffe_validator: self.spiffe_validator,
         };
         let mut changes = self.version.subscribe();
         tokio::spawn(async move {
@@ -501,6 +560,7 @@ mod tests {
         let sds = Sds {
             feed: Feed::Store(store, bundles),
             version,
+            spiffe_validator: false,
         };
         let names: Vec<String> = [
             "default",

@@ -44,6 +44,10 @@ pub(crate) struct SdsArgs {
     /// Bridge from this Workload API endpoint (`unix:///path`), e.g. SPIRE's agent.
     #[arg(long, conflicts_with = "ca")]
     workload_api: Option<String>,
+    /// Serve validation contexts as Envoy's SPIFFE certificate validator listing every
+    /// trust domain's bundle.
+    #[arg(long)]
+    spiffe_validator: bool,
 }
 
 #[derive(Debug, Args)]
@@ -221,7 +225,8 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             })
         }
     };
-    let served = runtime.block_on(SdsServer::new(feed).serve(&args.socket, async {
+    let sds = SdsServer::new(feed).spiffe_validator(args.spiffe_validator);
+    let served = runtime.block_on(sds.serve(&args.socket, async {
         interrupted().await;
         println!("stopping");
     }));
