@@ -144,3 +144,29 @@ fn generate_workload_seeds() {
         std::fs::write(dir.join(name), data).unwrap();
     }
 }
+
+#[cfg(all(feature = "sds", feature = "ca"))]
+#[path = "checks/sds_request.rs"]
+mod sds_request_checks;
+
+#[cfg(all(feature = "sds", feature = "ca"))]
+#[test]
+fn sds_request_corpus() {
+    for (name, seed) in sds_request_checks::seeds() {
+        let result = std::panic::catch_unwind(|| sds_request_checks::check(&seed));
+        assert!(result.is_ok(), "seed {name} fails");
+    }
+    assert!(replay("sds_request", sds_request_checks::check) >= 600);
+}
+
+/// Writes the seed inputs of the `sds_request` target into its corpus directory.
+#[cfg(all(feature = "sds", feature = "ca"))]
+#[test]
+#[ignore = "writes fuzz/corpus/sds_request/seed-*; run by hand"]
+fn generate_sds_request_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sds_request");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, seed) in sds_request_checks::seeds() {
+        std::fs::write(dir.join(name), seed).unwrap();
+    }
+}

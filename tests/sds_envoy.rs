@@ -218,8 +218,12 @@ impl Running {
 
     fn start_with(dir: &Path, socket: &Path, api_type: &str) -> Self {
         let (admin, port) = (free_port(), free_port());
+        Self::start_yaml(dir, &bootstrap(admin, port, socket, api_type), admin, port)
+    }
+
+    fn start_yaml(dir: &Path, yaml: &str, admin: u16, port: u16) -> Self {
         let config = dir.join("envoy.yaml");
-        std::fs::write(&config, bootstrap(admin, port, socket, api_type)).unwrap();
+        std::fs::write(&config, yaml).unwrap();
         let log = dir.join("envoy.log");
         let envoy = Envoy(
             Command::new(envoy_binary())
@@ -562,6 +566,183 @@ fn envoy_verifies_clients_with_its_spiffe_validator_fed_by_us() {
     assert!(!request(&config, running.port).is_ok_and(|r| r.contains("hello from envoy")));
     let stats = admin_get(running.admin, "/stats").unwrap();
     assert_eq!(stat(&stats, "sds.ROOTCA.update_rejected"), 0, "{stats}");
+    drop(running);
+    stop.send(()).unwrap();
+    runtime.block_on(served).unwrap().unwrap();
+    rotator.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Envoy as a TLS *client*: a plain HTTP listener on `port` proxies to `backend` over mTLS
+/// with `default` and `ROOTCA` from our SDS.
+fn upstream_bootstrap(admin: u16, port: u16, backend: u16, socket: &Path) -> String {
+    let sds = sds_config("GRPC");
+    format!(
+        r#"node: {{ id: meshid-test, cluster: meshid-test }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: plain
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: egress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: backend }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          tls_certificate_sds_secret_configs:
+          - name: default
+            sds_config: {sds}
+          validation_context_sds_secret_config:
+            name: ROOTCA
+            sds_config: {sds}
+  - name: sds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: sds
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ pipe: {{ path: "{socket}" }} }} }}
+"#,
+        socket = socket.display()
+    )
+}
+
+/// A meshid mTLS backend: answers every HTTP request with 200 and the client's SPIFFE ID.
+fn backend(config: Arc<rustls::ServerConfig>) -> (u16, std::sync::mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (seen, peers) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (config, seen) = (Arc::clone(&config), seen.clone());
+            std::thread::spawn(move || {
+                let mut tcp = tcp;
+                tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut conn = rustls::ServerConnection::new(config).unwrap();
+                let mut buf = [0u8; 4096];
+                let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+                while let Ok(n) = tls.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let peer = tls::peer_id(tls.conn)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
+                    let _ = seen.send(peer.clone());
+                    let body = format!("backend saw {peer}\n");
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if tls.write_all(reply.as_bytes()).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, peers)
+}
+
+#[test]
+fn envoy_as_a_tls_client_presents_our_svid_to_a_meshid_backend() {
+    let dir = scratch("upstream");
+    let socket = dir.join("sds.sock");
+    let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = Feed::Store(Arc::clone(&store), bundles.clone());
+    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
+        let _ = stopped.await;
+    }));
+    until("the SDS socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
+    // The backend is a meshid workload that accepts only Envoy's SPIFFE ID.
+    let backend_svid = ca
+        .issue(
+            &SpiffeId::new("spiffe://example.org/backend").unwrap(),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    let backend_config = Arc::new(
+        tls::server_config(
+            Arc::new(rustls::crypto::ring::default_provider()),
+            Arc::new(backend_svid),
+            bundles.clone(),
+            authorize::exact(SpiffeId::new("spiffe://example.org/envoy").unwrap()),
+        )
+        .unwrap(),
+    );
+    let (backend_port, peers) = backend(backend_config);
+    let (admin, port) = (free_port(), free_port());
+    let yaml = upstream_bootstrap(admin, port, backend_port, &socket);
+    let mut running = Running::start_yaml(&dir, &yaml, admin, port);
+    running.loaded();
+    // Plain HTTP to Envoy; Envoy speaks mTLS to the backend with our SVID, across rotations.
+    let mut served_ok = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = store.x509_svid().unwrap().leaf().to_vec();
+    while served_ok < 10 || store.x509_svid().unwrap().leaf().as_ref() == first.as_slice() {
+        assert!(
+            Instant::now() < deadline,
+            "only {served_ok} requests got through"
+        );
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            tcp,
+            "GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        let _ = tcp.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(
+            reply.contains("backend saw spiffe://example.org/envoy"),
+            "{reply}"
+        );
+        served_ok += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(peers.try_iter().all(|p| p == "spiffe://example.org/envoy"));
+    let stats = admin_get(admin, "/stats").unwrap();
+    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
+    eprintln!(
+        "upstream: {served_ok} requests, default updates {}",
+        stat(&stats, "sds.default.update_success")
+    );
     drop(running);
     stop.send(()).unwrap();
     runtime.block_on(served).unwrap().unwrap();

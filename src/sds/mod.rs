@@ -45,6 +45,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 mod delta;
+#[doc(hidden)]
+pub mod fuzzing;
 
 use crate::workload::{WorkloadApiError, X509Source};
 use crate::{certificates_to_pem, BundleSet, SvidSource, SvidStore, X509Svid};
@@ -183,6 +185,9 @@ impl SdsServer {
         let incoming = UnixListenerStream::new(listener)
             .map(move |c| c.map(|c| crate::workload::GuardedConn::new(c, forced.clone())));
         let result = tonic::transport::Server::builder()
+            // Envoy opens one stream per secret subscription on its connection; a cap keeps
+            // one client from opening without bound (about 20 KiB of server memory each).
+            .max_concurrent_streams(1024)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .serve_with_incoming_shutdown(
@@ -423,16 +428,9 @@ impl SecretDiscoveryService for Sds {
                 if version == CLOSING {
                     break;
                 }
-                if !push
-                    || stream.nacked == Some(version)
-                    || stream.sent == Some(version) && !stream.names_changed
-                {
+                let Some(response) = stream.update(&sds, push, version) else {
                     continue;
-                }
-                stream.nonce += 1;
-                stream.sent = Some(version);
-                stream.names_changed = false;
-                let response = sds.response(&stream.names, version, stream.nonce);
+                };
                 if tx.send(Ok(response)).await.is_err() {
                     break;
                 }
@@ -454,6 +452,24 @@ struct StreamState {
 }
 
 impl StreamState {
+    /// The response to send for `version` after an event (`push`: the event may call for
+    /// one), if any: for the same names, never the version this stream rejected and never
+    /// the same version twice; new names are always answered.
+    fn update(&mut self, sds: &Sds, push: bool, version: u64) -> Option<DiscoveryResponse> {
+        if !push
+            || (!self.names_changed && (self.nacked == Some(version) || self.sent == Some(version)))
+        {
+            return None;
+        }
+        if self.names_changed {
+            self.nacked = None;
+        }
+        self.nonce += 1;
+        self.sent = Some(version);
+        self.names_changed = false;
+        Some(sds.response(&self.names, version, self.nonce))
+    }
+
     /// Handles a request; whether to push now.
     fn on_request(&mut self, request: DiscoveryRequest) -> bool {
         if !request.type_url.is_empty() && request.type_url != SECRET_TYPE_URL {
@@ -604,6 +620,21 @@ mod tests {
         };
         assert_eq!(pem(&secrets[2]).matches("BEGIN CERTIFICATE").count(), 1);
         assert_eq!(pem(&secrets[3]).matches("BEGIN CERTIFICATE").count(), 2);
+        // A NACKed version is not resent for the same names, but new names are answered
+        // at once (Envoy must not wait a rotation for a secret it just asked for).
+        let mut stream = StreamState::default();
+        let first = ["default".to_owned()];
+        assert!(stream.on_request(request(&["default"], "", "", false)));
+        let pushed = stream.update(&sds, true, 1).unwrap();
+        assert_eq!(pushed.resources.len(), first.len());
+        assert!(!stream.on_request(request(&["default"], "1", "0", true)));
+        assert!(
+            stream.update(&sds, true, 1).is_none(),
+            "rejected version resent"
+        );
+        assert!(stream.on_request(request(&["default", "ROOTCA"], "1", "0", false)));
+        let pushed = stream.update(&sds, true, 1).expect("new names answered");
+        assert_eq!(pushed.resources.len(), 2);
         let response = sds.response(&names, 7, 3);
         assert_eq!(
             (response.version_info.as_str(), response.nonce.as_str()),

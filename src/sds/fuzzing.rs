@@ -1,0 +1,94 @@
+//! Not public API: drives one SDS stream's request handling without a socket, for the
+//! `sds_request` fuzz target and its corpus replay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use prost::Message as _;
+use tokio::sync::watch;
+
+use super::{delta::DeltaState, Feed, Sds, StreamState};
+use crate::{BundleSet, SvidStore, X509Svid};
+
+/// One state-of-the-world stream and one delta stream over a store that can be rotated.
+pub struct FuzzStreams {
+    sds: Sds,
+    store: Arc<SvidStore>,
+    svids: Vec<X509Svid>,
+    next: usize,
+    version: u64,
+    sotw: StreamState,
+    delta: DeltaState,
+}
+
+impl FuzzStreams {
+    /// Streams over `svids` (published in turn by [`rotate`](Self::rotate)) and `bundles`.
+    pub fn new(svids: Vec<X509Svid>, bundles: BundleSet) -> Self {
+        let store = Arc::new(SvidStore::new());
+        if let Some(first) = svids.first() {
+            store.publish(first.clone());
+        }
+        let (version, _) = watch::channel(1);
+        Self {
+            sds: Sds {
+                feed: Feed::Store(Arc::clone(&store), bundles),
+                version,
+                spiffe_validator: false,
+            },
+            store,
+            svids,
+            next: 1,
+            version: 1,
+            sotw: StreamState::default(),
+            delta: DeltaState::default(),
+        }
+    }
+
+    /// Publishes the next SVID (a rotation) and lets both streams react.
+    pub fn rotate(&mut self) -> (Option<DiscoveryResponse>, Option<DeltaDiscoveryResponse>) {
+        if !self.svids.is_empty() {
+            self.store
+                .publish(self.svids[self.next % self.svids.len()].clone());
+            self.next += 1;
+        }
+        self.version += 1;
+        let subscribed = self.sotw.subscribed;
+        (
+            self.sotw.update(&self.sds, subscribed, self.version),
+            self.delta.update(&self.sds, self.version),
+        )
+    }
+
+    /// Feeds `bytes` as a state-of-the-world request (if they decode as one).
+    pub fn sotw(&mut self, bytes: &[u8]) -> Option<(DiscoveryRequest, Option<DiscoveryResponse>)> {
+        let request = DiscoveryRequest::decode(bytes).ok()?;
+        let push = self.sotw.on_request(request.clone());
+        Some((request, self.sotw.update(&self.sds, push, self.version)))
+    }
+
+    /// Feeds `bytes` as a delta request (if they decode as one).
+    pub fn delta(
+        &mut self,
+        bytes: &[u8],
+    ) -> Option<(DeltaDiscoveryRequest, Option<DeltaDiscoveryResponse>)> {
+        let request = DeltaDiscoveryRequest::decode(bytes).ok()?;
+        let push = self.delta.on_request(request.clone());
+        let response = if push {
+            self.delta.update(&self.sds, self.version)
+        } else {
+            None
+        };
+        Some((request, response))
+    }
+
+    /// The names the state-of-the-world stream is subscribed to.
+    pub fn sotw_names(&self) -> &[String] {
+        &self.sotw.names
+    }
+
+    /// How long a fuzz input may take at most (for the replay's sanity bound).
+    pub const BUDGET: Duration = Duration::from_secs(1);
+}

@@ -1,0 +1,180 @@
+//! The SDS server against an independent scripted client: `tests/python/sds_client.py`,
+//! written with PyPI `envoy-data-plane` (betterproto2 stubs) over `grpclib`, run by the
+//! Python of `.ci/venv` (installed by `.ci/run`; or the interpreter named by
+//! `MESHID_PYTHON`). It checks `FetchSecrets`, ACKs, NACKs, rotations, unknown names and
+//! subscription changes on `StreamSecrets`; this side serves, and rotates the SVID each
+//! time the script prints `want-rotation`.
+
+#![cfg(all(unix, feature = "sds"))]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshid::sds::{Feed, SdsServer};
+use meshid::{
+    Authority, BundleSet, KeyType, RotationPolicy, Rotator, RotatorConfig, SpiffeId, SvidSource,
+    SvidStore, TrustDomain, X509Bundle,
+};
+
+const ID: &str = "spiffe://example.org/envoy";
+
+/// The venv's Python, with the client's packages importable; panics (never skips) if not.
+fn python() -> PathBuf {
+    let python = std::env::var_os("MESHID_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/python"),
+        PathBuf::from,
+    );
+    assert!(
+        python.exists(),
+        "no Python at {}: run .ci/run (it creates .ci/venv) or set MESHID_PYTHON",
+        python.display()
+    );
+    let probe = Command::new(&python)
+        .args(["-c", "import grpc, grpclib, envoy_data_plane"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        probe.status.success(),
+        "{} lacks envoy-data-plane/grpcio: run .ci/run (it installs them into .ci/venv)\n{}",
+        python.display(),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    python
+}
+
+/// A CA, its bundle, and a store kept by a rotator whose TTL is long enough that only
+/// `renew_now` rotates during the test.
+fn pki() -> (BundleSet, Arc<SvidStore>, Rotator) {
+    let td = TrustDomain::new("example.org").unwrap();
+    let ca = Arc::new(
+        Authority::new_root(td.clone(), Duration::from_secs(3600), KeyType::P256).unwrap(),
+    );
+    let bundles: BundleSet = [X509Bundle::from_authorities(td, ca.root().cloned()).unwrap()]
+        .into_iter()
+        .collect();
+    let store = Arc::new(SvidStore::new());
+    let rotator = Rotator::start(RotatorConfig {
+        id: SpiffeId::new(ID).unwrap(),
+        ttl: Duration::from_secs(3600),
+        policy: RotationPolicy::default(),
+        issuer: ca,
+        bundles: Arc::new(bundles.clone()),
+        algorithms: meshid::ring_algorithms(),
+        store: Arc::clone(&store),
+    });
+    assert_ne!(store.wait_for_change(0, Duration::from_secs(10)), 0);
+    (bundles, store, rotator)
+}
+
+/// Kills the script on every path out of the test.
+struct Script(Child);
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the script against `socket`; its stdout lines and stderr. Each `want-rotation`
+/// renews the SVID and waits until the store holds the new one.
+fn run_script(socket: &Path, store: &SvidStore, rotator: &Rotator) -> (Vec<String>, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/sds_client.py");
+    let mut child = Script(
+        Command::new(python())
+            .arg(&script)
+            .args([socket.as_os_str(), ID.as_ref()])
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut stderr = child.0.stderr.take().unwrap();
+    std::thread::scope(|scope| {
+        let errors = scope.spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        let lines = scope.spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let line = line.unwrap();
+                eprintln!("sds_client.py: {line}");
+                if line == "want-rotation" {
+                    let seen = store.generation();
+                    rotator.renew_now();
+                    assert_ne!(store.wait_for_change(seen, Duration::from_secs(10)), seen);
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.0.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "sds_client.py still running after 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = child.0.wait().unwrap();
+        let (lines, errors) = (lines.join().unwrap(), errors.join().unwrap());
+        assert!(
+            status.success(),
+            "sds_client.py failed ({status})\nstdout:\n{}\nstderr:\n{errors}",
+            lines.join("\n")
+        );
+        (lines, errors)
+    })
+}
+
+#[test]
+fn a_python_sds_client_sees_fetches_acks_nacks_rotations_and_unknown_names_handled() {
+    let dir = std::env::temp_dir().join(format!("meshid-sds-python-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("sds.sock");
+    let (bundles, store, rotator) = pki();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = Feed::Store(Arc::clone(&store), bundles);
+    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
+        let _ = stopped.await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "no SDS socket after 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first = store.x509_svid().unwrap().leaf().to_vec();
+
+    let (lines, errors) = run_script(&socket, &store, &rotator);
+    let expected = [
+        "ok fetch-secrets",
+        "ok stream-first-push",
+        "ok ack-is-quiet",
+        "want-rotation",
+        "ok rotation-pushed",
+        "ok nack-not-resent",
+        "want-rotation",
+        "ok push-after-nack",
+        "ok names-change-pushed",
+        "ok unknown-names-empty",
+        "done",
+    ];
+    assert_eq!(lines, expected, "stderr:\n{errors}");
+    assert_ne!(store.x509_svid().unwrap().leaf().to_vec(), first, "rotated");
+
+    stop.send(()).unwrap();
+    runtime.block_on(served).unwrap().unwrap();
+    rotator.stop();
+    assert!(!socket.exists(), "socket removed on shutdown");
+    let _ = std::fs::remove_dir_all(&dir);
+}
