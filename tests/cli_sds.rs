@@ -51,6 +51,11 @@ fn spawn(dir: &Path, args: &[&str], socket: &Path) -> Serving {
 
 /// FetchSecrets for `names` on the SDS socket: each secret's name and kind.
 fn fetch(socket: &Path, names: &[&str]) -> Vec<(String, &'static str)> {
+    try_fetch(socket, names).unwrap()
+}
+
+/// FetchSecrets for `names`, or the status the server refused with.
+fn try_fetch(socket: &Path, names: &[&str]) -> Result<Vec<(String, &'static str)>, tonic::Status> {
     let socket = socket.to_path_buf();
     let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     tokio::runtime::Runtime::new()
@@ -73,10 +78,9 @@ fn fetch(socket: &Path, names: &[&str]) -> Vec<(String, &'static str)> {
                     type_url: meshid::sds::SECRET_TYPE_URL.into(),
                     ..Default::default()
                 })
-                .await
-                .unwrap()
+                .await?
                 .into_inner();
-            response
+            Ok(response
                 .resources
                 .iter()
                 .map(|any| {
@@ -88,7 +92,7 @@ fn fetch(socket: &Path, names: &[&str]) -> Vec<(String, &'static str)> {
                     };
                     (secret.name, kind)
                 })
-                .collect()
+                .collect())
         })
 }
 
@@ -122,9 +126,13 @@ fn serve_sds_from_a_ca_answers_fetch_secrets_and_stops_on_sigterm() {
         ],
         &socket,
     );
+    // A name it holds no secret for is refused, as SPIRE's agent refuses it.
+    let refused = try_fetch(&socket, &["default", "unknown"]).unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("not authorized"), "{refused:?}");
     let got = fetch(
         &socket,
-        &["default", "ROOTCA", "spiffe://example.org/envoy", "unknown"],
+        &["default", "ROOTCA", "spiffe://example.org/envoy"],
     );
     assert_eq!(
         got,

@@ -156,7 +156,7 @@ fn sds_request_corpus() {
         let result = std::panic::catch_unwind(|| sds_request_checks::check(&seed));
         assert!(result.is_ok(), "seed {name} fails");
     }
-    assert!(replay("sds_request", sds_request_checks::check) >= 600);
+    assert!(replay("sds_request", sds_request_checks::check) >= 650);
 }
 
 /// Writes the seed inputs of the `sds_request` target into its corpus directory.

@@ -63,6 +63,11 @@ fn sds_config(api_type: &str) -> String {
 }
 
 fn bootstrap(admin: u16, port: u16, socket: &Path, api_type: &str) -> String {
+    bootstrap_roots(admin, port, socket, api_type, "ROOTCA")
+}
+
+/// The bootstrap with `roots` as the validation context's secret name.
+fn bootstrap_roots(admin: u16, port: u16, socket: &Path, api_type: &str, roots: &str) -> String {
     let sds = sds_config(api_type);
     format!(
         r#"node: {{ id: meshid-test, cluster: meshid-test }}
@@ -98,7 +103,7 @@ static_resources:
             - name: default
               sds_config: {sds}
             validation_context_sds_secret_config:
-              name: ROOTCA
+              name: {roots}
               sds_config: {sds}
   clusters:
   - name: sds
@@ -247,6 +252,11 @@ impl Running {
 
     /// Waits until Envoy has accepted both secrets; its stats then.
     fn loaded(&mut self) -> String {
+        self.loaded_names("default", "ROOTCA")
+    }
+
+    /// Waits until Envoy has accepted the secrets `cert` and `roots`; its stats then.
+    fn loaded_names(&mut self, cert: &str, roots: &str) -> String {
         until(
             "Envoy to load both secrets",
             Duration::from_secs(30),
@@ -258,8 +268,8 @@ impl Running {
                     );
                 }
                 let stats = admin_get(self.admin, "/stats")?;
-                (stat(&stats, "sds.default.update_success") >= 1
-                    && stat(&stats, "sds.ROOTCA.update_success") >= 1)
+                (stat(&stats, &format!("sds.{cert}.update_success")) >= 1
+                    && stat(&stats, &format!("sds.{roots}.update_success")) >= 1)
                     .then_some(stats)
             },
         )
@@ -521,9 +531,11 @@ fn envoy_verifies_clients_with_its_spiffe_validator_fed_by_us() {
     until("the SDS socket", Duration::from_secs(10), || {
         socket.exists().then_some(())
     });
-    let mut running = Running::start(&dir, &socket);
-    let stats = running.loaded();
-    assert_eq!(stat(&stats, "sds.ROOTCA.update_rejected"), 0, "{stats}");
+    // `ALL`: Envoy's SPIFFE validator over every trust domain's bundle.
+    let (admin, port) = (free_port(), free_port());
+    let yaml = bootstrap_roots(admin, port, &socket, "GRPC", "ALL");
+    let mut running = Running::start_yaml(&dir, &yaml, admin, port);
+    running.loaded_names("default", "ALL");
     // Clients of both trust domains get in (each checked against its own bundle).
     for (issuer, id) in [
         (&*ca, "spiffe://example.org/client"),
@@ -565,7 +577,7 @@ fn envoy_verifies_clients_with_its_spiffe_validator_fed_by_us() {
     );
     assert!(!request(&config, running.port).is_ok_and(|r| r.contains("hello from envoy")));
     let stats = admin_get(running.admin, "/stats").unwrap();
-    assert_eq!(stat(&stats, "sds.ROOTCA.update_rejected"), 0, "{stats}");
+    assert_eq!(stat(&stats, "sds.ALL.update_rejected"), 0, "{stats}");
     drop(running);
     stop.send(()).unwrap();
     runtime.block_on(served).unwrap().unwrap();

@@ -166,7 +166,7 @@ fn a_python_sds_client_sees_fetches_acks_nacks_rotations_and_unknown_names_handl
         "want-rotation",
         "ok push-after-nack",
         "ok names-change-pushed",
-        "ok unknown-names-empty",
+        "ok unknown-names-refused",
         "done",
     ];
     assert_eq!(lines, expected, "stderr:\n{errors}");

@@ -64,7 +64,13 @@ impl DeltaState {
     pub(super) fn update(&mut self, sds: &Sds, version: u64) -> Option<DeltaDiscoveryResponse> {
         let names: Vec<String> = self.subscribed.iter().cloned().collect();
         let mut current = BTreeMap::new();
-        for secret in sds.secrets(&names) {
+        // No subscription means nothing here (no wildcard for secrets).
+        let secrets = if names.is_empty() {
+            Vec::new()
+        } else {
+            sds.secrets(&names)
+        };
+        for secret in secrets {
             let bytes = secret.encode_to_vec();
             current.insert(secret.name.clone(), (version_of(&bytes), bytes));
         }

@@ -21,8 +21,12 @@ pub struct FuzzStreams {
     next: usize,
     version: u64,
     sotw: StreamState,
+    sotw_closed: bool,
     delta: DeltaState,
 }
+
+/// What a state-of-the-world stream sent: a response, or the refusal that ended it.
+pub type SotwAnswer = Result<DiscoveryResponse, String>;
 
 impl FuzzStreams {
     /// Streams over `svids` (published in turn by [`rotate`](Self::rotate)) and `bundles`.
@@ -43,30 +47,42 @@ impl FuzzStreams {
             next: 1,
             version: 1,
             sotw: StreamState::default(),
+            sotw_closed: false,
             delta: DeltaState::default(),
         }
     }
 
     /// Publishes the next SVID (a rotation) and lets both streams react.
-    pub fn rotate(&mut self) -> (Option<DiscoveryResponse>, Option<DeltaDiscoveryResponse>) {
+    pub fn rotate(&mut self) -> (Option<SotwAnswer>, Option<DeltaDiscoveryResponse>) {
         if !self.svids.is_empty() {
             self.store
                 .publish(self.svids[self.next % self.svids.len()].clone());
             self.next += 1;
         }
         self.version += 1;
-        let subscribed = self.sotw.subscribed;
-        (
-            self.sotw.update(&self.sds, subscribed, self.version),
-            self.delta.update(&self.sds, self.version),
-        )
+        let push = self.sotw.subscribed && !self.sotw_closed;
+        let sotw = self.sotw_answer(push);
+        (sotw, self.delta.update(&self.sds, self.version))
     }
 
     /// Feeds `bytes` as a state-of-the-world request (if they decode as one).
-    pub fn sotw(&mut self, bytes: &[u8]) -> Option<(DiscoveryRequest, Option<DiscoveryResponse>)> {
+    /// A refusal ends the stream: later requests get `None`.
+    pub fn sotw(&mut self, bytes: &[u8]) -> Option<(DiscoveryRequest, Option<SotwAnswer>)> {
+        if self.sotw_closed {
+            return None;
+        }
         let request = DiscoveryRequest::decode(bytes).ok()?;
         let push = self.sotw.on_request(request.clone());
-        Some((request, self.sotw.update(&self.sds, push, self.version)))
+        Some((request, self.sotw_answer(push)))
+    }
+
+    fn sotw_answer(&mut self, push: bool) -> Option<SotwAnswer> {
+        let answer = self
+            .sotw
+            .update(&self.sds, push, self.version)?
+            .map_err(|status| status.message().to_owned());
+        self.sotw_closed |= answer.is_err();
+        Some(answer)
     }
 
     /// Feeds `bytes` as a delta request (if they decode as one).

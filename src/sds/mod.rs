@@ -10,8 +10,12 @@
 //! | `ALL` | `validation_context`: every bundle |
 //! | `spiffe://td` | `validation_context`: the bundle of trust domain `td` |
 //!
-//! Names the server does not know are left out of the answer (Envoy keeps waiting for
-//! them), as SPIRE does. Both protocols are served: state of the world (`StreamSecrets`,
+//! As SPIRE's agent does, a request with no names gets every secret (each SVID under its
+//! SPIFFE ID, each bundle under `spiffe://td`), and a state-of-the-world request naming a
+//! secret the server does not hold is refused with `InvalidArgument` ("workload is not
+//! authorized for the requested identities"); incremental streams simply do not send
+//! absent names. With [`SdsServer::spiffe_validator`], `ROOTCA` and `spiffe://td` carry
+//! that one trust domain and `ALL` every trust domain, as Envoy's SPIFFE validator. Both protocols are served: state of the world (`StreamSecrets`,
 //! `FetchSecrets`) and incremental (`DeltaSecrets`: per-secret versions, only changed
 //! secrets pushed), which neither SPIRE nor Istio offers.
 //!
@@ -131,10 +135,10 @@ impl SdsServer {
         }
     }
 
-    /// Serve validation contexts (`ROOTCA`, `ALL`, `spiffe://td`) as Envoy's SPIFFE
-    /// certificate validator (`envoy.tls.cert_validator.spiffe`) listing every trust
-    /// domain's bundle, so Envoy picks each peer's roots by the peer's trust domain (as
-    /// X509-SVID §5.2 asks), instead of one flat list of trusted CAs.
+    /// Serve validation contexts as Envoy's SPIFFE certificate validator
+    /// (`envoy.tls.cert_validator.spiffe`): `ALL` lists every trust domain's bundle (so
+    /// Envoy picks each peer's roots by the peer's trust domain, as X509-SVID §5.2 asks),
+    /// `ROOTCA` and `spiffe://td` one trust domain, instead of flat lists of trusted CAs.
     #[must_use]
     pub fn spiffe_validator(mut self, on: bool) -> Self {
         self.spiffe_validator = on;
@@ -261,61 +265,96 @@ fn spiffe_validation(name: &str, bundles: &BundleSet) -> Secret {
 }
 
 impl Sds {
-    /// The secrets for `names` in the current state (unknown names left out).
-    fn secrets(&self, names: &[String]) -> Vec<Secret> {
+    /// The secrets for `names` in the current state, and the names it has no secret for.
+    /// No names at all means every secret: each SVID under its SPIFFE ID and each bundle
+    /// under `spiffe://td`, as SPIRE answers.
+    fn lookup(&self, names: &[String]) -> (Vec<Secret>, Vec<String>) {
         let svid = self.feed.svid();
         let bundles = self.feed.bundles();
-        let mut out = Vec::new();
+        let all_names: Vec<String>;
+        let names = if names.is_empty() {
+            all_names = svid
+                .iter()
+                .map(|s| s.id().to_string())
+                .chain(bundles.iter().map(|b| b.trust_domain().id().to_string()))
+                .collect();
+            &all_names
+        } else {
+            names
+        };
+        let own_td = svid.as_ref().map(|s| s.id().trust_domain());
+        let (mut out, mut unknown) = (Vec::new(), Vec::new());
         for name in names {
-            let names_svid = svid.as_ref().is_some_and(|s| name == s.id().as_str());
-            let is_validation =
-                name == "ROOTCA" || name == "ALL" || (name.starts_with("spiffe://") && !names_svid);
-            if self.spiffe_validator && is_validation && !bundles.is_empty() {
-                out.push(spiffe_validation(name, &bundles));
-                continue;
-            }
-            let secret = match name.as_str() {
-                "ROOTCA" => svid.as_ref().and_then(|s| {
-                    let bundle = bundles.get(&s.id().trust_domain())?;
-                    Some(validation(name, certificates_to_pem(bundle.authorities())))
-                }),
-                "ALL" => {
-                    let all: Vec<_> = bundles
-                        .iter()
-                        .flat_map(|b| b.authorities().iter().cloned())
-                        .collect();
-                    (!all.is_empty()).then(|| validation(name, certificates_to_pem(&all)))
-                }
-                _ => match &svid {
-                    Some(s) if name == "default" || name == s.id().as_str() => Some(Secret {
-                        name: name.clone(),
-                        r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
-                            certificate_chain: Some(inline(s.chain_pem().into_bytes())),
-                            private_key: Some(inline(s.key_pem().as_bytes().to_vec())),
-                            ..Default::default()
-                        })),
-                    }),
-                    _ => crate::TrustDomain::new(name)
-                        .ok()
-                        .filter(|_| name.starts_with("spiffe://"))
-                        .and_then(|td| bundles.get(&td).cloned())
-                        .map(|b| validation(name, certificates_to_pem(b.authorities()))),
-                },
+            let certificate = svid
+                .as_ref()
+                .filter(|s| name == "default" || name == s.id().as_str())
+                .map(|s| Secret {
+                    name: name.clone(),
+                    r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                        certificate_chain: Some(inline(s.chain_pem().into_bytes())),
+                        private_key: Some(inline(s.key_pem().as_bytes().to_vec())),
+                        ..Default::default()
+                    })),
+                });
+            // Which bundles a validation-context name stands for.
+            let chosen: Option<BundleSet> = match name.as_str() {
+                _ if certificate.is_some() => None,
+                "ROOTCA" => own_td
+                    .as_ref()
+                    .and_then(|td| bundles.get(td).cloned())
+                    .map(|b| [b].into_iter().collect()),
+                "ALL" => Some(bundles.clone()).filter(|b| !b.is_empty()),
+                _ if name.starts_with("spiffe://") => crate::TrustDomain::new(name)
+                    .ok()
+                    .and_then(|td| bundles.get(&td).cloned())
+                    .map(|b| [b].into_iter().collect()),
+                _ => None,
             };
-            if let Some(secret) = secret {
-                out.push(secret);
-            } else {
-                tracing::debug!(%name, "SDS: no such secret");
+            let secret = certificate.or_else(|| {
+                chosen.map(|set| {
+                    if self.spiffe_validator {
+                        spiffe_validation(name, &set)
+                    } else {
+                        let roots: Vec<_> = set
+                            .iter()
+                            .flat_map(|b| b.authorities().iter().cloned())
+                            .collect();
+                        validation(name, certificates_to_pem(&roots))
+                    }
+                })
+            });
+            match secret {
+                Some(secret) => out.push(secret),
+                None => unknown.push(name.clone()),
             }
         }
-        out
+        (out, unknown)
     }
 
-    fn response(&self, names: &[String], version: u64, nonce: u64) -> DiscoveryResponse {
-        DiscoveryResponse {
+    /// The secrets for `names` that exist (delta streams: absent names are just absent).
+    fn secrets(&self, names: &[String]) -> Vec<Secret> {
+        self.lookup(names).0
+    }
+
+    /// A state-of-the-world answer for `names`; as SPIRE's agent does, names it holds no
+    /// secret for are refused with `InvalidArgument`.
+    fn response(
+        &self,
+        names: &[String],
+        version: u64,
+        nonce: u64,
+    ) -> Result<DiscoveryResponse, Status> {
+        let (secrets, mut unknown) = self.lookup(names);
+        if !unknown.is_empty() {
+            unknown.sort();
+            tracing::info!(?unknown, "SDS: refused names with no secret");
+            return Err(Status::invalid_argument(format!(
+                "workload is not authorized for the requested identities {unknown:?}"
+            )));
+        }
+        Ok(DiscoveryResponse {
             version_info: version.to_string(),
-            resources: self
-                .secrets(names)
+            resources: secrets
                 .into_iter()
                 .map(|s| Any {
                     type_url: SECRET_TYPE_URL.to_owned(),
@@ -325,7 +364,7 @@ impl Sds {
             type_url: SECRET_TYPE_URL.to_owned(),
             nonce: nonce.to_string(),
             ..Default::default()
-        }
+        })
     }
 }
 
@@ -386,11 +425,8 @@ impl SecretDiscoveryService for Sds {
     ) -> Result<Response<DiscoveryResponse>, Status> {
         let request = request.into_inner();
         let version = *self.version.borrow();
-        Ok(Response::new(self.response(
-            &request.resource_names,
-            version,
-            0,
-        )))
+        self.response(&request.resource_names, version, 0)
+            .map(Response::new)
     }
 
     async fn stream_secrets(
@@ -431,7 +467,8 @@ impl SecretDiscoveryService for Sds {
                 let Some(response) = stream.update(&sds, push, version) else {
                     continue;
                 };
-                if tx.send(Ok(response)).await.is_err() {
+                let refused = response.is_err();
+                if tx.send(response).await.is_err() || refused {
                     break;
                 }
             }
@@ -455,7 +492,12 @@ impl StreamState {
     /// The response to send for `version` after an event (`push`: the event may call for
     /// one), if any: for the same names, never the version this stream rejected and never
     /// the same version twice; new names are always answered.
-    fn update(&mut self, sds: &Sds, push: bool, version: u64) -> Option<DiscoveryResponse> {
+    fn update(
+        &mut self,
+        sds: &Sds,
+        push: bool,
+        version: u64,
+    ) -> Option<Result<DiscoveryResponse, Status>> {
         if !push
             || (!self.names_changed && (self.nacked == Some(version) || self.sent == Some(version)))
         {
@@ -625,7 +667,7 @@ mod tests {
         let mut stream = StreamState::default();
         let first = ["default".to_owned()];
         assert!(stream.on_request(request(&["default"], "", "", false)));
-        let pushed = stream.update(&sds, true, 1).unwrap();
+        let pushed = stream.update(&sds, true, 1).unwrap().unwrap();
         assert_eq!(pushed.resources.len(), first.len());
         assert!(!stream.on_request(request(&["default"], "1", "0", true)));
         assert!(
@@ -633,9 +675,21 @@ mod tests {
             "rejected version resent"
         );
         assert!(stream.on_request(request(&["default", "ROOTCA"], "1", "0", false)));
-        let pushed = stream.update(&sds, true, 1).expect("new names answered");
+        let pushed = stream
+            .update(&sds, true, 1)
+            .expect("new names answered")
+            .unwrap();
         assert_eq!(pushed.resources.len(), 2);
-        let response = sds.response(&names, 7, 3);
+        // Unknown names are refused as SPIRE refuses them; known ones answered.
+        let refused = sds.response(&names, 7, 3).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(refused.message().contains("spiffe://nowhere.org"));
+        let known = &names[..5];
+        let response = sds.response(known, 7, 3).unwrap();
+        assert_eq!(response.resources.len(), 5);
+        // No names: every secret (the SVID under its ID, each bundle under spiffe://td).
+        let all = sds.response(&[], 7, 4).unwrap();
+        assert_eq!(all.resources.len(), 3);
         assert_eq!(
             (response.version_info.as_str(), response.nonce.as_str()),
             ("7", "3")
