@@ -13,6 +13,9 @@ use prost::Message as _;
 
 use super::{Sds, SECRET_TYPE_URL};
 
+/// The most secret names one delta stream may subscribe to (Envoy needs a handful).
+const MAX_NAMES: usize = 1024;
+
 /// What one DeltaSecrets stream has subscribed to and been sent.
 #[derive(Default)]
 pub(super) struct DeltaState {
@@ -45,18 +48,26 @@ impl DeltaState {
                 tracing::warn!(code = error.code, message = %error.message, "Envoy rejected the secrets (delta NACK); not resending until they change");
             }
         }
-        if request.response_nonce.is_empty() {
-            // A new (or re-established) stream says what it already holds.
+        if request.response_nonce.is_empty() && self.nonce == 0 && self.held.is_empty() {
+            // A new (or re-established) stream says, once, what it already holds.
             self.held.extend(request.initial_resource_versions);
         }
         let mut changed = false;
         for name in request.resource_names_subscribe {
+            if self.subscribed.len() >= MAX_NAMES && !self.subscribed.contains(&name) {
+                tracing::warn!(
+                    "delta SDS: more than {MAX_NAMES} names subscribed; ignoring the rest"
+                );
+                break;
+            }
             changed |= self.subscribed.insert(name);
         }
         for name in request.resource_names_unsubscribe {
             self.subscribed.remove(&name);
-            self.held.remove(&name);
         }
+        // Hold versions only for what is subscribed.
+        let subscribed = &self.subscribed;
+        self.held.retain(|name, _| subscribed.contains(name));
         changed
     }
 

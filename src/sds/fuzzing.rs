@@ -91,13 +91,8 @@ impl FuzzStreams {
         bytes: &[u8],
     ) -> Option<(DeltaDiscoveryRequest, Option<DeltaDiscoveryResponse>)> {
         let request = DeltaDiscoveryRequest::decode(bytes).ok()?;
-        let push = self.delta.on_request(request.clone());
-        let response = if push {
-            self.delta.update(&self.sds, self.version)
-        } else {
-            None
-        };
-        Some((request, response))
+        self.delta.on_request(request.clone());
+        Some((request, self.delta.update(&self.sds, self.version)))
     }
 
     /// The names the state-of-the-world stream is subscribed to.

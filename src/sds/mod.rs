@@ -347,9 +347,26 @@ impl Sds {
         let (secrets, mut unknown) = self.lookup(names);
         if !unknown.is_empty() {
             unknown.sort();
-            tracing::info!(?unknown, "SDS: refused names with no secret");
+            // Bounded: a request may carry megabytes of names; the trailer must stay small.
+            let count = unknown.len();
+            unknown.truncate(5);
+            for name in &mut unknown {
+                if name.len() > 128 {
+                    let mut cut = 128;
+                    while !name.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    name.truncate(cut);
+                }
+            }
+            let more = if count > 5 {
+                format!(" and {} more", count - 5)
+            } else {
+                String::new()
+            };
+            tracing::info!(?unknown, count, "SDS: refused names with no secret");
             return Err(Status::invalid_argument(format!(
-                "workload is not authorized for the requested identities {unknown:?}"
+                "workload is not authorized for the requested identities {unknown:?}{more}"
             )));
         }
         Ok(DiscoveryResponse {
@@ -390,25 +407,25 @@ impl SecretDiscoveryService for Sds {
         tokio::spawn(async move {
             let mut stream = delta::DeltaState::default();
             loop {
-                let push = tokio::select! {
+                tokio::select! {
                     message = incoming.message() => match message {
-                        Ok(Some(request)) => stream.on_request(request),
+                        Ok(Some(request)) => {
+                            stream.on_request(request);
+                        }
                         Ok(None) | Err(_) => break,
                     },
                     moved = changes.changed() => {
                         if moved.is_err() {
                             break;
                         }
-                        true
                     }
                 };
                 let version = *changes.borrow_and_update();
                 if version == CLOSING {
                     break;
                 }
-                if !push {
-                    continue;
-                }
+                // Always bring the stream up to date (`update` sends only what changed for
+                // it): a request arriving with a version bump must not swallow the push.
                 if let Some(response) = stream.update(&sds, version) {
                     if tx.send(Ok(response)).await.is_err() {
                         break;
@@ -425,6 +442,9 @@ impl SecretDiscoveryService for Sds {
     ) -> Result<Response<DiscoveryResponse>, Status> {
         let request = request.into_inner();
         let version = *self.version.borrow();
+        if version == CLOSING {
+            return Err(Status::unavailable("the SDS server is shutting down"));
+        }
         self.response(&request.resource_names, version, 0)
             .map(Response::new)
     }
@@ -498,6 +518,10 @@ impl StreamState {
         push: bool,
         version: u64,
     ) -> Option<Result<DiscoveryResponse, Status>> {
+        // A subscribed stream is always brought up to the current version: an ACK that
+        // arrives together with a version bump must not swallow the push (the watch
+        // channel has marked the bump as seen by then).
+        let push = push || self.subscribed;
         if !push
             || (!self.names_changed && (self.nacked == Some(version) || self.sent == Some(version)))
         {
@@ -597,8 +621,8 @@ mod tests {
         assert!(!s.on_request(other));
     }
 
-    #[test]
-    fn names_map_to_the_right_secrets_and_unknown_names_are_left_out() {
+    /// An SDS service over example.org (with an SVID for /envoy) and other.org.
+    fn fixture() -> Sds {
         use crate::{Authority, KeyType, SpiffeId, TrustDomain, X509Bundle};
         let td = TrustDomain::new("example.org").unwrap();
         let ca = Authority::new_root(td.clone(), Duration::from_secs(60), KeyType::P256).unwrap();
@@ -615,11 +639,16 @@ mod tests {
         let id = SpiffeId::new("spiffe://example.org/envoy").unwrap();
         store.publish(ca.issue(&id, Duration::from_secs(60)).unwrap());
         let (version, _) = watch::channel(0);
-        let sds = Sds {
+        Sds {
             feed: Feed::Store(store, bundles),
             version,
             spiffe_validator: false,
-        };
+        }
+    }
+
+    #[test]
+    fn names_map_to_the_right_secrets_and_unknown_names_are_refused() {
+        let sds = fixture();
         let names: Vec<String> = [
             "default",
             "spiffe://example.org/envoy",
@@ -662,24 +691,6 @@ mod tests {
         };
         assert_eq!(pem(&secrets[2]).matches("BEGIN CERTIFICATE").count(), 1);
         assert_eq!(pem(&secrets[3]).matches("BEGIN CERTIFICATE").count(), 2);
-        // A NACKed version is not resent for the same names, but new names are answered
-        // at once (Envoy must not wait a rotation for a secret it just asked for).
-        let mut stream = StreamState::default();
-        let first = ["default".to_owned()];
-        assert!(stream.on_request(request(&["default"], "", "", false)));
-        let pushed = stream.update(&sds, true, 1).unwrap().unwrap();
-        assert_eq!(pushed.resources.len(), first.len());
-        assert!(!stream.on_request(request(&["default"], "1", "0", true)));
-        assert!(
-            stream.update(&sds, true, 1).is_none(),
-            "rejected version resent"
-        );
-        assert!(stream.on_request(request(&["default", "ROOTCA"], "1", "0", false)));
-        let pushed = stream
-            .update(&sds, true, 1)
-            .expect("new names answered")
-            .unwrap();
-        assert_eq!(pushed.resources.len(), 2);
         // Unknown names are refused as SPIRE refuses them; known ones answered.
         let refused = sds.response(&names, 7, 3).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
@@ -698,5 +709,39 @@ mod tests {
             .resources
             .iter()
             .all(|a| a.type_url == SECRET_TYPE_URL));
+    }
+
+    #[test]
+    fn nacks_new_names_and_acks_racing_a_bump() {
+        let sds = fixture();
+        // A NACKed version is not resent for the same names, but new names are answered
+        // at once (Envoy must not wait a rotation for a secret it just asked for).
+        let mut stream = StreamState::default();
+        let first = ["default".to_owned()];
+        assert!(stream.on_request(request(&["default"], "", "", false)));
+        let pushed = stream.update(&sds, true, 1).unwrap().unwrap();
+        assert_eq!(pushed.resources.len(), first.len());
+        assert!(!stream.on_request(request(&["default"], "1", "0", true)));
+        assert!(
+            stream.update(&sds, true, 1).is_none(),
+            "rejected version resent"
+        );
+        assert!(stream.on_request(request(&["default", "ROOTCA"], "1", "0", false)));
+        let pushed = stream
+            .update(&sds, true, 1)
+            .expect("new names answered")
+            .unwrap();
+        assert_eq!(pushed.resources.len(), 2);
+        // An ACK arriving together with a version bump still brings the stream up to date.
+        let mut acked = StreamState::default();
+        assert!(acked.on_request(request(&["default"], "", "", false)));
+        let first = acked.update(&sds, true, 1).unwrap().unwrap();
+        assert!(!acked.on_request(request(&["default"], &first.nonce, "1", false)));
+        let pushed = acked
+            .update(&sds, false, 2)
+            .expect("bump not swallowed")
+            .unwrap();
+        assert_eq!(pushed.version_info, "2");
+        assert!(acked.update(&sds, false, 2).is_none(), "sent once");
     }
 }

@@ -169,16 +169,28 @@ pub fn check(data: &[u8]) {
                 if let Some((request, response)) = streams.delta(bytes) {
                     let typed = request.type_url.is_empty() || request.type_url == SECRET_TYPE_URL;
                     if typed {
-                        if request.response_nonce.is_empty() {
+                        // What a stream holds: announced once at its start, then what we
+                        // sent, only for names it is subscribed to.
+                        if request.response_nonce.is_empty()
+                            && seen.delta_nonce == 0
+                            && seen.delta_held.is_empty()
+                        {
                             seen.delta_held
                                 .extend(request.initial_resource_versions.clone());
                         }
-                        seen.delta_subscribed
-                            .extend(request.resource_names_subscribe.iter().cloned());
+                        for name in &request.resource_names_subscribe {
+                            if seen.delta_subscribed.len() >= 1024
+                                && !seen.delta_subscribed.contains(name)
+                            {
+                                break;
+                            }
+                            seen.delta_subscribed.insert(name.clone());
+                        }
                         for n in &request.resource_names_unsubscribe {
                             seen.delta_subscribed.remove(n);
-                            seen.delta_held.remove(n);
                         }
+                        let subscribed = &seen.delta_subscribed;
+                        seen.delta_held.retain(|name, _| subscribed.contains(name));
                     }
                     if let Some(response) = response {
                         check_delta(&mut seen, &response);
