@@ -226,3 +226,75 @@ fn serve_sds_bridges_a_workload_api() {
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_bridge_whose_workload_api_stops_for_good_exits_1() {
+    let dir = scratch("stops");
+    let agent_socket = dir.join("agent.sock");
+    let agent = spawn(
+        &dir,
+        &[
+            "serve",
+            "workload-api",
+            "--socket",
+            "agent.sock",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/envoy",
+        ],
+        &agent_socket,
+    );
+    let endpoint = format!("unix://{}", agent_socket.display());
+    let sds_socket = dir.join("sds.sock");
+    let mut bridge = spawn(
+        &dir,
+        &[
+            "serve",
+            "sds",
+            "--socket",
+            "sds.sock",
+            "--workload-api",
+            &endpoint,
+        ],
+        &sds_socket,
+    );
+    // The agent goes away and something that is no Workload API takes its socket (another
+    // SDS server answers FetchX509SVID with Unimplemented): the bridge must not linger.
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while agent_socket.exists() {
+        assert!(Instant::now() < deadline, "the agent kept its socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(agent);
+    let _impostor = spawn(
+        &dir,
+        &[
+            "serve",
+            "sds",
+            "--socket",
+            "agent.sock",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/x",
+        ],
+        &agent_socket,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = bridge.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the bridge kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(1));
+    assert!(!sds_socket.exists(), "socket left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}

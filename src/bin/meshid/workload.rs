@@ -197,6 +197,7 @@ fn local_svid(
 fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
     let runtime = runtime()?;
     let mut rotator = None;
+    let mut bridged = None;
     let feed = match (&args.ca, &args.id, &args.workload_api) {
         (Some(dir), Some(id), None) => {
             let (store, bundles, r) = local_svid(dir, id, args.ttl)?;
@@ -216,7 +217,9 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
                 ))
                 .map_err(Failure::refused)?;
             println!("serving SDS from {endpoint} on {}", args.socket.display());
-            Feed::Source(Arc::new(source))
+            let source = Arc::new(source);
+            bridged = Some(Arc::clone(&source));
+            Feed::Source(source)
         }
         _ => {
             return Err(Failure {
@@ -226,14 +229,47 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
         }
     };
     let sds = SdsServer::new(feed).spiffe_validator(args.spiffe_validator);
+    // A bridged Workload API that stops for good (it answered InvalidArgument or
+    // Unimplemented) ends the server with exit 1, so a supervisor restarts or alerts,
+    // instead of serving nothing once the held SVID expires.
+    let source_stopped = async {
+        let Some(source) = &bridged else {
+            return std::future::pending::<String>().await;
+        };
+        let mut updates = source.updated();
+        loop {
+            let status = source.status();
+            if status.stopped {
+                return status.last_error.unwrap_or_default();
+            }
+            if updates.changed().await.is_err() {
+                return "the Workload API source ended".to_owned();
+            }
+        }
+    };
+    let lost = std::sync::Mutex::new(None);
     let served = runtime.block_on(sds.serve(&args.socket, async {
-        interrupted().await;
-        println!("stopping");
+        tokio::select! {
+            () = interrupted() => println!("stopping"),
+            why = source_stopped => {
+                eprintln!("meshid: the Workload API source stopped: {why}");
+                *lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+            }
+        }
     }));
     if let Some(r) = rotator {
         r.stop();
     }
-    served.map_err(Failure::refused)
+    served.map_err(Failure::refused)?;
+    match lost
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some(why) => Err(Failure::refused(format!(
+            "the Workload API source stopped: {why}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn run_fetch(cmd: FetchCommand) -> Result<(), Failure> {
