@@ -20,10 +20,10 @@
 #![allow(missing_docs)] // a bench target; nothing here is public API
 #![allow(clippy::cast_precision_loss)] // figures for printing
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -285,128 +285,13 @@ fn memory(streams: usize, per_conn: usize, dir: &Path) {
 // ---------------------------------------------------------------------------------------
 // 2. Rotation → Envoy update_success.
 
-fn envoy_binary() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("MESHID_ENVOY") {
-        return Some(PathBuf::from(path));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/envoy");
-    venv.exists().then_some(venv)
-}
+#[path = "../tests/common/envoy.rs"]
+mod envoy;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Envoy(Child);
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use envoy::{admin_get, envoy_binary, free_port, stat, Envoy};
 
 fn bootstrap(admin: u16, port: u16, socket: &Path) -> String {
-    let sds = "{ resource_api_version: V3, api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [ { envoy_grpc: { cluster_name: sds } } ] } }";
-    format!(
-        r#"node: {{ id: meshid-bench, cluster: meshid-bench }}
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-static_resources:
-  listeners:
-  - name: mtls
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200 }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_certificate_sds_secret_configs:
-            - name: default
-              sds_config: {sds}
-            validation_context_sds_secret_config:
-              name: ROOTCA
-              sds_config: {sds}
-  clusters:
-  - name: sds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: sds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ pipe: {{ path: "{socket}" }} }} }}
-"#,
-        socket = socket.display()
-    )
-}
-
-/// GET `path` from Envoy's admin listener; the body (de-chunked).
-fn admin_get(admin: u16, path: &str) -> Option<String> {
-    let mut tcp = TcpStream::connect(("127.0.0.1", admin)).ok()?;
-    tcp.set_nodelay(true).ok()?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = Vec::new();
-    tcp.read_to_end(&mut out).ok()?;
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Some(body.to_owned());
-    }
-    let mut rest = body;
-    let mut decoded = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(decoded);
-        }
-        decoded.push_str(after.get(..size)?);
-        rest = after.get(size + 2..)?;
-    }
-}
-
-fn stat(stats: &str, name: &str) -> Option<u64> {
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
+    envoy::listener_bootstrap(admin, port, socket, "GRPC", "ROOTCA")
 }
 
 const UPDATES: &str = "/stats?filter=sds.default.update_success";

@@ -183,7 +183,25 @@ pub fn verify_x509_svid_for(
     algorithms: &[&dyn SignatureVerificationAlgorithm],
     usage: Usage,
 ) -> Result<VerifiedSvid, VerifyError> {
-    let (leaf_der, intermediates) = chain.split_first().ok_or(VerifyError::EmptyChain)?;
+    let (leaf, intermediates) = chain.split_first().ok_or(VerifyError::EmptyChain)?;
+    let (id, not_after) = verify_parts(leaf, intermediates, bundles, at, algorithms, usage)?;
+    Ok(VerifiedSvid {
+        id,
+        chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
+        not_after,
+    })
+}
+
+/// The checks of [`verify_x509_svid_for`] on a leaf and its intermediates as rustls hands
+/// them over, copying nothing: the peer's ID and the chain's earliest notAfter.
+pub(crate) fn verify_parts(
+    leaf_der: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    bundles: &(impl BundleSource + ?Sized),
+    at: SystemTime,
+    algorithms: &[&dyn SignatureVerificationAlgorithm],
+    usage: Usage,
+) -> Result<(SpiffeId, SystemTime), VerifyError> {
     let leaf = CertView::parse(leaf_der, 0)?;
     let id = profile::check_leaf(&leaf)?;
     let mut not_after = leaf.not_after();
@@ -206,11 +224,7 @@ pub fn verify_x509_svid_for(
         // The profile step above already checked every presented intermediate.
         false,
     )?;
-    Ok(VerifiedSvid {
-        id,
-        chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
-        not_after,
-    })
+    Ok((id, not_after))
 }
 
 /// RFC 5280 path validation alone: from `leaf` through any of `intermediates` to one of

