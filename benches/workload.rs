@@ -36,8 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use meshid::workload::proto::{self, X509SvidMessage, X509SvidResponse};
 use meshid::workload::{
-    Endpoint, WorkloadApiClient, WorkloadApiError, WorkloadApiServer, X509Context, X509Source,
-    X509SourceOptions,
+    Endpoint, WorkloadApiClient, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
 };
 use meshid::{
     Authority, BundleSet, KeyType, SpiffeId, SvidSource, SvidStore, TrustDomain, X509Bundle,
@@ -180,7 +179,7 @@ struct Agent {
     dir: PathBuf,
     path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<Result<(), WorkloadApiError>>>,
+    served: Option<tokio::task::JoinHandle<Result<(), meshid::serve::ServeError>>>,
 }
 
 impl Agent {

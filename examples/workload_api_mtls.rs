@@ -127,7 +127,7 @@ fn run() -> Result<u64, Error> {
 struct Agent {
     socket: std::path::PathBuf,
     stop: tokio::sync::oneshot::Sender<()>,
-    served: tokio::task::JoinHandle<Result<(), meshid::workload::WorkloadApiError>>,
+    served: tokio::task::JoinHandle<Result<(), meshid::serve::ServeError>>,
     rotators: Vec<Rotator>,
 }
 

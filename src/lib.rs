@@ -88,6 +88,9 @@ mod rotate;
 #[cfg(all(feature = "sds", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "sds")))]
 pub mod sds;
+#[cfg(all(any(feature = "workload-api", feature = "sds"), unix))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "workload-api", feature = "sds"))))]
+pub mod serve;
 mod svid;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]

@@ -19,7 +19,6 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use meshid::sds::{Feed, SdsServer, SECRET_TYPE_URL};
-use meshid::workload::WorkloadApiError;
 use meshid::{Authority, BundleSet, KeyType, SpiffeId, SvidStore, TrustDomain, X509Bundle};
 use prost::Message as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -41,7 +40,7 @@ struct Server {
     ca: Authority,
     store: Arc<SvidStore>,
     stop: Option<oneshot::Sender<()>>,
-    served: JoinHandle<Result<(), WorkloadApiError>>,
+    served: JoinHandle<Result<(), meshid::serve::ServeError>>,
 }
 
 impl Server {

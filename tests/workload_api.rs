@@ -43,7 +43,7 @@ struct Agent {
     stores: Vec<Arc<SvidStore>>,
     path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<Result<(), meshid::workload::WorkloadApiError>>>,
+    served: Option<tokio::task::JoinHandle<Result<(), meshid::serve::ServeError>>>,
 }
 
 impl Agent {
@@ -378,7 +378,7 @@ async fn a_stale_socket_is_replaced_and_other_files_are_left_alone() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, meshid::workload::WorkloadApiError::NotASocket { .. }),
+        matches!(err, meshid::serve::ServeError::NotASocket { .. }),
         "{err}"
     );
     assert_eq!(std::fs::read(&path).unwrap(), b"not a socket");
@@ -402,7 +402,7 @@ async fn a_stale_socket_is_replaced_and_other_files_are_left_alone() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, meshid::workload::WorkloadApiError::SocketInUse { .. }),
+        matches!(err, meshid::serve::ServeError::SocketInUse { .. }),
         "{err}"
     );
     // The socket is the owner's only.
@@ -541,7 +541,7 @@ fn serve_on(
     stores: &[Arc<SvidStore>],
 ) -> (
     oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), WorkloadApiError>>,
+    tokio::task::JoinHandle<Result<(), meshid::serve::ServeError>>,
 ) {
     let (stop, stopped) = oneshot::channel::<()>();
     let mut api = WorkloadApiServer::new(bundles.clone());

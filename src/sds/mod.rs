@@ -44,15 +44,17 @@ use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 mod delta;
 #[doc(hidden)]
 pub mod fuzzing;
 
-use crate::workload::{WorkloadApiError, X509Source};
+use crate::serve::{Listen, ServeError, Serving};
+#[cfg(feature = "workload-api")]
+use crate::workload::X509Source;
 use crate::{certificates_to_pem, BundleSet, SvidSource, SvidStore, X509Svid};
 
 /// The type URL of an SDS `Secret`.
@@ -67,7 +69,8 @@ const CLOSING: u64 = u64::MAX;
 pub enum Feed {
     /// A local store (kept fresh by a `Rotator`) and a fixed bundle set.
     Store(Arc<SvidStore>, BundleSet),
-    /// A live Workload API source (for example SPIRE's agent).
+    /// A live Workload API source (for example SPIRE's agent); feature `workload-api`.
+    #[cfg(feature = "workload-api")]
     Source(Arc<X509Source>),
 }
 
@@ -75,6 +78,7 @@ impl Feed {
     fn svid(&self) -> Option<Arc<X509Svid>> {
         match self {
             Self::Store(store, _) => store.x509_svid(),
+            #[cfg(feature = "workload-api")]
             Self::Source(source) => source.x509_svid(),
         }
     }
@@ -82,6 +86,7 @@ impl Feed {
     fn bundles(&self) -> BundleSet {
         match self {
             Self::Store(_, bundles) => bundles.clone(),
+            #[cfg(feature = "workload-api")]
             Self::Source(source) => source.bundles().map(|b| (*b).clone()).unwrap_or_default(),
         }
     }
@@ -105,6 +110,7 @@ impl Feed {
                     bump();
                 }
             }
+            #[cfg(feature = "workload-api")]
             Self::Source(source) => {
                 let mut updates = source.updated();
                 while updates.changed().await.is_ok() {
@@ -120,8 +126,7 @@ impl Feed {
 pub struct SdsServer {
     feed: Feed,
     spiffe_validator: bool,
-    socket_mode: u32,
-    grace: Duration,
+    serving: Serving,
 }
 
 impl SdsServer {
@@ -130,8 +135,9 @@ impl SdsServer {
         Self {
             feed,
             spiffe_validator: false,
-            socket_mode: 0o600,
-            grace: Duration::from_secs(5),
+            // Envoy opens one stream per secret subscription on its connection; a cap keeps
+            // one client from opening without bound (about 20 KiB of server memory each).
+            serving: Serving::new("SDS", 1024),
         }
     }
 
@@ -148,60 +154,75 @@ impl SdsServer {
     /// The permission bits of the socket file (default `0o600`).
     #[must_use]
     pub fn socket_mode(mut self, mode: u32) -> Self {
-        self.socket_mode = mode & 0o777;
+        self.serving.socket_mode = mode & 0o777;
+        self
+    }
+
+    /// Admits only callers running as one of `uids` (Unix peer credentials); others get
+    /// `PermissionDenied`. Without it, whoever can open the socket gets the SVID's
+    /// private key: keep the [socket mode](Self::socket_mode) narrow or set this.
+    #[must_use]
+    pub fn allow_uids(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
+        self.serving.allowed_uids = Some(Arc::new(uids.into_iter().collect()));
+        self
+    }
+
+    /// How long a shutdown waits for clients to close their connections before closing
+    /// them by force (default 5 s).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.serving.grace = grace;
         self
     }
 
     /// Serves on the Unix socket at `path` until `shutdown` completes; then ends every
-    /// stream, closes what is left after 5 s, and removes the socket. The socket is
-    /// handled as the Workload API server's is (stale sockets replaced, others left alone).
+    /// stream, closes what is left after the [grace period](Self::shutdown_grace), and
+    /// removes the socket. Stale sockets are replaced; live ones and other files are left
+    /// alone. Dropping the returned future also ends everything and removes the socket.
     pub async fn serve(
         self,
         path: impl AsRef<Path>,
         shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> Result<(), WorkloadApiError> {
-        let path = path.as_ref();
-        let (listener, socket) = crate::workload::bind_socket(path, self.socket_mode).await?;
+    ) -> Result<(), ServeError> {
+        self.run(Listen::Unix(path.as_ref()), shutdown).await
+    }
+
+    /// Serves on a TCP address as [`serve`](Self::serve) does on a Unix socket (for an
+    /// Envoy whose SDS cluster points at `host:port`). TCP carries no peer credentials:
+    /// with [`allow_uids`](Self::allow_uids) every TCP caller is refused.
+    pub async fn serve_tcp(
+        self,
+        addr: std::net::SocketAddr,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        self.run(Listen::Tcp(addr), shutdown).await
+    }
+
+    async fn run(
+        self,
+        listen: Listen<'_>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
         let (version, _) = watch::channel(0u64);
-        let (force, forced) = watch::channel(false);
         let follower = tokio::spawn(self.feed.clone().follow(version.clone()));
-        let closing_version = version.clone();
-        let guard = crate::workload::ServeGuard::new(socket, force.clone(), move || {
-            closing_version.send_replace(CLOSING);
+        let closing = version.clone();
+        let stop = move || {
+            closing.send_replace(CLOSING);
             follower.abort();
-        });
+        };
         let service = Sds {
             feed: self.feed,
-            version: version.clone(),
+            version,
             spiffe_validator: self.spiffe_validator,
         };
-        tracing::info!(socket = %path.display(), "SDS server listening");
-        let grace = self.grace;
-        let closing = async move {
-            shutdown.await;
-            tracing::info!("SDS server shutting down");
-            version.send_replace(CLOSING);
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                let _ = force.send(true);
-            });
-        };
-        let incoming = UnixListenerStream::new(listener)
-            .map(move |c| c.map(|c| crate::workload::GuardedConn::new(c, forced.clone())));
-        let result = tonic::transport::Server::builder()
-            // Envoy opens one stream per secret subscription on its connection; a cap keeps
-            // one client from opening without bound (about 20 KiB of server memory each).
-            .max_concurrent_streams(1024)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .serve_with_incoming_shutdown(
+        self.serving
+            .serve(
+                listen,
                 SecretDiscoveryServiceServer::new(service),
-                incoming,
-                closing,
+                shutdown,
+                stop,
             )
-            .await;
-        drop(guard);
-        result.map_err(WorkloadApiError::Transport)
+            .await
     }
 }
 

@@ -13,8 +13,6 @@
 //!
 //! The messages are written with prost derives in [`proto`]; no `protoc` is needed.
 
-use std::path::PathBuf;
-
 use thiserror::Error;
 
 mod client;
@@ -22,41 +20,19 @@ mod context;
 mod endpoint;
 pub mod proto;
 mod server;
-mod socket;
 mod source;
 
 pub use client::{JwtSvid, WorkloadApiClient, MAX_MESSAGE};
 pub use context::{bundles_from_message, X509Context};
 pub use endpoint::{Endpoint, EndpointProblem, ENDPOINT_ENV};
 pub use server::WorkloadApiServer;
-#[cfg(feature = "sds")]
-pub(crate) use socket::{bind as bind_socket, Conn as GuardedConn, ServeGuard};
 pub use source::{Pick, SourceStatus, X509Source, X509SourceOptions};
 
-/// What went wrong talking the Workload API.
+/// What went wrong talking to a Workload API (the client's and the source's errors; the
+/// server's are [`ServeError`](crate::serve::ServeError)s).
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum WorkloadApiError {
-    /// Another server is listening on the socket path.
-    #[error("{}: a Workload API server is already listening there", path.display())]
-    SocketInUse {
-        /// The socket path.
-        path: PathBuf,
-    },
-    /// The socket path exists and is not a socket; it is left alone.
-    #[error("{}: exists and is not a socket", path.display())]
-    NotASocket {
-        /// The path.
-        path: PathBuf,
-    },
-    /// Creating, binding or connecting the socket failed.
-    #[error("{}: {source}", path.display())]
-    Socket {
-        /// The socket path.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The gRPC transport failed.
     #[error("gRPC transport: {0}")]
     Transport(#[source] tonic::transport::Error),

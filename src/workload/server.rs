@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,12 +13,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_stream::wrappers::{UnixListenerStream, WatchStream};
+use tokio_stream::wrappers::WatchStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::server::Grpc;
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
@@ -25,7 +25,7 @@ use super::proto::{
     self, X509BundlesRequest, X509BundlesResponse, X509SvidMessage, X509SvidRequest,
     X509SvidResponse,
 };
-use super::{socket, WorkloadApiError};
+use crate::serve::{Listen, ServeError, Serving};
 use crate::{BundleSet, SvidSource, SvidStore, X509Bundle};
 
 /// The largest request the server decodes (Workload API requests are tiny).
@@ -33,7 +33,8 @@ const MAX_REQUEST: usize = 64 * 1024;
 /// A version that never occurs: the server is closing, streams end.
 const CLOSING: u64 = u64::MAX;
 
-/// A SPIFFE Workload API server over a Unix socket (DESIGN rule 17).
+/// A SPIFFE Workload API server over a Unix socket (or TCP), per the
+/// [Workload API standard](https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE_Workload_API.md).
 ///
 /// It serves `FetchX509SVID` (every identity it holds, each with its trust domain's
 /// bundle, plus the other bundles as federated bundles) and `FetchX509Bundles`, each as a
@@ -42,13 +43,15 @@ const CLOSING: u64 = u64::MAX;
 /// header get `InvalidArgument`; with [`allow_uids`](Self::allow_uids), callers whose Unix
 /// user is not listed get `PermissionDenied` ("no identity issued"), as SPIRE answers a
 /// workload it has no registration for.
+///
+/// Every gRPC client stack is served: the serving layer normalises the `:authority` that
+/// gRPC C-core, grpc-java and grpc-swift clients derive from the socket path (which `h2`
+/// alone refuses), so py-spiffe, java-spiffe and go-spiffe clients all get answers.
 #[derive(Debug)]
 pub struct WorkloadApiServer {
     svids: Vec<Arc<SvidStore>>,
     bundles: BundleSet,
-    allowed_uids: Option<BTreeSet<u32>>,
-    socket_mode: u32,
-    grace: Duration,
+    serving: Serving,
 }
 
 impl WorkloadApiServer {
@@ -58,9 +61,7 @@ impl WorkloadApiServer {
         Self {
             svids: Vec::new(),
             bundles,
-            allowed_uids: None,
-            socket_mode: 0o600,
-            grace: Duration::from_secs(5),
+            serving: Serving::new("Workload API", MAX_STREAMS_PER_CONNECTION),
         }
     }
 
@@ -76,7 +77,7 @@ impl WorkloadApiServer {
     /// `PermissionDenied`.
     #[must_use]
     pub fn allow_uids(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
-        self.allowed_uids = Some(uids.into_iter().collect());
+        self.serving.allowed_uids = Some(Arc::new(uids.into_iter().collect()));
         self
     }
 
@@ -84,7 +85,7 @@ impl WorkloadApiServer {
     /// only; widen it together with [`allow_uids`](Self::allow_uids)).
     #[must_use]
     pub fn socket_mode(mut self, mode: u32) -> Self {
-        self.socket_mode = mode & 0o777;
+        self.serving.socket_mode = mode & 0o777;
         self
     }
 
@@ -92,7 +93,7 @@ impl WorkloadApiServer {
     /// them by force (default 5 s).
     #[must_use]
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
+        self.serving.grace = grace;
         self
     }
 
@@ -108,12 +109,28 @@ impl WorkloadApiServer {
         self,
         path: impl AsRef<Path>,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), WorkloadApiError> {
-        let path = path.as_ref().to_path_buf();
-        let (listener, socket) = socket::bind(&path, self.socket_mode).await?;
+    ) -> Result<(), ServeError> {
+        self.run(Listen::Unix(path.as_ref()), shutdown).await
+    }
+
+    /// Serves on a TCP address (the Workload Endpoint standard's `tcp://IP:port`) as
+    /// [`serve`](Self::serve) does on a Unix socket. TCP carries no peer credentials: with
+    /// [`allow_uids`](Self::allow_uids) every TCP caller is refused.
+    pub async fn serve_tcp(
+        self,
+        addr: SocketAddr,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        self.run(Listen::Tcp(addr), shutdown).await
+    }
+
+    async fn run(
+        self,
+        listen: Listen<'_>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
         let (version, _) = watch::channel(0u64);
-        let (force, forced) = watch::channel(false);
-        let watchers = self
+        let watchers: Vec<_> = self
             .svids
             .iter()
             .map(|store| {
@@ -121,64 +138,26 @@ impl WorkloadApiServer {
                 tokio::spawn(follow(Arc::clone(store), seen, version.clone()))
             })
             .collect();
-        let cleanup = Cleanup {
-            version: version.clone(),
-            force: force.clone(),
-            watchers,
-            _socket: socket,
+        let closing = version.clone();
+        let stop = move || {
+            closing.send_replace(CLOSING);
+            for watcher in &watchers {
+                watcher.abort();
+            }
         };
         let state = Arc::new(State {
             svids: self.svids,
             bundles: self.bundles,
-            allowed_uids: self.allowed_uids,
             version,
         });
-        tracing::info!(socket = %path.display(), "Workload API server listening");
-        let grace = self.grace;
-        let closing = async {
-            shutdown.await;
-            tracing::info!("Workload API server shutting down");
-            cleanup.version.send_replace(CLOSING);
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                if force.send(true).is_ok() {
-                    tracing::warn!("closing Workload API connections by force");
-                }
-            });
-        };
-        let incoming = UnixListenerStream::new(listener)
-            .map(move |conn| conn.map(|c| socket::Conn::new(c, forced.clone())));
-        let result = tonic::transport::Server::builder()
-            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .serve_with_incoming_shutdown(WorkloadService(state), incoming, closing)
-            .await;
-        drop(cleanup);
-        result.map_err(WorkloadApiError::Transport)
+        self.serving
+            .serve(listen, WorkloadService(state), shutdown, stop)
+            .await
     }
 }
 
 /// Streams one connection may hold open (a workload needs two).
 const MAX_STREAMS_PER_CONNECTION: u32 = 32;
-
-/// Ends everything `serve` started, however it ends (returns, fails, or is dropped).
-struct Cleanup {
-    version: watch::Sender<u64>,
-    force: watch::Sender<bool>,
-    watchers: Vec<tokio::task::JoinHandle<()>>,
-    _socket: socket::BoundSocket,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        self.version.send_replace(CLOSING);
-        let _ = self.force.send(true);
-        for watcher in &self.watchers {
-            watcher.abort();
-        }
-    }
-}
 
 /// Bumps `version` whenever `store` changes from generation `seen` on.
 async fn follow(store: Arc<SvidStore>, mut seen: u64, version: watch::Sender<u64>) {
@@ -197,7 +176,6 @@ async fn follow(store: Arc<SvidStore>, mut seen: u64, version: watch::Sender<u64
 struct State {
     svids: Vec<Arc<SvidStore>>,
     bundles: BundleSet,
-    allowed_uids: Option<BTreeSet<u32>>,
     version: watch::Sender<u64>,
 }
 
@@ -210,24 +188,14 @@ fn concat_der(bundle: &X509Bundle) -> Vec<u8> {
 }
 
 impl State {
-    /// The header and caller checks every method runs first.
-    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// The header check every method runs first (callers were admitted by the serving
+    /// layer).
+    fn admit<T>(request: &Request<T>) -> Result<(), Status> {
         let header = request.metadata().get(proto::SECURITY_HEADER);
         if header.and_then(|v| v.to_str().ok()) != Some("true") {
             return Err(Status::invalid_argument(
                 "security header missing from request",
             ));
-        }
-        if let Some(allowed) = &self.allowed_uids {
-            let uid = request
-                .extensions()
-                .get::<UdsConnectInfo>()
-                .and_then(|info| info.peer_cred)
-                .map(|cred| cred.uid());
-            if !uid.is_some_and(|uid| allowed.contains(&uid)) {
-                tracing::info!(?uid, "refused a Workload API caller");
-                return Err(Status::permission_denied("no identity issued"));
-            }
         }
         Ok(())
     }
@@ -321,7 +289,7 @@ impl tower::Service<http::Request<Body>> for WorkloadService {
                 let handler = tower::service_fn(move |r: Request<X509SvidRequest>| {
                     let state = Arc::clone(&state);
                     async move {
-                        state.admit(&r)?;
+                        State::admit(&r)?;
                         // Fail the call itself (not only the stream) when nothing is held.
                         state.x509_svids()?;
                         Ok::<_, Status>(Response::new(state.stream(State::x509_svids)))
@@ -335,7 +303,7 @@ impl tower::Service<http::Request<Body>> for WorkloadService {
                 let handler = tower::service_fn(move |r: Request<X509BundlesRequest>| {
                     let state = Arc::clone(&state);
                     async move {
-                        state.admit(&r)?;
+                        State::admit(&r)?;
                         state.x509_bundles()?;
                         let stream: Stream_<X509BundlesResponse> =
                             state.stream(State::x509_bundles);

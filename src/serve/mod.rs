@@ -1,0 +1,249 @@
+//! The one serving layer under every meshid gRPC server (the Workload API and SDS servers,
+//! and every later one): what a server needs besides its service logic.
+//!
+//! - **Listeners:** a Unix socket (bound with its final mode before anyone can connect,
+//!   a stale socket file replaced only when nobody listens, removed on exit only if it is
+//!   still ours) or a TCP address.
+//! - **`:authority` normalisation:** every request's `:authority` becomes `localhost`
+//!   before `h2` validates it, so gRPC C-core (grpcio, py-spiffe, Envoy `google_grpc`),
+//!   grpc-java and grpc-swift clients, which put the socket path there, are served like
+//!   grpc-go and tonic ones. Only that pseudo-header changes; see `authority.rs`.
+//! - **Admission** by the caller's Unix peer credentials (`SO_PEERCRED`, taken at
+//!   accept): callers outside the allowed uids get `PermissionDenied` before the service
+//!   sees the request.
+//! - **Caps and timeouts:** concurrent streams per connection, HTTP/2 keepalive.
+//! - **Shutdown:** graceful (the server's streams end, connections close), then forced
+//!   after a grace period; the same cleanup runs if the serving future is dropped.
+//!
+//! Only [`ServeError`] is public; each server exposes the settings that apply to it.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::{Stream, StreamExt};
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::Status;
+
+mod authority;
+mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
+mod hpack;
+mod listener;
+
+pub use authority::H2RewriteError;
+pub use hpack::HpackError;
+
+/// Why a server could not serve.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Another server is listening on the socket path.
+    #[error("{}: a server is already listening there", path.display())]
+    SocketInUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The socket path exists and is not a socket; it is left alone.
+    #[error("{}: exists and is not a socket", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Creating or binding the Unix socket failed.
+    #[error("{}: {source}", path.display())]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Binding the TCP address failed.
+    #[error("{addr}: {source}")]
+    Tcp {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP/2 transport failed.
+    #[error("gRPC transport: {0}")]
+    Transport(#[source] tonic::transport::Error),
+}
+
+/// Where a server listens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Listen<'a> {
+    Unix(&'a Path),
+    Tcp(SocketAddr),
+}
+
+/// The settings of the serving layer, held by each server and set through its builder.
+#[derive(Debug, Clone)]
+pub(crate) struct Serving {
+    /// The server's name in logs ("Workload API", "SDS").
+    pub(crate) name: &'static str,
+    pub(crate) socket_mode: u32,
+    pub(crate) allowed_uids: Option<Arc<BTreeSet<u32>>>,
+    pub(crate) grace: Duration,
+    pub(crate) max_streams: u32,
+}
+
+impl Serving {
+    /// Defaults: socket mode 0600, every local caller admitted, 5 s grace.
+    pub(crate) fn new(name: &'static str, max_streams: u32) -> Self {
+        Self {
+            name,
+            socket_mode: 0o600,
+            allowed_uids: None,
+            grace: Duration::from_secs(5),
+            max_streams,
+        }
+    }
+
+    /// Serves `service` on `listen` until `shutdown` completes. `stop` runs once, when
+    /// shutdown begins or when serving ends (returns, fails, or is dropped): it must end
+    /// the server's streams. Connections left open after the grace period are closed.
+    pub(crate) async fn serve<S>(
+        &self,
+        listen: Listen<'_>,
+        service: S,
+        shutdown: impl Future<Output = ()> + Send,
+        stop: impl FnOnce() + Send + 'static,
+    ) -> Result<(), ServeError>
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let (force, forced) = watch::channel(false);
+        let (incoming, socket): (ConnStream, _) = match listen {
+            Listen::Unix(path) => {
+                let (listener, socket) = listener::bind(path, self.socket_mode).await?;
+                tracing::info!(socket = %path.display(), "{} server listening", self.name);
+                let stream = UnixListenerStream::new(listener).map(move |c| {
+                    c.map(|c| conn::Conn::new(conn::Stream::Unix(c), forced.clone()))
+                });
+                (Box::pin(stream), Some(socket))
+            }
+            Listen::Tcp(addr) => {
+                let listener = listener::bind_tcp(addr).await?;
+                tracing::info!(%addr, "{} server listening", self.name);
+                let stream = TcpListenerStream::new(listener)
+                    .map(move |c| c.map(|c| conn::Conn::new(conn::Stream::Tcp(c), forced.clone())));
+                (Box::pin(stream), None)
+            }
+        };
+        let guard = Guard {
+            force: force.clone(),
+            stop: Arc::new(std::sync::Mutex::new(Some(Box::new(stop)))),
+            _socket: socket,
+        };
+        let stop = Arc::clone(&guard.stop);
+        let (name, grace) = (self.name, self.grace);
+        let closing = async move {
+            shutdown.await;
+            tracing::info!("{name} server shutting down");
+            run_once(&stop);
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                if force.send(true).is_ok() {
+                    tracing::warn!("closing {name} connections by force");
+                }
+            });
+        };
+        let admitted = Admit {
+            inner: service,
+            allowed: self.allowed_uids.clone(),
+        };
+        let result = tonic::transport::Server::builder()
+            .max_concurrent_streams(self.max_streams)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .serve_with_incoming_shutdown(admitted, incoming, closing)
+            .await;
+        drop(guard);
+        result.map_err(ServeError::Transport)
+    }
+}
+
+type ConnStream = Pin<Box<dyn Stream<Item = std::io::Result<conn::Conn>> + Send>>;
+type Stop = Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+fn run_once(stop: &Stop) {
+    let f = stop
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(f) = f {
+        f();
+    }
+}
+
+/// Ends what `serve` started however it ends: runs `stop`, closes connections by force,
+/// removes the socket.
+struct Guard {
+    force: watch::Sender<bool>,
+    stop: Stop,
+    _socket: Option<listener::BoundSocket>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        run_once(&self.stop);
+        let _ = self.force.send(true);
+    }
+}
+
+/// Refuses callers whose uid is not allowed, before the service sees the request.
+#[derive(Clone)]
+struct Admit<S> {
+    inner: S,
+    allowed: Option<Arc<BTreeSet<u32>>>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> tower::Service<http::Request<Body>> for Admit<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<http::Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        if let Some(allowed) = &self.allowed {
+            let uid = req
+                .extensions()
+                .get::<conn::Peer>()
+                .and_then(|p| p.cred)
+                .map(|c| c.uid());
+            if !uid.is_some_and(|uid| allowed.contains(&uid)) {
+                tracing::info!(?uid, path = req.uri().path(), "refused a caller");
+                // As SPIRE answers a workload it has no registration for.
+                let refused = Status::permission_denied("no identity issued").into_http();
+                return Box::pin(async move { Ok(refused) });
+            }
+        }
+        Box::pin(self.inner.call(req))
+    }
+}
