@@ -23,10 +23,8 @@
 //! [`Rotator`](crate::Rotator), or the Workload API's [`X509Source`], so meshid can bridge
 //! SPIRE to Envoy.
 
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::config::core::v3::DataSource;
@@ -38,21 +36,22 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{
-    SecretDiscoveryService, SecretDiscoveryServiceServer,
-};
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryService;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message as _;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 mod delta;
 #[doc(hidden)]
 pub mod fuzzing;
+mod server;
 
-use crate::workload::{WorkloadApiError, X509Source};
+pub use server::SdsServer;
+
+use crate::workload::X509Source;
 use crate::{certificates_to_pem, BundleSet, SvidSource, SvidStore, X509Svid};
 
 /// The type URL of an SDS `Secret`.
@@ -112,96 +111,6 @@ impl Feed {
                 }
             }
         }
-    }
-}
-
-/// An Envoy SDS v3 server over a Unix socket. See the [module docs](self).
-#[derive(Debug)]
-pub struct SdsServer {
-    feed: Feed,
-    spiffe_validator: bool,
-    socket_mode: u32,
-    grace: Duration,
-}
-
-impl SdsServer {
-    /// A server for what `feed` holds.
-    pub fn new(feed: Feed) -> Self {
-        Self {
-            feed,
-            spiffe_validator: false,
-            socket_mode: 0o600,
-            grace: Duration::from_secs(5),
-        }
-    }
-
-    /// Serve validation contexts as Envoy's SPIFFE certificate validator
-    /// (`envoy.tls.cert_validator.spiffe`): `ALL` lists every trust domain's bundle (so
-    /// Envoy picks each peer's roots by the peer's trust domain, as X509-SVID §5.2 asks),
-    /// `ROOTCA` and `spiffe://td` one trust domain, instead of flat lists of trusted CAs.
-    #[must_use]
-    pub fn spiffe_validator(mut self, on: bool) -> Self {
-        self.spiffe_validator = on;
-        self
-    }
-
-    /// The permission bits of the socket file (default `0o600`).
-    #[must_use]
-    pub fn socket_mode(mut self, mode: u32) -> Self {
-        self.socket_mode = mode & 0o777;
-        self
-    }
-
-    /// Serves on the Unix socket at `path` until `shutdown` completes; then ends every
-    /// stream, closes what is left after 5 s, and removes the socket. The socket is
-    /// handled as the Workload API server's is (stale sockets replaced, others left alone).
-    pub async fn serve(
-        self,
-        path: impl AsRef<Path>,
-        shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> Result<(), WorkloadApiError> {
-        let path = path.as_ref();
-        let (listener, socket) = crate::workload::bind_socket(path, self.socket_mode).await?;
-        let (version, _) = watch::channel(0u64);
-        let (force, forced) = watch::channel(false);
-        let follower = tokio::spawn(self.feed.clone().follow(version.clone()));
-        let closing_version = version.clone();
-        let guard = crate::workload::ServeGuard::new(socket, force.clone(), move || {
-            closing_version.send_replace(CLOSING);
-            follower.abort();
-        });
-        let service = Sds {
-            feed: self.feed,
-            version: version.clone(),
-            spiffe_validator: self.spiffe_validator,
-        };
-        tracing::info!(socket = %path.display(), "SDS server listening");
-        let grace = self.grace;
-        let closing = async move {
-            shutdown.await;
-            tracing::info!("SDS server shutting down");
-            version.send_replace(CLOSING);
-            tokio::spawn(async move {
-                tokio::time::sleep(grace).await;
-                let _ = force.send(true);
-            });
-        };
-        let incoming = UnixListenerStream::new(listener)
-            .map(move |c| c.map(|c| crate::workload::GuardedConn::new(c, forced.clone())));
-        let result = tonic::transport::Server::builder()
-            // Envoy opens one stream per secret subscription on its connection; a cap keeps
-            // one client from opening without bound (about 20 KiB of server memory each).
-            .max_concurrent_streams(1024)
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .serve_with_incoming_shutdown(
-                SecretDiscoveryServiceServer::new(service),
-                incoming,
-                closing,
-            )
-            .await;
-        drop(guard);
-        result.map_err(WorkloadApiError::Transport)
     }
 }
 
@@ -572,6 +481,7 @@ impl StreamState {
 mod tests {
     use super::*;
     use envoy_types::pb::google::rpc::Status as RpcStatus;
+    use std::time::Duration;
 
     fn request(names: &[&str], nonce: &str, version: &str, nack: bool) -> DiscoveryRequest {
         DiscoveryRequest {
