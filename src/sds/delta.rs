@@ -11,7 +11,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message as _;
 
-use super::{Sds, SECRET_TYPE_URL};
+use crate::sds::service::Sds;
+use crate::sds::SECRET_TYPE_URL;
 
 /// The most secret names one delta stream may subscribe to (Envoy needs a handful).
 const MAX_NAMES: usize = 1024;

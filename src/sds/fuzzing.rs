@@ -10,7 +10,10 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use prost::Message as _;
 use tokio::sync::watch;
 
-use super::{delta::DeltaState, Feed, Sds, StreamState};
+use crate::sds::delta::DeltaState;
+use crate::sds::service::Sds;
+use crate::sds::sotw::StreamState;
+use crate::sds::Feed;
 use crate::{BundleSet, SvidStore, X509Svid};
 
 /// One state-of-the-world stream and one delta stream over a store that can be rotated.
@@ -60,7 +63,7 @@ impl FuzzStreams {
             self.next += 1;
         }
         self.version += 1;
-        let push = self.sotw.subscribed && !self.sotw_closed;
+        let push = self.sotw.subscribed() && !self.sotw_closed;
         let sotw = self.sotw_answer(push);
         (sotw, self.delta.update(&self.sds, self.version))
     }
@@ -97,7 +100,7 @@ impl FuzzStreams {
 
     /// The names the state-of-the-world stream is subscribed to.
     pub fn sotw_names(&self) -> &[String] {
-        &self.sotw.names
+        self.sotw.names()
     }
 
     /// How long a fuzz input may take at most (for the replay's sanity bound).

@@ -9,7 +9,8 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 
-use crate::sds::{Feed, Sds, CLOSING};
+use crate::sds::service::Sds;
+use crate::sds::{Feed, CLOSING};
 use crate::workload::WorkloadApiError;
 
 /// An Envoy SDS v3 server over a Unix socket. See the [module docs](crate::sds).
