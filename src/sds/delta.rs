@@ -12,7 +12,11 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message as _;
 
 use crate::sds::service::Sds;
+use crate::sds::stream::{other_type, Ack};
 use crate::sds::SECRET_TYPE_URL;
+
+/// How logs name this protocol.
+const PROTOCOL: &str = "delta SDS";
 
 /// The most secret names one delta stream may subscribe to (Envoy needs a handful).
 const MAX_NAMES: usize = 1024;
@@ -36,19 +40,18 @@ fn version_of(bytes: &[u8]) -> String {
 impl DeltaState {
     /// Takes a request; whether something may need pushing now.
     pub(super) fn on_request(&mut self, request: DeltaDiscoveryRequest) -> bool {
-        if !request.type_url.is_empty() && request.type_url != SECRET_TYPE_URL {
-            tracing::warn!(type_url = %request.type_url, "delta SDS: request for another type ignored");
+        if other_type(PROTOCOL, &request.type_url) {
             return false;
         }
-        let answers_last =
-            !request.response_nonce.is_empty() && request.response_nonce == self.nonce.to_string();
-        if let Some(error) = &request.error_detail {
-            if answers_last {
-                // `held` keeps the rejected versions, so they are not resent: only a
-                // change of content sends a secret again.
-                tracing::warn!(code = error.code, message = %error.message, "Envoy rejected the secrets (delta NACK); not resending until they change");
-            }
-        }
+        // On a NACK, `held` keeps the rejected versions, so they are not resent: only a
+        // change of content sends a secret again.
+        Ack::of(
+            PROTOCOL,
+            self.nonce,
+            None,
+            &request.response_nonce,
+            request.error_detail.as_ref(),
+        );
         if request.response_nonce.is_empty() && self.nonce == 0 && self.held.is_empty() {
             // A new (or re-established) stream says, once, what it already holds.
             self.held.extend(request.initial_resource_versions);

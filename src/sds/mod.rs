@@ -34,6 +34,7 @@ mod secrets;
 mod server;
 mod service;
 mod sotw;
+mod stream;
 
 pub use server::SdsServer;
 

@@ -8,7 +8,11 @@ use prost::Message as _;
 use tonic::Status;
 
 use crate::sds::service::Sds;
+use crate::sds::stream::{other_type, Ack};
 use crate::sds::SECRET_TYPE_URL;
+
+/// How logs name this protocol.
+const PROTOCOL: &str = "SDS";
 
 /// A state-of-the-world answer for `names`; as SPIRE's agent does, names it holds no
 /// secret for are refused with `InvalidArgument`.
@@ -85,19 +89,18 @@ impl StreamState {
 
     /// Handles a request; whether to push now.
     pub(super) fn on_request(&mut self, request: DiscoveryRequest) -> bool {
-        if !request.type_url.is_empty() && request.type_url != SECRET_TYPE_URL {
-            tracing::warn!(type_url = %request.type_url, "SDS: request for another type ignored");
+        if other_type(PROTOCOL, &request.type_url) {
             return false;
         }
-        let answers_last =
-            !request.response_nonce.is_empty() && request.response_nonce == self.nonce.to_string();
-        if let Some(error) = &request.error_detail {
-            if answers_last {
-                tracing::warn!(version = ?self.sent, code = error.code, message = %error.message, "Envoy rejected the secrets (NACK); not resending until they change");
-                self.nacked = self.sent;
-            }
-        } else if answers_last {
-            tracing::debug!(version = %request.version_info, "SDS ACK");
+        let answer = Ack::of(
+            PROTOCOL,
+            self.nonce,
+            self.sent,
+            &request.response_nonce,
+            request.error_detail.as_ref(),
+        );
+        if answer == Ack::Rejected {
+            self.nacked = self.sent;
         }
         let mut names = request.resource_names;
         names.sort();
