@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use crate::sds::delta::DeltaState;
 use crate::sds::service::Sds;
 use crate::sds::sotw::StreamState;
+use crate::sds::stream::Protocol as _;
 use crate::sds::Feed;
 use crate::{BundleSet, SvidStore, X509Svid};
 
@@ -65,7 +66,9 @@ impl FuzzStreams {
         self.version += 1;
         let push = self.sotw.subscribed() && !self.sotw_closed;
         let sotw = self.sotw_answer(push);
-        (sotw, self.delta.update(&self.sds, self.version))
+        let delta = self.delta.update(&self.sds, false, self.version);
+        // Delta streams never refuse: `Err` does not occur.
+        (sotw, delta.and_then(Result::ok))
     }
 
     /// Feeds `bytes` as a state-of-the-world request (if they decode as one).
@@ -94,8 +97,9 @@ impl FuzzStreams {
         bytes: &[u8],
     ) -> Option<(DeltaDiscoveryRequest, Option<DeltaDiscoveryResponse>)> {
         let request = DeltaDiscoveryRequest::decode(bytes).ok()?;
-        self.delta.on_request(request.clone());
-        Some((request, self.delta.update(&self.sds, self.version)))
+        let push = self.delta.on_request(request.clone());
+        let response = self.delta.update(&self.sds, push, self.version);
+        Some((request, response.and_then(Result::ok)))
     }
 
     /// The names the state-of-the-world stream is subscribed to.

@@ -8,11 +8,8 @@ use prost::Message as _;
 use tonic::Status;
 
 use crate::sds::service::Sds;
-use crate::sds::stream::{other_type, Ack};
+use crate::sds::stream::{other_type, Ack, Protocol};
 use crate::sds::SECRET_TYPE_URL;
-
-/// How logs name this protocol.
-const PROTOCOL: &str = "SDS";
 
 /// A state-of-the-world answer for `names`; as SPIRE's agent does, names it holds no
 /// secret for are refused with `InvalidArgument`.
@@ -59,41 +56,20 @@ impl StreamState {
     pub(super) fn subscribed(&self) -> bool {
         self.subscribed
     }
+}
 
-    /// The response to send for `version` after an event (`push`: the event may call for
-    /// one), if any: for the same names, never the version this stream rejected and never
-    /// the same version twice; new names are always answered.
-    pub(super) fn update(
-        &mut self,
-        sds: &Sds,
-        push: bool,
-        version: u64,
-    ) -> Option<Result<DiscoveryResponse, Status>> {
-        // A subscribed stream is always brought up to the current version: an ACK that
-        // arrives together with a version bump must not swallow the push (the watch
-        // channel has marked the bump as seen by then).
-        let push = push || self.subscribed;
-        if !push
-            || (!self.names_changed && (self.nacked == Some(version) || self.sent == Some(version)))
-        {
-            return None;
-        }
-        if self.names_changed {
-            self.nacked = None;
-        }
-        self.nonce += 1;
-        self.sent = Some(version);
-        self.names_changed = false;
-        Some(response(sds, &self.names, version, self.nonce))
-    }
+impl Protocol for StreamState {
+    const NAME: &'static str = "SDS";
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
 
     /// Handles a request; whether to push now.
-    pub(super) fn on_request(&mut self, request: DiscoveryRequest) -> bool {
-        if other_type(PROTOCOL, &request.type_url) {
+    fn on_request(&mut self, request: Self::Request) -> bool {
+        if other_type(Self::NAME, &request.type_url) {
             return false;
         }
         let answer = Ack::of(
-            PROTOCOL,
+            Self::NAME,
             self.nonce,
             self.sent,
             &request.response_nonce,
@@ -115,6 +91,33 @@ impl StreamState {
         // A stale request (answering an older nonce) or an ACK/NACK: nothing new to send,
         // except on the very first request.
         first
+    }
+
+    /// The response to send for `version` after an event (`push`: the event may call for
+    /// one), if any: for the same names, never the version this stream rejected and never
+    /// the same version twice; new names are always answered.
+    fn update(
+        &mut self,
+        sds: &Sds,
+        push: bool,
+        version: u64,
+    ) -> Option<Result<Self::Response, Status>> {
+        // A subscribed stream is always brought up to the current version: an ACK that
+        // arrives together with a version bump must not swallow the push (the watch
+        // channel has marked the bump as seen by then).
+        let push = push || self.subscribed;
+        if !push
+            || (!self.names_changed && (self.nacked == Some(version) || self.sent == Some(version)))
+        {
+            return None;
+        }
+        if self.names_changed {
+            self.nacked = None;
+        }
+        self.nonce += 1;
+        self.sent = Some(version);
+        self.names_changed = false;
+        Some(response(sds, &self.names, version, self.nonce))
     }
 }
 

@@ -1,9 +1,90 @@
-//! What both protocols' streams share: one reading of ACKs and NACKs ([`Ack`]) and of
-//! requests for other types ([`other_type`]).
+//! What both protocols share: one loop runs every stream ([`spawn`]), over a small
+//! [`Protocol`] trait that state of the world ([`StreamState`](crate::sds::sotw::StreamState))
+//! and incremental ([`DeltaState`](crate::sds::delta::DeltaState)) implement, and one reading
+//! of ACKs and NACKs ([`Ack`]).
+
+use std::pin::Pin;
 
 use envoy_types::pb::google::rpc::Status as RpcStatus;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Status, Streaming};
 
-use crate::sds::SECRET_TYPE_URL;
+use crate::sds::service::Sds;
+use crate::sds::{CLOSING, SECRET_TYPE_URL};
+
+/// What a stream sends its client.
+pub(super) type Pushes<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// One stream's protocol: its messages, and what the stream has asked for and been sent.
+pub(super) trait Protocol: Default + Send + 'static {
+    /// How logs name the protocol.
+    const NAME: &'static str;
+    /// What the client sends.
+    type Request: Send + 'static;
+    /// What the server pushes.
+    type Response: Send + 'static;
+
+    /// Takes a request; whether it calls for a push now.
+    fn on_request(&mut self, request: Self::Request) -> bool;
+
+    /// The response bringing this stream up to `version`, if any. `push`: a request
+    /// called for one; after a version bump it is false and the stream decides whether it
+    /// has something new to send. An `Err` is a refusal, and ends the stream.
+    fn update(
+        &mut self,
+        sds: &Sds,
+        push: bool,
+        version: u64,
+    ) -> Option<Result<Self::Response, Status>>;
+}
+
+/// Runs one stream of protocol `P` in a task of its own, until the client leaves, a
+/// refusal is sent or the server closes; what it pushes goes to the returned stream.
+pub(super) fn spawn<P: Protocol>(
+    sds: Sds,
+    mut incoming: Streaming<P::Request>,
+) -> Pushes<P::Response> {
+    let (tx, rx) = mpsc::channel(4);
+    let mut changes = sds.version.subscribe();
+    tokio::spawn(async move {
+        let mut stream = P::default();
+        loop {
+            let push = tokio::select! {
+                message = incoming.message() => match message {
+                    Ok(Some(request)) => stream.on_request(request),
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "{} stream ended by the client", P::NAME);
+                        break;
+                    }
+                },
+                moved = changes.changed() => {
+                    if moved.is_err() {
+                        break;
+                    }
+                    false
+                }
+            };
+            let version = *changes.borrow_and_update();
+            if version == CLOSING {
+                break;
+            }
+            // Whatever woke us, the stream is offered the current version: a request
+            // arriving together with a version bump must not swallow the push (the watch
+            // channel has marked the bump as seen by now). `update` sends only what is new.
+            let Some(response) = stream.update(&sds, push, version) else {
+                continue;
+            };
+            let refused = response.is_err();
+            if tx.send(response).await.is_err() || refused {
+                break;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
 
 /// Whether a request is for another type than secrets (logged; the request is ignored).
 pub(super) fn other_type(protocol: &str, type_url: &str) -> bool {
