@@ -15,9 +15,11 @@
 //! secret the server does not hold is refused with `InvalidArgument` ("workload is not
 //! authorized for the requested identities"); incremental streams simply do not send
 //! absent names. With [`SdsServer::spiffe_validator`], `ROOTCA` and `spiffe://td` carry
-//! that one trust domain and `ALL` every trust domain, as Envoy's SPIFFE validator. Both protocols are served: state of the world (`StreamSecrets`,
-//! `FetchSecrets`) and incremental (`DeltaSecrets`: per-secret versions, only changed
-//! secrets pushed), which neither SPIRE nor Istio offers.
+//! that one trust domain and `ALL` every trust domain, as Envoy's SPIFFE validator.
+//!
+//! Both protocols are served: state of the world (`StreamSecrets`, `FetchSecrets`) and
+//! incremental (`DeltaSecrets`: per-secret versions, only changed secrets pushed), which
+//! neither SPIRE nor Istio offers.
 //!
 //! The server is fed by any [`Feed`]: an [`SvidStore`] kept fresh by a
 //! [`Rotator`](crate::Rotator), or the Workload API's [`X509Source`], so meshid can bridge
@@ -27,6 +29,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+// Here: the feed and what the other files share. `server`: `SdsServer` and its socket;
+// `service`: the gRPC service; `stream`: the one stream loop and the ACK/NACK reading;
+// `sotw` and `delta`: the two protocols; `secrets`: secret names to secrets.
 mod delta;
 #[doc(hidden)]
 pub mod fuzzing;
