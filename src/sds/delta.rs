@@ -10,8 +10,11 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message as _;
+use tonic::Status;
 
-use super::{Sds, SECRET_TYPE_URL};
+use crate::sds::service::Sds;
+use crate::sds::stream::{other_type, Ack, Protocol};
+use crate::sds::SECRET_TYPE_URL;
 
 /// The most secret names one delta stream may subscribe to (Envoy needs a handful).
 const MAX_NAMES: usize = 1024;
@@ -32,22 +35,25 @@ fn version_of(bytes: &[u8]) -> String {
     format!("{:016x}", h.finish())
 }
 
-impl DeltaState {
-    /// Takes a request; whether something may need pushing now.
-    pub(super) fn on_request(&mut self, request: DeltaDiscoveryRequest) -> bool {
-        if !request.type_url.is_empty() && request.type_url != SECRET_TYPE_URL {
-            tracing::warn!(type_url = %request.type_url, "delta SDS: request for another type ignored");
+impl Protocol for DeltaState {
+    const NAME: &'static str = "delta SDS";
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+
+    /// Takes a request; whether something may need pushing now (`update` decides).
+    fn on_request(&mut self, request: Self::Request) -> bool {
+        if other_type(Self::NAME, &request.type_url) {
             return false;
         }
-        let answers_last =
-            !request.response_nonce.is_empty() && request.response_nonce == self.nonce.to_string();
-        if let Some(error) = &request.error_detail {
-            if answers_last {
-                // `held` keeps the rejected versions, so they are not resent: only a
-                // change of content sends a secret again.
-                tracing::warn!(code = error.code, message = %error.message, "Envoy rejected the secrets (delta NACK); not resending until they change");
-            }
-        }
+        // On a NACK, `held` keeps the rejected versions, so they are not resent: only a
+        // change of content sends a secret again.
+        Ack::of(
+            Self::NAME,
+            self.nonce,
+            None,
+            &request.response_nonce,
+            request.error_detail.as_ref(),
+        );
         if request.response_nonce.is_empty() && self.nonce == 0 && self.held.is_empty() {
             // A new (or re-established) stream says, once, what it already holds.
             self.held.extend(request.initial_resource_versions);
@@ -71,8 +77,15 @@ impl DeltaState {
         changed
     }
 
-    /// The response bringing this stream up to date, if anything is new for it.
-    pub(super) fn update(&mut self, sds: &Sds, version: u64) -> Option<DeltaDiscoveryResponse> {
+    /// The response bringing this stream up to date, if anything is new for it, whatever
+    /// the event (`push` is not needed: only what changed for the stream is sent). Never
+    /// a refusal: absent names are just absent.
+    fn update(
+        &mut self,
+        sds: &Sds,
+        _push: bool,
+        version: u64,
+    ) -> Option<Result<Self::Response, Status>> {
         let names: Vec<String> = self.subscribed.iter().cloned().collect();
         let mut current = BTreeMap::new();
         // No subscription means nothing here (no wildcard for secrets).
@@ -117,13 +130,13 @@ impl DeltaState {
             self.held.remove(n);
         }
         self.nonce += 1;
-        Some(DeltaDiscoveryResponse {
+        Some(Ok(DeltaDiscoveryResponse {
             system_version_info: version.to_string(),
             resources,
             type_url: SECRET_TYPE_URL.to_owned(),
             removed_resources: removed,
             nonce: self.nonce.to_string(),
             ..Default::default()
-        })
+        }))
     }
 }

@@ -10,7 +10,11 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use prost::Message as _;
 use tokio::sync::watch;
 
-use super::{delta::DeltaState, Feed, Sds, StreamState};
+use crate::sds::delta::DeltaState;
+use crate::sds::service::Sds;
+use crate::sds::sotw::StreamState;
+use crate::sds::stream::Protocol as _;
+use crate::sds::Feed;
 use crate::{BundleSet, SvidStore, X509Svid};
 
 /// One state-of-the-world stream and one delta stream over a store that can be rotated.
@@ -60,9 +64,11 @@ impl FuzzStreams {
             self.next += 1;
         }
         self.version += 1;
-        let push = self.sotw.subscribed && !self.sotw_closed;
+        let push = self.sotw.subscribed() && !self.sotw_closed;
         let sotw = self.sotw_answer(push);
-        (sotw, self.delta.update(&self.sds, self.version))
+        let delta = self.delta.update(&self.sds, false, self.version);
+        // Delta streams never refuse: `Err` does not occur.
+        (sotw, delta.and_then(Result::ok))
     }
 
     /// Feeds `bytes` as a state-of-the-world request (if they decode as one).
@@ -91,13 +97,14 @@ impl FuzzStreams {
         bytes: &[u8],
     ) -> Option<(DeltaDiscoveryRequest, Option<DeltaDiscoveryResponse>)> {
         let request = DeltaDiscoveryRequest::decode(bytes).ok()?;
-        self.delta.on_request(request.clone());
-        Some((request, self.delta.update(&self.sds, self.version)))
+        let push = self.delta.on_request(request.clone());
+        let response = self.delta.update(&self.sds, push, self.version);
+        Some((request, response.and_then(Result::ok)))
     }
 
     /// The names the state-of-the-world stream is subscribed to.
     pub fn sotw_names(&self) -> &[String] {
-        &self.sotw.names
+        self.sotw.names()
     }
 
     /// How long a fuzz input may take at most (for the replay's sanity bound).

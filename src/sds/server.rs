@@ -1,0 +1,118 @@
+//! [`SdsServer`]: the builder and [`serve`](SdsServer::serve), which runs the gRPC service
+//! ([`Sds`]) on the serving layer every meshid server shares.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
+use tokio::sync::watch;
+
+use crate::sds::service::Sds;
+use crate::sds::{Feed, CLOSING};
+use crate::serve::{Listen, ServeError, Serving};
+
+/// An Envoy SDS v3 server over a Unix socket (or TCP). See the [module docs](crate::sds).
+#[derive(Debug)]
+pub struct SdsServer {
+    feed: Feed,
+    spiffe_validator: bool,
+    serving: Serving,
+}
+
+impl SdsServer {
+    /// A server for what `feed` holds.
+    pub fn new(feed: Feed) -> Self {
+        Self {
+            feed,
+            spiffe_validator: false,
+            // Envoy opens one stream per secret subscription on its connection; a cap keeps
+            // one client from opening without bound (about 20 KiB of server memory each).
+            serving: Serving::new("SDS", 1024),
+        }
+    }
+
+    /// Serve validation contexts as Envoy's SPIFFE certificate validator
+    /// (`envoy.tls.cert_validator.spiffe`): `ALL` lists every trust domain's bundle (so
+    /// Envoy picks each peer's roots by the peer's trust domain, as X509-SVID §5.2 asks),
+    /// `ROOTCA` and `spiffe://td` one trust domain, instead of flat lists of trusted CAs.
+    #[must_use]
+    pub fn spiffe_validator(mut self, on: bool) -> Self {
+        self.spiffe_validator = on;
+        self
+    }
+
+    /// The permission bits of the socket file (default `0o600`).
+    #[must_use]
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.serving.socket_mode = mode & 0o777;
+        self
+    }
+
+    /// Admits only callers running as one of `uids` (Unix peer credentials); others get
+    /// `PermissionDenied`. Without it, whoever can open the socket gets the SVID's
+    /// private key: keep the [socket mode](Self::socket_mode) narrow or set this.
+    #[must_use]
+    pub fn allow_uids(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
+        self.serving.allowed_uids = Some(Arc::new(uids.into_iter().collect()));
+        self
+    }
+
+    /// How long a shutdown waits for clients to close their connections before closing
+    /// them by force (default 5 s).
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.serving.grace = grace;
+        self
+    }
+
+    /// Serves on the Unix socket at `path` until `shutdown` completes; then ends every
+    /// stream, closes what is left after the [grace period](Self::shutdown_grace), and
+    /// removes the socket. Stale sockets are replaced; live ones and other files are left
+    /// alone. Dropping the returned future also ends everything and removes the socket.
+    pub async fn serve(
+        self,
+        path: impl AsRef<Path>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        self.run(Listen::Unix(path.as_ref()), shutdown).await
+    }
+
+    /// Serves on a TCP address as [`serve`](Self::serve) does on a Unix socket (for an
+    /// Envoy whose SDS cluster points at `host:port`). TCP carries no peer credentials:
+    /// with [`allow_uids`](Self::allow_uids) every TCP caller is refused.
+    pub async fn serve_tcp(
+        self,
+        addr: std::net::SocketAddr,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        self.run(Listen::Tcp(addr), shutdown).await
+    }
+
+    async fn run(
+        self,
+        listen: Listen<'_>,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), ServeError> {
+        let (version, _) = watch::channel(0u64);
+        let follower = tokio::spawn(self.feed.clone().follow(version.clone()));
+        let closing = version.clone();
+        let stop = move || {
+            closing.send_replace(CLOSING);
+            follower.abort();
+        };
+        let service = Sds {
+            feed: self.feed,
+            version,
+            spiffe_validator: self.spiffe_validator,
+        };
+        self.serving
+            .serve(
+                listen,
+                SecretDiscoveryServiceServer::new(service),
+                shutdown,
+                stop,
+            )
+            .await
+    }
+}

@@ -1,0 +1,159 @@
+//! What both protocols share: one loop runs every stream ([`spawn`]), over a small
+//! [`Protocol`] trait that state of the world ([`StreamState`](crate::sds::sotw::StreamState))
+//! and incremental ([`DeltaState`](crate::sds::delta::DeltaState)) implement, and one reading
+//! of ACKs and NACKs ([`Ack`]).
+
+use std::pin::Pin;
+
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Status, Streaming};
+
+use crate::sds::service::Sds;
+use crate::sds::{CLOSING, SECRET_TYPE_URL};
+
+/// What a stream sends its client.
+pub(super) type Pushes<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// One stream's protocol: its messages, and what the stream has asked for and been sent.
+pub(super) trait Protocol: Default + Send + 'static {
+    /// How logs name the protocol.
+    const NAME: &'static str;
+    /// What the client sends.
+    type Request: Send + 'static;
+    /// What the server pushes.
+    type Response: Send + 'static;
+
+    /// Takes a request; whether it calls for a push now.
+    fn on_request(&mut self, request: Self::Request) -> bool;
+
+    /// The response bringing this stream up to `version`, if any. `push`: a request
+    /// called for one; after a version bump it is false and the stream decides whether it
+    /// has something new to send. An `Err` is a refusal, and ends the stream.
+    fn update(
+        &mut self,
+        sds: &Sds,
+        push: bool,
+        version: u64,
+    ) -> Option<Result<Self::Response, Status>>;
+}
+
+/// Runs one stream of protocol `P` in a task of its own, until the client leaves, a
+/// refusal is sent or the server closes; what it pushes goes to the returned stream.
+pub(super) fn spawn<P: Protocol>(
+    sds: Sds,
+    mut incoming: Streaming<P::Request>,
+) -> Pushes<P::Response> {
+    let (tx, rx) = mpsc::channel(4);
+    let mut changes = sds.version.subscribe();
+    tokio::spawn(async move {
+        let mut stream = P::default();
+        loop {
+            let push = tokio::select! {
+                message = incoming.message() => match message {
+                    Ok(Some(request)) => stream.on_request(request),
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "{} stream ended by the client", P::NAME);
+                        break;
+                    }
+                },
+                moved = changes.changed() => {
+                    if moved.is_err() {
+                        break;
+                    }
+                    false
+                }
+            };
+            let version = *changes.borrow_and_update();
+            if version == CLOSING {
+                break;
+            }
+            // Whatever woke us, the stream is offered the current version: a request
+            // arriving together with a version bump must not swallow the push (the watch
+            // channel has marked the bump as seen by now). `update` sends only what is new.
+            let Some(response) = stream.update(&sds, push, version) else {
+                continue;
+            };
+            let refused = response.is_err();
+            if tx.send(response).await.is_err() || refused {
+                break;
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+/// Whether a request is for another type than secrets (logged; the request is ignored).
+pub(super) fn other_type(protocol: &str, type_url: &str) -> bool {
+    let other = !type_url.is_empty() && type_url != SECRET_TYPE_URL;
+    if other {
+        tracing::warn!(%type_url, "{protocol}: request for another type ignored");
+    }
+    other
+}
+
+/// What a request says of the last response sent on its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ack {
+    /// Neither: the request answers no response, or an older one (it is stale).
+    Unrelated,
+    /// An ACK: the client took the last response.
+    Accepted,
+    /// A NACK: the client rejected the last response (the request carries an
+    /// `error_detail`).
+    Rejected,
+}
+
+impl Ack {
+    /// Reads a request with `response_nonce` and `error_detail` on a `protocol` stream
+    /// whose last response carried `nonce` (and `version`, if it has one), and logs an ACK
+    /// or a NACK.
+    pub(super) fn of(
+        protocol: &str,
+        nonce: u64,
+        version: Option<u64>,
+        response_nonce: &str,
+        error_detail: Option<&RpcStatus>,
+    ) -> Self {
+        if response_nonce.is_empty() || response_nonce != nonce.to_string() {
+            return Self::Unrelated;
+        }
+        if let Some(error) = error_detail {
+            tracing::warn!(?version, code = error.code, message = %error.message, "Envoy rejected the secrets ({protocol} NACK); not resending until they change");
+            Self::Rejected
+        } else {
+            tracing::debug!(?version, "{protocol} ACK");
+            Self::Accepted
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_answer_to_the_last_nonce_is_an_ack_or_a_nack() {
+        let nack = RpcStatus {
+            code: 3,
+            message: "bad secret".into(),
+            details: Vec::new(),
+        };
+        assert_eq!(Ack::of("SDS", 2, Some(1), "2", None), Ack::Accepted);
+        assert_eq!(Ack::of("SDS", 2, Some(1), "2", Some(&nack)), Ack::Rejected);
+        // The first request, and stale ones (answering an older nonce), are neither.
+        assert_eq!(Ack::of("SDS", 0, None, "", None), Ack::Unrelated);
+        assert_eq!(Ack::of("SDS", 0, None, "", Some(&nack)), Ack::Unrelated);
+        assert_eq!(Ack::of("SDS", 2, Some(1), "1", Some(&nack)), Ack::Unrelated);
+        assert_eq!(Ack::of("SDS", 2, Some(1), "02", None), Ack::Unrelated);
+        assert!(!other_type("SDS", ""));
+        assert!(!other_type("SDS", SECRET_TYPE_URL));
+        assert!(other_type(
+            "SDS",
+            "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+        ));
+    }
+}
