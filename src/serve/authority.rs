@@ -50,10 +50,10 @@ pub enum H2RewriteError {
     /// The connection does not start with the HTTP/2 client preface.
     #[error("not an HTTP/2 connection: the client preface is missing (RFC 9113 §3.4)")]
     Preface,
-    /// A header block is larger than [`MAX_BLOCK`].
+    /// A header block is larger than 128 KiB.
     #[error("a header block exceeds {MAX_BLOCK} bytes")]
     BlockTooLarge,
-    /// A header block has more than [`MAX_CONTINUATIONS`] CONTINUATION frames.
+    /// A header block has more than 64 CONTINUATION frames.
     #[error("a header block has more than {MAX_CONTINUATIONS} CONTINUATION frames")]
     TooManyContinuations,
     /// A frame other than CONTINUATION (of the same stream) interrupts a header block.

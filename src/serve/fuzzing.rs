@@ -5,6 +5,9 @@ pub use super::authority::{Frames, AUTHORITY, MAX_BLOCK};
 pub use super::hpack::Indexing;
 use super::{authority, hpack, H2RewriteError};
 
+/// One connection's rewriter (for benchmarks that feed it request by request).
+pub use super::authority::AuthorityRewriter as Rewriter;
+
 /// The HTTP/2 client connection preface.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 

@@ -35,6 +35,10 @@ pub enum HpackError {
     /// A dynamic table size update after the first field of a block.
     #[error("HPACK: dynamic table size update after a header field (RFC 7541 §4.2)")]
     LateTableSizeUpdate,
+    /// A block that ends with a dynamic table size update (it must precede the block's
+    /// fields).
+    #[error("HPACK: dynamic table size update at the end of a header block (RFC 7541 §4.2)")]
+    SizeUpdateAtEnd,
     /// The decoded header list is larger than the serving layer accepts.
     #[error("HPACK: the decoded header list exceeds {0} bytes")]
     ListTooLarge(usize),
@@ -170,6 +174,7 @@ impl Decoder {
     ) -> Result<(), HpackError> {
         let mut list = 0usize;
         let mut fields_seen = false;
+        let mut size_updated = false;
         while let Some(&first) = block.first() {
             if first & 0x80 != 0 {
                 // Indexed field (§6.1).
@@ -189,6 +194,7 @@ impl Decoder {
                 }
                 self.max_size = size;
                 self.evict(0);
+                size_updated = true;
             } else {
                 // Literals (§6.2): with incremental indexing (01), without (0000), never
                 // indexed (0001).
@@ -217,6 +223,9 @@ impl Decoder {
                     self.insert(entry);
                 }
             }
+        }
+        if size_updated && !fields_seen {
+            return Err(HpackError::SizeUpdateAtEnd);
         }
         Ok(())
     }
@@ -433,7 +442,11 @@ mod tests {
         // Size update to 0 empties the table; then index 62 does not exist.
         decode_all(&mut d, &[0x41, 0x01, b'a']).unwrap();
         assert_eq!(d.table.len(), 1);
-        decode_all(&mut d, &[0x20]).unwrap();
+        assert_eq!(
+            decode_all(&mut d, &[0x20]),
+            Err(HpackError::SizeUpdateAtEnd)
+        );
+        decode_all(&mut d, &[0x20, 0x82]).unwrap();
         assert_eq!((d.table.len(), d.size), (0, 0));
         assert_eq!(decode_all(&mut d, &[0xbe]), Err(HpackError::BadIndex(62)));
         assert_eq!(decode_all(&mut d, &[0x80]), Err(HpackError::BadIndex(0)));
