@@ -1,7 +1,7 @@
 //! `meshid serve workload-api` against go-spiffe v2 (over grpc-go), the Workload API client
 //! most SPIFFE workloads in Go use: a one-shot `FetchX509Context` gets the SVIDs and bundle
-//! the server holds, verified by go-spiffe itself, and a `WatchX509Context` sees the server
-//! rotate the SVID. The peer is `tests/peers/go-spiffe` (installed on first use by
+//! the server holds, verified by go-spiffe itself, and both a `WatchX509Context` and a watching
+//! `X509Source` see the server rotate the SVID. The peer is `tests/peers/go-spiffe` (installed on first use by
 //! `tests/peers/go-spiffe.sh`); the server is the CLI, run as an operator runs it.
 //!
 //! grpc-go sends `:authority: localhost` over a `unix:` target, so this stack is the control
@@ -61,14 +61,25 @@ fn go_spiffe_fetches_and_verifies_every_svid_and_the_bundle() {
 
 #[test]
 fn go_spiffe_watch_sees_the_server_rotate_the_svid() {
+    sees_rotation("watch");
+}
+
+#[test]
+fn go_spiffe_x509_source_follows_the_server_across_a_rotation() {
+    sees_rotation("x509source");
+}
+
+/// Runs the peer's `mode` (`watch`: `WatchX509Context`; `x509source`: a watching
+/// `X509Source`) against a server whose SVIDs rotate, until it has seen two.
+fn sees_rotation(mode: &str) {
     let peer = go_spiffe();
-    let scratch = Scratch::new("ggo-watch");
+    let scratch = Scratch::new(&format!("ggo-{mode}"));
     // A 6 s SVID is renewed at about 3 s.
     let server = serve(&scratch, &["spiffe://example.org/web"], "6s");
     let addr = format!("unix://{}", server.socket.display());
     let ran = run_within(
         &peer,
-        &["watch", "-addr", &addr, "-n", "2", "-timeout", "30s"],
+        &[mode, "-addr", &addr, "-n", "2", "-timeout", "30s"],
         Duration::from_secs(40),
     );
     assert!(ran.success(), "{ran}");

@@ -13,6 +13,10 @@
 //	    WatchX509Context. Prints, on every update:
 //	        update <n> id <spiffe id> serial <hex> not_after <RFC 3339>
 //	    and exits 0 once it has seen n distinct default SVIDs (by serial), 1 on timeout.
+//
+//	go-spiffe-peer x509source -addr unix:///path/api.sock -n 2 -timeout 30s
+//	    The same through a watching workloadapi.X509Source (what a go-spiffe service uses):
+//	    prints the same line for the source's SVID at start and after every Updated().
 package main
 
 import (
@@ -52,6 +56,8 @@ func main() {
 		err = fetch(ctx, *addr)
 	case "watch":
 		err = watch(ctx, *addr, *n)
+	case "x509source":
+		err = source(ctx, *addr, *n)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
@@ -120,4 +126,34 @@ func watch(ctx context.Context, addr string, want int) error {
 		return nil
 	}
 	return fmt.Errorf("timed out with %d distinct SVIDs of %d (watch ended with: %v)", len(w.seen), want, err)
+}
+
+func source(ctx context.Context, addr string, want int) error {
+	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr(addr), workloadapi.WithLogger(logger.Std)))
+	if err != nil {
+		return fmt.Errorf("new X509Source: %w", err)
+	}
+	defer src.Close()
+	seen := map[string]bool{}
+	for {
+		svid, err := src.GetX509SVID()
+		if err != nil {
+			return fmt.Errorf("GetX509SVID: %w", err)
+		}
+		leaf := svid.Certificates[0]
+		serial := leaf.SerialNumber.Text(16)
+		if !seen[serial] {
+			seen[serial] = true
+			fmt.Printf("update %d id %s serial %s not_after %s\n",
+				len(seen), svid.ID, serial, leaf.NotAfter.UTC().Format(time.RFC3339))
+		}
+		if len(seen) >= want {
+			return nil
+		}
+		select {
+		case <-src.Updated():
+		case <-ctx.Done():
+			return fmt.Errorf("timed out with %d distinct SVIDs of %d", len(seen), want)
+		}
+	}
 }
