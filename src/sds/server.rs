@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::sds::service::Sds;
 use crate::sds::{Feed, CLOSING};
-use crate::serve::{Listen, ServeError, Serving};
+use crate::serve::{Listen, ServeError, ServeLimits, Serving};
 
 /// An Envoy SDS v3 server over a Unix socket (or TCP). See the [module docs](crate::sds).
 #[derive(Debug)]
@@ -55,6 +55,14 @@ impl SdsServer {
     #[must_use]
     pub fn allow_uids(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
         self.serving.allowed_uids = Some(Arc::new(uids.into_iter().collect()));
+        self
+    }
+
+    /// The connection cap and the preface and idle timeouts (default:
+    /// [`ServeLimits::default`]).
+    #[must_use]
+    pub fn limits(mut self, limits: ServeLimits) -> Self {
+        self.serving.limits = limits;
         self
     }
 

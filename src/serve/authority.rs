@@ -112,6 +112,8 @@ pub struct AuthorityRewriter {
     open: Option<Open>,
     /// The re-encoded block (kept to reuse its allocation).
     encoded: Vec<u8>,
+    /// Whether a whole frame header has been read.
+    seen_frame: bool,
 }
 
 impl Default for AuthorityRewriter {
@@ -130,7 +132,14 @@ impl AuthorityRewriter {
             block: Vec::new(),
             open: None,
             encoded: Vec::new(),
+            seen_frame: false,
         }
+    }
+
+    /// Whether the client preface and the header of the first frame have arrived (a
+    /// connection that has not got this far within the preface timeout is closed).
+    pub fn started(&self) -> bool {
+        self.seen_frame
     }
 
     /// Takes the next bytes the client sent and appends what the server should read to
@@ -190,6 +199,7 @@ impl AuthorityRewriter {
 
     /// Acts on a complete frame header.
     fn frame_header(&mut self, h: [u8; 9], out: &mut Vec<u8>) -> Result<(), H2RewriteError> {
+        self.seen_frame = true;
         let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
         let (kind, flags) = (h[3], h[4]);
         let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;

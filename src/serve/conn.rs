@@ -1,16 +1,21 @@
 //! One accepted connection as the HTTP/2 server sees it: the client's bytes pass through
-//! the `:authority` rewriter, the peer's credentials are taken at accept, and every read
-//! and write fails once a forced shutdown closes the connection.
+//! the `:authority` rewriter, the peer's credentials are taken at accept, a connection
+//! that sends no HTTP/2 preface in time or holds no stream for too long is closed, and
+//! every read and write fails once a forced shutdown closes the connection.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::UCred;
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
 use super::authority::AuthorityRewriter;
@@ -21,15 +26,70 @@ pub(crate) enum Stream {
     Tcp(TcpStream),
 }
 
-/// Who is on the other end, as the kernel says at accept: in every request's extensions.
-#[derive(Debug, Clone, Copy)]
+/// Who is on the other end, as the kernel says at accept, and the connection's stream
+/// count: in every request's extensions.
+#[derive(Debug, Clone)]
 pub(crate) struct Peer {
     /// Unix peer credentials (`SO_PEERCRED`); `None` over TCP.
     pub(crate) cred: Option<UCred>,
+    pub(crate) activity: Arc<Activity>,
 }
 
-/// How much of the client's bytes one read takes at most.
-const READ_CHUNK: usize = 16 * 1024;
+/// How many requests a connection has open, and since when it has had none.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    open: AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            open: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Marks a request open until the guard drops (with the response body).
+    pub(crate) fn begin(self: &Arc<Self>) -> Open {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        Open(Arc::clone(self))
+    }
+
+    /// When the connection became idle, if it holds no request now.
+    fn idle_since(&self) -> Option<Instant> {
+        let since = *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (self.open.load(Ordering::SeqCst) == 0).then_some(since)
+    }
+}
+
+/// An open request; dropping it closes it.
+pub(crate) struct Open(Arc<Activity>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut since = self
+            .0
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            *since = Instant::now();
+        }
+    }
+}
+
+/// The timeouts a connection enforces on itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// The client preface and the first frame header must arrive within this.
+    pub(crate) preface: Duration,
+    /// A connection holding no request for this long is closed.
+    pub(crate) idle: Duration,
+}
 
 /// An accepted connection. See the [module docs](self).
 pub(crate) struct Conn {
@@ -40,25 +100,39 @@ pub(crate) struct Conn {
     /// Rewritten bytes not yet read by the server, from `pos` on.
     pending: Vec<u8>,
     pos: usize,
-    scratch: Box<[u8]>,
+    timeouts: Timeouts,
+    /// Fires at the preface deadline (until the preface is in), then at each idle check.
+    timer: Pin<Box<Sleep>>,
+    /// Held while the connection lives: its place under the server's connection cap.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Conn {
-    pub(crate) fn new(inner: Stream, mut closed: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(
+        inner: Stream,
+        mut closed: watch::Receiver<bool>,
+        timeouts: Timeouts,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         let cred = match &inner {
             Stream::Unix(s) => s.peer_cred().ok(),
             Stream::Tcp(_) => None,
         };
         Self {
             inner,
-            peer: Peer { cred },
+            peer: Peer {
+                cred,
+                activity: Arc::new(Activity::new()),
+            },
             closed: Box::pin(async move {
                 let _ = closed.wait_for(|c| *c).await;
             }),
             rewriter: AuthorityRewriter::new(),
             pending: Vec::new(),
             pos: 0,
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            timeouts,
+            timer: Box::pin(tokio::time::sleep(timeouts.preface)),
+            _permit: permit,
         }
     }
 
@@ -67,6 +141,33 @@ impl Conn {
             Poll::Ready(()) => Err(io::ErrorKind::ConnectionAborted.into()),
             Poll::Pending => Ok(()),
         }
+    }
+
+    /// Enforces the preface and idle timeouts (and registers the timer's wake-up).
+    fn check_timeouts(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            if !self.rewriter.started() {
+                tracing::debug!("closing a connection that sent no HTTP/2 preface in time");
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no HTTP/2 preface within the preface timeout",
+                ));
+            }
+            let next = match self.peer.activity.idle_since() {
+                Some(since) if now >= since + self.timeouts.idle => {
+                    tracing::debug!("closing a connection idle with no stream");
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no stream within the idle timeout",
+                    ));
+                }
+                Some(since) => since + self.timeouts.idle,
+                None => now + self.timeouts.idle,
+            };
+            self.timer.as_mut().reset(next);
+        }
+        Ok(())
     }
 
     fn inner(&mut self) -> Pin<&mut (dyn AsyncIo + Send + Unpin)> {
@@ -87,6 +188,7 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         self.check(cx)?;
+        self.check_timeouts(cx)?;
         let this = &mut *self;
         loop {
             if this.pos < this.pending.len() {
@@ -99,26 +201,22 @@ impl AsyncRead for Conn {
                 }
                 return Poll::Ready(Ok(()));
             }
-            let mut scratch = std::mem::take(&mut this.scratch);
-            let mut read = ReadBuf::new(&mut scratch);
-            let polled = this.inner().poll_read(cx, &mut read);
-            let filled = read.filled().len();
-            let result = match polled {
-                Poll::Ready(Ok(())) if filled > 0 => this
-                    .rewriter
-                    .feed(&scratch[..filled], &mut this.pending)
-                    .map_err(|e| {
-                        tracing::info!(error = %e, "closing a connection whose HTTP/2 stream cannot be rewritten");
-                        io::Error::new(io::ErrorKind::InvalidData, e)
-                    }),
-                other => {
-                    this.scratch = scratch;
-                    // End of stream (nothing filled), an error, or pending.
-                    return other;
-                }
-            };
-            this.scratch = scratch;
-            result?;
+            // Read into the caller's buffer, rewrite from there into `pending`, then hand
+            // the rewritten bytes back: no buffer of our own until bytes arrive.
+            let start = buf.filled().len();
+            match this.inner().poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() > start => {}
+                // End of stream (nothing read), an error, or pending.
+                other => return other,
+            }
+            let fed = this
+                .rewriter
+                .feed(&buf.filled()[start..], &mut this.pending);
+            buf.set_filled(start);
+            fed.map_err(|e| {
+                tracing::info!(error = %e, "closing a connection whose HTTP/2 stream cannot be rewritten");
+                io::Error::new(io::ErrorKind::InvalidData, e)
+            })?;
         }
     }
 }
@@ -163,6 +261,6 @@ impl Connected for Conn {
     type ConnectInfo = Peer;
 
     fn connect_info(&self) -> Peer {
-        self.peer
+        self.peer.clone()
     }
 }

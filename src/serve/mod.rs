@@ -11,11 +11,15 @@
 //! - **Admission** by the caller's Unix peer credentials (`SO_PEERCRED`, taken at
 //!   accept): callers outside the allowed uids get `PermissionDenied` before the service
 //!   sees the request.
-//! - **Caps and timeouts:** concurrent streams per connection, HTTP/2 keepalive.
+//! - **Caps and timeouts** ([`ServeLimits`]): connections per server (beyond the cap a new
+//!   connection is closed at once and counted), concurrent streams per connection, a
+//!   deadline for the HTTP/2 preface, an idle timeout for connections holding no stream,
+//!   and HTTP/2 keepalive.
 //! - **Shutdown:** graceful (the server's streams end, connections close), then forced
 //!   after a grace period; the same cleanup runs if the serving future is dropped.
 //!
-//! Only [`ServeError`] is public; each server exposes the settings that apply to it.
+//! [`ServeError`] and [`ServeLimits`] are public; each server exposes the settings that
+//! apply to it.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -23,9 +27,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
 
 use thiserror::Error;
 use tokio::sync::watch;
@@ -82,6 +90,67 @@ pub enum ServeError {
     Transport(#[source] tonic::transport::Error),
 }
 
+/// The connection limits of a server: every meshid server enforces them the same way.
+///
+/// ```
+/// use std::time::Duration;
+/// use meshid::serve::ServeLimits;
+///
+/// let limits = ServeLimits::default()
+///     .max_connections(256)
+///     .preface_timeout(Duration::from_secs(5))
+///     .idle_timeout(Duration::from_secs(60));
+/// assert_eq!(limits.connections(), 256);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    max_connections: usize,
+    preface_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    /// 1,024 connections, 10 s for the HTTP/2 preface, 5 min idle with no stream.
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            preface_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ServeLimits {
+    /// The most connections the server holds at once (at least 1). A connection accepted
+    /// beyond it is closed at once, logged and counted.
+    #[must_use]
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a new connection may take to send the HTTP/2 client preface and its
+    /// first frame before it is closed.
+    #[must_use]
+    pub fn preface_timeout(mut self, timeout: Duration) -> Self {
+        self.preface_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may hold no request (no open stream) before it is closed.
+    /// Clients reconnect when they next need the server.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The connection cap.
+    pub fn connections(&self) -> usize {
+        self.max_connections
+    }
+}
+
 /// Where a server listens.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Listen<'a> {
@@ -98,6 +167,7 @@ pub(crate) struct Serving {
     pub(crate) allowed_uids: Option<Arc<BTreeSet<u32>>>,
     pub(crate) grace: Duration,
     pub(crate) max_streams: u32,
+    pub(crate) limits: ServeLimits,
 }
 
 impl Serving {
@@ -109,6 +179,7 @@ impl Serving {
             allowed_uids: None,
             grace: Duration::from_secs(5),
             max_streams,
+            limits: ServeLimits::default(),
         }
     }
 
@@ -130,20 +201,29 @@ impl Serving {
         S::Future: Send + 'static,
     {
         let (force, forced) = watch::channel(false);
+        let admit = Admission {
+            name: self.name,
+            slots: Arc::new(Semaphore::new(self.limits.max_connections)),
+            refused: AtomicU64::new(0),
+            timeouts: conn::Timeouts {
+                preface: self.limits.preface_timeout,
+                idle: self.limits.idle_timeout,
+            },
+            forced,
+        };
         let (incoming, socket): (ConnStream, _) = match listen {
             Listen::Unix(path) => {
                 let (listener, socket) = listener::bind(path, self.socket_mode).await?;
                 tracing::info!(socket = %path.display(), "{} server listening", self.name);
-                let stream = UnixListenerStream::new(listener).map(move |c| {
-                    c.map(|c| conn::Conn::new(conn::Stream::Unix(c), forced.clone()))
-                });
+                let stream = UnixListenerStream::new(listener)
+                    .filter_map(move |c| admit.accept(c.map(conn::Stream::Unix)));
                 (Box::pin(stream), Some(socket))
             }
             Listen::Tcp(addr) => {
                 let listener = listener::bind_tcp(addr).await?;
                 tracing::info!(%addr, "{} server listening", self.name);
                 let stream = TcpListenerStream::new(listener)
-                    .map(move |c| c.map(|c| conn::Conn::new(conn::Stream::Tcp(c), forced.clone())));
+                    .filter_map(move |c| admit.accept(c.map(conn::Stream::Tcp)));
                 (Box::pin(stream), None)
             }
         };
@@ -181,6 +261,43 @@ impl Serving {
 }
 
 type ConnStream = Pin<Box<dyn Stream<Item = std::io::Result<conn::Conn>> + Send>>;
+
+/// Turns accepted sockets into connections, within the connection cap.
+struct Admission {
+    name: &'static str,
+    slots: Arc<Semaphore>,
+    refused: AtomicU64,
+    timeouts: conn::Timeouts,
+    forced: watch::Receiver<bool>,
+}
+
+impl Admission {
+    fn accept(
+        &self,
+        accepted: std::io::Result<conn::Stream>,
+    ) -> Option<std::io::Result<conn::Conn>> {
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Some(Ok(conn::Conn::new(
+                stream,
+                self.forced.clone(),
+                self.timeouts,
+                permit,
+            )));
+        }
+        // Dropping the socket closes it: the client sees the connection end at once.
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(
+            refused,
+            "{} server at its connection cap: closed a new connection",
+            self.name
+        );
+        None
+    }
+}
 type Stop = Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>;
 
 fn run_once(stop: &Stop) {
@@ -231,12 +348,9 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let peer = req.extensions().get::<conn::Peer>();
         if let Some(allowed) = &self.allowed {
-            let uid = req
-                .extensions()
-                .get::<conn::Peer>()
-                .and_then(|p| p.cred)
-                .map(|c| c.uid());
+            let uid = peer.and_then(|p| p.cred).map(|c| c.uid());
             if !uid.is_some_and(|uid| allowed.contains(&uid)) {
                 tracing::info!(?uid, path = req.uri().path(), "refused a caller");
                 // As SPIRE answers a workload it has no registration for.
@@ -244,6 +358,42 @@ where
                 return Box::pin(async move { Ok(refused) });
             }
         }
-        Box::pin(self.inner.call(req))
+        // The request counts as open until its response body is done or dropped (so a
+        // connection holding a stream is never idle).
+        let open = peer.map(|p| p.activity.begin());
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(match open {
+                Some(open) => response.map(|body| Body::new(Tracked { body, _open: open })),
+                None => response,
+            })
+        })
+    }
+}
+
+/// A response body that keeps its request open while it lives.
+struct Tracked {
+    body: Body,
+    _open: conn::Open,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

@@ -25,7 +25,7 @@ use super::proto::{
     self, X509BundlesRequest, X509BundlesResponse, X509SvidMessage, X509SvidRequest,
     X509SvidResponse,
 };
-use crate::serve::{Listen, ServeError, Serving};
+use crate::serve::{Listen, ServeError, ServeLimits, Serving};
 use crate::{BundleSet, SvidSource, SvidStore, X509Bundle};
 
 /// The largest request the server decodes (Workload API requests are tiny).
@@ -86,6 +86,14 @@ impl WorkloadApiServer {
     #[must_use]
     pub fn socket_mode(mut self, mode: u32) -> Self {
         self.serving.socket_mode = mode & 0o777;
+        self
+    }
+
+    /// The connection cap and the preface and idle timeouts (default:
+    /// [`ServeLimits::default`]).
+    #[must_use]
+    pub fn limits(mut self, limits: ServeLimits) -> Self {
+        self.serving.limits = limits;
         self
     }
 
