@@ -3,7 +3,7 @@
 //!
 //! - [`X509Bundle`]: the X.509 authorities of one trust domain, loaded from PEM or DER.
 //! - [`BundleSet`]: bundles of several trust domains, keyed by trust domain and never
-//!   merged (DESIGN rule 10: roots are chosen by the peer's trust domain).
+//!   merged (roots are chosen by the peer's trust domain, X509-SVID §5.2).
 //! - [`SpiffeBundle`]: the SPIFFE bundle document, a JWK Set with `x509-svid` and
 //!   `jwt-svid` entries, a sequence number and a refresh hint ([§4]).
 //! - [`BundleSource`]: where verification asks for the bundle of a trust domain.

@@ -7,7 +7,7 @@ use crate::TrustDomain;
 
 /// X.509 bundles keyed by trust domain: at most one bundle per trust domain, and bundles
 /// of different trust domains are never merged, so a peer is only ever checked against
-/// the roots of its own trust domain (DESIGN rule 10; [SPIFFE Trust Domain and Bundle §3]).
+/// the roots of its own trust domain ([X509-SVID §5.2]; [SPIFFE Trust Domain and Bundle §3]).
 ///
 /// Iteration is in trust-domain name order.
 ///
@@ -26,6 +26,7 @@ use crate::TrustDomain;
 /// ```
 ///
 /// [SPIFFE Trust Domain and Bundle §3]: https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE_Trust_Domain_and_Bundle.md#3-spiffe-bundles
+/// [X509-SVID §5.2]: https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md#52-leaf-validation
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BundleSet {
     bundles: BTreeMap<TrustDomain, X509Bundle>,
