@@ -191,18 +191,11 @@ fn clients_child(socket: &str, streams: usize, per_conn: usize) {
 }
 
 async fn connect(socket: PathBuf) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_static("http://sds.invalid")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap()
+    uds::unix_channel(&socket).await
 }
+
+#[path = "../tests/common/uds.rs"]
+mod uds;
 
 fn request() -> DiscoveryRequest {
     DiscoveryRequest {

@@ -1,6 +1,9 @@
 //! `meshid serve sds`, from a CA directory and bridged from `meshid serve workload-api`,
 //! asked with `FetchSecrets` by envoy-types' generated SDS client.
 
+#[path = "common/uds.rs"]
+mod uds;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -61,17 +64,7 @@ fn try_fetch(socket: &Path, names: &[&str]) -> Result<Vec<(String, &'static str)
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(async move {
-            let channel = tonic::transport::Endpoint::from_static("http://sds.invalid")
-                .connect_with_connector(tower::service_fn(move |_| {
-                    let socket = socket.clone();
-                    async move {
-                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                            tokio::net::UnixStream::connect(socket).await?,
-                        ))
-                    }
-                }))
-                .await
-                .unwrap();
+            let channel = uds::unix_channel(&socket).await;
             let response = SecretDiscoveryServiceClient::new(channel)
                 .fetch_secrets(DiscoveryRequest {
                     resource_names: names,

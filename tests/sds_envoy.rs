@@ -243,7 +243,22 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn envoy_takes_its_certificate_and_roots_from_our_sds_and_follows_rotations() {
-    let dir = scratch("store");
+    listener_follows_rotations("store", false, 15);
+}
+
+/// Envoy's other gRPC client, `google_grpc` (gRPC C-core, as grpcio), straight to
+/// `unix:<socket>`: C-core sends the socket path, percent-encoded, as `:authority`.
+#[test]
+fn envoy_takes_its_secrets_through_google_grpc_and_follows_rotations() {
+    listener_follows_rotations("google", true, 10);
+}
+
+/// Envoy with an mTLS listener whose certificate (`default`) and roots (`ROOTCA`) come
+/// from our SDS server, over an `envoy_grpc` cluster or (`google_grpc`) gRPC C-core:
+/// it loads both, serves mTLS requests with a client SVID of the same CA while picking
+/// up at least two rotations (three serials), with no failed request.
+fn listener_follows_rotations(tag: &str, google_grpc: bool, min_requests: usize) {
+    let dir = scratch(tag);
     let socket = dir.join("sds.sock");
     let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -256,27 +271,42 @@ fn envoy_takes_its_certificate_and_roots_from_our_sds_and_follows_rotations() {
         socket.exists().then_some(())
     });
 
-    let mut running = Running::start(&dir, &socket);
+    let mut running = if google_grpc {
+        let (admin, port) = (free_port(), free_port());
+        let yaml = envoy::listener_bootstrap_with(
+            admin,
+            port,
+            &socket,
+            &envoy::google_grpc_sds_config(&socket),
+            "ROOTCA",
+        );
+        assert!(yaml.contains(&format!("target_uri: \"unix:{}\"", socket.display())));
+        Running::start_yaml(&dir, &yaml, admin, port)
+    } else {
+        Running::start(&dir, &socket)
+    };
     let stats = running.loaded();
     assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
     assert_eq!(stat(&stats, "sds.ROOTCA.update_rejected"), 0, "{stats}");
+    if google_grpc {
+        // The secrets came through google_grpc, not through the (unused) `sds` cluster.
+        assert_eq!(stat(&stats, "cluster.sds.upstream_cx_total"), 0, "{stats}");
+    }
     let certs = admin_get(running.admin, "/certs").unwrap();
     assert!(certs.contains("spiffe://example.org/envoy"), "{certs}");
 
-    // mTLS requests through Envoy with a client SVID from the same CA, while Envoy picks
-    // up at least two rotations (three serials), with no failed request.
     let client = client(&ca, &bundles);
     let (requests, serials) = requests_across_rotations(
         &running,
         &client,
         || store.x509_svid().map(|s| s.leaf().to_vec()),
-        15,
+        min_requests,
     );
     let stats = admin_get(running.admin, "/stats").unwrap();
     assert!(stat(&stats, "sds.default.update_success") >= 3, "{stats}");
     assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
     eprintln!(
-        "{requests} requests through Envoy, {} serials seen, default updates {}",
+        "{tag}: {requests} requests through Envoy, {} serials seen, default updates {}",
         serials.len(),
         stat(&stats, "sds.default.update_success")
     );
@@ -343,64 +373,6 @@ fn meshid_bridges_a_workload_api_agent_to_envoy() {
     runtime.block_on(served).unwrap().unwrap();
     stop_agent.send(()).unwrap();
     runtime.block_on(agent).unwrap().unwrap();
-    rotator.stop();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Envoy's other gRPC client, `google_grpc` (gRPC C-core, as grpcio), straight to
-/// `unix:<socket>`: C-core sends the socket path, percent-encoded, as `:authority`.
-#[test]
-fn envoy_takes_its_secrets_through_google_grpc_and_follows_rotations() {
-    let dir = scratch("google");
-    let socket = dir.join("sds.sock");
-    let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let feed = Feed::Store(Arc::clone(&store), bundles.clone());
-    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
-        let _ = stopped.await;
-    }));
-    until("the SDS socket", Duration::from_secs(10), || {
-        socket.exists().then_some(())
-    });
-
-    let (admin, port) = (free_port(), free_port());
-    let yaml = envoy::listener_bootstrap_with(
-        admin,
-        port,
-        &socket,
-        &envoy::google_grpc_sds_config(&socket),
-        "ROOTCA",
-    );
-    assert!(yaml.contains(&format!("target_uri: \"unix:{}\"", socket.display())));
-    let mut running = Running::start_yaml(&dir, &yaml, admin, port);
-    let stats = running.loaded();
-    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
-    assert_eq!(stat(&stats, "sds.ROOTCA.update_rejected"), 0, "{stats}");
-    // The secrets came through google_grpc, not through the (unused) `sds` cluster.
-    assert_eq!(stat(&stats, "cluster.sds.upstream_cx_total"), 0, "{stats}");
-    let certs = admin_get(running.admin, "/certs").unwrap();
-    assert!(certs.contains("spiffe://example.org/envoy"), "{certs}");
-
-    let client = client(&ca, &bundles);
-    let (requests, serials) = requests_across_rotations(
-        &running,
-        &client,
-        || store.x509_svid().map(|s| s.leaf().to_vec()),
-        10,
-    );
-    let stats = admin_get(running.admin, "/stats").unwrap();
-    assert!(stat(&stats, "sds.default.update_success") >= 3, "{stats}");
-    assert_eq!(stat(&stats, "sds.default.update_rejected"), 0, "{stats}");
-    eprintln!(
-        "google_grpc: {requests} requests, {} serials, default updates {}",
-        serials.len(),
-        stat(&stats, "sds.default.update_success")
-    );
-
-    drop(running);
-    stop.send(()).unwrap();
-    runtime.block_on(served).unwrap().unwrap();
     rotator.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,6 +20,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
+use uds::unix_channel;
+
+#[path = "common/uds.rs"]
+mod uds;
 
 struct Fixture {
     dir: PathBuf,
@@ -97,21 +101,6 @@ async fn stop((stop, served): Served) {
         .expect("the server stops")
         .unwrap()
         .unwrap();
-}
-
-async fn unix_channel(socket: &Path) -> Channel {
-    let socket = socket.to_path_buf();
-    tonic::transport::Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap()
 }
 
 async fn fetch_default(channel: Channel) -> Result<usize, tonic::Status> {
