@@ -13,7 +13,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
 use meshid::sds::{Feed, SdsServer};
-use meshid::serve::ServeError;
+use meshid::serve::{ServeError, ServeLimits};
 use meshid::workload::{Endpoint, WorkloadApiClient, WorkloadApiError, WorkloadApiServer};
 use meshid::{Authority, BundleSet, KeyType, SpiffeId, SvidStore, TrustDomain, X509Bundle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -232,5 +232,45 @@ async fn a_connection_that_cannot_be_rewritten_is_closed_alone() {
         assert_eq!(fetch_default(unix_channel(&socket).await).await.unwrap(), 1);
     }
     drop(healthy);
+    stop(running).await;
+}
+
+#[tokio::test]
+async fn refused_callers_share_a_few_connections_and_cannot_fill_the_cap() {
+    let f = Fixture::new("strangers");
+    let socket = f.dir.join("api.sock");
+    // We are not among the allowed uids: every connection of ours is a stranger's.
+    let server = f
+        .workload()
+        .allow_uids([f.uid().wrapping_add(1)])
+        .limits(ServeLimits::default().idle_timeout(Duration::MAX));
+    let path = socket.clone();
+    let running = start(
+        move |stopped| server.serve(path, async move { drop(stopped.await) }),
+        Some(&socket),
+    )
+    .await;
+    let mut held = Vec::new();
+    let mut closed = 0;
+    for _ in 0..10 {
+        let mut raw = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        // A held connection gets the server's SETTINGS and waits for our preface; a
+        // refused one is closed at once.
+        let mut sink = Vec::new();
+        match tokio::time::timeout(Duration::from_millis(200), raw.read_to_end(&mut sink)).await {
+            Ok(_) => closed += 1,
+            Err(_) => held.push(raw),
+        }
+    }
+    assert_eq!((held.len(), closed), (4, 6));
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // With the slots free again, a refused caller still hears why.
+    let endpoint = Endpoint::parse(&format!("unix://{}", socket.display())).unwrap();
+    let mut client = WorkloadApiClient::connect(&endpoint).await.unwrap();
+    match client.fetch_x509_context().await {
+        Err(WorkloadApiError::Status(s)) => assert_eq!(s.code(), tonic::Code::PermissionDenied),
+        other => panic!("{other:?}"),
+    }
     stop(running).await;
 }

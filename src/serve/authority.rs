@@ -12,7 +12,9 @@
 //! and re-encoded field by field, in order, with `:authority` replaced and nothing ever
 //! added to the server's dynamic table, so the server's HPACK state cannot diverge from
 //! the client's. Padding is dropped; END_STREAM and priority are kept. Memory per
-//! connection is bounded by [`MAX_BLOCK`], [`MAX_LIST`] and [`MAX_CONTINUATIONS`]; any
+//! connection is bounded by [`MAX_BLOCK`], [`MAX_LIST`] and [`MAX_CONTINUATIONS`], and by
+//! [`AuthorityRewriter::feed`] stopping once its output passes a high-water mark (a small
+//! input referring to large dynamic-table entries must not expand without bound); any
 //! violation is an [`H2RewriteError`] that closes that connection only.
 
 // Frame lengths are 24-bit: narrowing casts take the low bits on purpose.
@@ -24,14 +26,23 @@ use super::hpack::{self, Decoder, HpackError};
 
 /// The value every `:authority` becomes.
 pub const AUTHORITY: &[u8] = b"localhost";
-/// The largest header block (all fragments of one HEADERS and its CONTINUATIONs).
-pub const MAX_BLOCK: usize = 128 * 1024;
+/// The largest header block (all fragments of one HEADERS and its CONTINUATIONs). `h2`
+/// closes a connection whose header list passes 4 x 16 KiB (hyper's advertised limit)
+/// anyway.
+pub const MAX_BLOCK: usize = 64 * 1024;
 /// The largest decoded header list (names, values, 32 bytes per field).
-pub const MAX_LIST: usize = 128 * 1024;
+pub const MAX_LIST: usize = 64 * 1024;
 /// The most CONTINUATION frames one header block may have.
-pub const MAX_CONTINUATIONS: usize = 64;
-/// The largest frame payload the rewriter writes (the minimum every peer accepts).
+pub const MAX_CONTINUATIONS: usize = 16;
+/// The largest HEADERS/CONTINUATION payload read or written: the default
+/// SETTINGS_MAX_FRAME_SIZE, which meshid's servers keep (a larger frame is a
+/// FRAME_SIZE_ERROR for `h2` too).
 const MAX_FRAME: usize = 16_384;
+/// `feed` stops taking input once its output is this large (it may pass it by one block).
+pub const HIGH_WATER: usize = 64 * 1024;
+/// Buffers larger than this are shrunk back after a block, so one large block does not
+/// pin memory for the connection's life.
+const KEEP: usize = 16 * 1024;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -50,10 +61,10 @@ pub enum H2RewriteError {
     /// The connection does not start with the HTTP/2 client preface.
     #[error("not an HTTP/2 connection: the client preface is missing (RFC 9113 §3.4)")]
     Preface,
-    /// A header block is larger than 128 KiB.
+    /// A header block is larger than 64 KiB.
     #[error("a header block exceeds {MAX_BLOCK} bytes")]
     BlockTooLarge,
-    /// A header block has more than 64 CONTINUATION frames.
+    /// A header block has more than 16 CONTINUATION frames.
     #[error("a header block has more than {MAX_CONTINUATIONS} CONTINUATION frames")]
     TooManyContinuations,
     /// A frame other than CONTINUATION (of the same stream) interrupts a header block.
@@ -62,6 +73,12 @@ pub enum H2RewriteError {
     /// A CONTINUATION frame follows no open header block.
     #[error("CONTINUATION frame without a header block (RFC 9113 §6.10)")]
     StrayContinuation,
+    /// A HEADERS or CONTINUATION frame larger than the 16,384 bytes the server allows.
+    #[error("a {len}-byte header frame exceeds SETTINGS_MAX_FRAME_SIZE 16384 (RFC 9113 §4.2)")]
+    FrameTooLarge {
+        /// The frame's length.
+        len: usize,
+    },
     /// A client sent PUSH_PROMISE, which only servers may send.
     #[error("PUSH_PROMISE from a client (RFC 9113 §8.4)")]
     PushPromise,
@@ -143,9 +160,13 @@ impl AuthorityRewriter {
     }
 
     /// Takes the next bytes the client sent and appends what the server should read to
-    /// `out`. After an error the connection must be closed.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), H2RewriteError> {
-        while !input.is_empty() {
+    /// `out`; returns how many bytes of `input` it took. It stops early (a frame's worth
+    /// past [`HIGH_WATER`] at most) once `out` holds `HIGH_WATER` bytes: feed the rest
+    /// once `out` has been drained. After an error the connection must be closed.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, H2RewriteError> {
+        let total = input.len();
+        let mut input = input;
+        while !input.is_empty() && out.len() < HIGH_WATER {
             match &mut self.state {
                 State::Preface(matched) => {
                     let n = (PREFACE.len() - *matched).min(input.len());
@@ -194,7 +215,7 @@ impl AuthorityRewriter {
                 }
             }
         }
-        Ok(())
+        Ok(total - input.len())
     }
 
     /// Acts on a complete frame header.
@@ -205,14 +226,14 @@ impl AuthorityRewriter {
         let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
         match kind {
             HEADERS | CONTINUATION => {
+                if len > MAX_FRAME {
+                    return Err(H2RewriteError::FrameTooLarge { len });
+                }
                 if kind == HEADERS && self.open.is_some() {
                     return Err(H2RewriteError::Interrupted(kind));
                 }
                 if kind == CONTINUATION && self.open.as_ref().is_none_or(|o| o.stream != stream) {
                     return Err(H2RewriteError::StrayContinuation);
-                }
-                if self.block.len() + len > MAX_BLOCK + 256 + 6 {
-                    return Err(H2RewriteError::BlockTooLarge);
                 }
                 self.payload.clear();
                 self.state = State::Payload {
@@ -315,6 +336,9 @@ impl AuthorityRewriter {
             hpack::encode_field(encoded, name, value, indexing);
         })?;
         self.block.clear();
+        self.block.shrink_to(KEEP);
+        self.payload.shrink_to(KEEP);
+        self.decoder.shrink_to(KEEP);
         let stream = open.stream.to_be_bytes();
         let mut rest = &encoded[..];
         let mut first = true;
@@ -352,6 +376,7 @@ impl AuthorityRewriter {
                 break;
             }
         }
+        self.encoded.shrink_to(KEEP);
         Ok(())
     }
 }
@@ -427,12 +452,22 @@ mod tests {
 
     /// Runs `stream` through a rewriter in chunks of `chunk` bytes.
     fn rewrite(stream: &[u8], chunk: usize) -> Result<Vec<u8>, H2RewriteError> {
+        let mut drained = Vec::new();
         let mut r = AuthorityRewriter::new();
         let mut out = Vec::new();
-        for piece in stream.chunks(chunk) {
-            r.feed(piece, &mut out)?;
+        for mut piece in stream.chunks(chunk) {
+            while !piece.is_empty() {
+                let taken = r.feed(piece, &mut out)?;
+                piece = &piece[taken..];
+                if taken == 0 {
+                    // Over the high-water mark: a reader would drain `out` now.
+                    assert!(out.len() >= HIGH_WATER);
+                    drained.append(&mut out);
+                }
+            }
         }
-        Ok(out)
+        drained.extend(out);
+        Ok(drained)
     }
 
     #[test]
@@ -473,15 +508,16 @@ mod tests {
 
     #[test]
     fn padded_prioritised_continued_and_huge_blocks_are_reframed() {
-        let garbage: Vec<u8> = (0..16 * 1024usize).map(|i| (i % 255 + 1) as u8).collect();
+        let garbage: Vec<u8> = (0..12 * 1024usize).map(|i| (i % 255 + 1) as u8).collect();
+        let big: Vec<u8> = (0..16 * 1024usize).map(|i| (i % 253 + 2) as u8).collect();
         let headers = block(&[
             (b":method", b"POST"),
             (b":authority", &garbage),
-            (b"x-big", &garbage),
+            (b"x-big", &big),
         ]);
         // HEADERS (padded, with priority) + two CONTINUATIONs, END_STREAM set.
         let (a, rest) = headers.split_at(1000);
-        let (b, c) = rest.split_at(9000);
+        let (b, c) = rest.split_at(12_000);
         let mut first = vec![3u8];
         first.extend_from_slice(&[0x80, 0, 0, 3, 200]);
         first.extend_from_slice(a);
@@ -500,7 +536,7 @@ mod tests {
         assert!(other.is_empty());
         let got = decode(&blocks[0].1);
         assert_eq!(got[1].1, AUTHORITY);
-        assert_eq!(got[2].1, garbage);
+        assert_eq!(got[2].1, big);
         // Every frame fits the minimum frame size.
         let mut rest = frames;
         while !rest.is_empty() {
@@ -535,6 +571,45 @@ mod tests {
     }
 
     #[test]
+    fn small_input_cannot_expand_without_bound() {
+        // One 4,000-byte dynamic entry, then blocks of 31 one-byte references to it: each
+        // 40-byte frame decodes to 124 KiB of headers (past MAX_LIST, so refused), or,
+        // with 12 references, to 48 KiB that the rewriter must hand out bit by bit.
+        let mut first = vec![0x40, 1, b'x'];
+        first.extend([0x7f, 0xa1, 0x1e]); // value length 4,000 (127 + 3873)
+        first.extend([b'v'; 4000]);
+        let mut input = PREFACE.to_vec();
+        input.extend(frame(HEADERS, END_HEADERS, 1, &first));
+        for i in 0..400u32 {
+            input.extend(frame(HEADERS, END_HEADERS, 3 + 2 * i, &[0xbe; 12]));
+        }
+        let mut r = AuthorityRewriter::new();
+        let mut out = Vec::new();
+        let mut rest = &input[..];
+        let (mut peak, mut total) = (0, 0);
+        while !rest.is_empty() {
+            let taken = r.feed(rest, &mut out).unwrap();
+            rest = &rest[taken..];
+            peak = peak.max(out.len());
+            total += out.len();
+            out.clear();
+        }
+        assert!(total > 400 * 12 * 4000, "everything is handed out: {total}");
+        assert!(peak <= HIGH_WATER + MAX_LIST, "peak output {peak}");
+        // 31 references: past the list bound, refused.
+        let over = [
+            PREFACE.to_vec(),
+            frame(HEADERS, END_HEADERS, 1, &first),
+            frame(HEADERS, END_HEADERS, 3, &[0xbe; 31]),
+        ]
+        .concat();
+        assert_eq!(
+            rewrite(&over, 4096),
+            Err(H2RewriteError::Hpack(HpackError::ListTooLarge(MAX_LIST)))
+        );
+    }
+
+    #[test]
     fn violations_are_typed_errors() {
         assert_eq!(
             rewrite(b"GET / HTTP/1.1\r\n", 3),
@@ -561,10 +636,19 @@ mod tests {
             Err(H2RewriteError::TooManyContinuations)
         );
         let mut big = base.clone();
-        for _ in 0..10 {
+        for _ in 0..5 {
             big.extend(frame(CONTINUATION, 0, 1, &[0u8; MAX_FRAME]));
         }
         assert_eq!(rewrite(&big, 4096), Err(H2RewriteError::BlockTooLarge));
+        let huge = [
+            PREFACE.to_vec(),
+            frame(HEADERS, 0, 1, &vec![0u8; MAX_FRAME + 1]),
+        ]
+        .concat();
+        assert_eq!(
+            rewrite(&huge, 4096),
+            Err(H2RewriteError::FrameTooLarge { len: MAX_FRAME + 1 })
+        );
         let push = [PREFACE.to_vec(), frame(PUSH_PROMISE, 0, 1, &[0; 4])].concat();
         assert_eq!(rewrite(&push, 64), Err(H2RewriteError::PushPromise));
         let bad_pad = [PREFACE.to_vec(), frame(HEADERS, PADDED, 1, &[9, 0x83])].concat();

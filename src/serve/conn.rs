@@ -19,11 +19,22 @@ use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
 use super::authority::AuthorityRewriter;
+use super::H2RewriteError;
 
 /// The socket under a connection.
 pub(crate) enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+}
+
+impl Stream {
+    /// Unix peer credentials (`SO_PEERCRED`); `None` over TCP.
+    pub(crate) fn peer_cred(&self) -> Option<UCred> {
+        match self {
+            Self::Unix(s) => s.peer_cred().ok(),
+            Self::Tcp(_) => None,
+        }
+    }
 }
 
 /// Who is on the other end, as the kernel says at accept, and the connection's stream
@@ -35,7 +46,8 @@ pub(crate) struct Peer {
     pub(crate) activity: Arc<Activity>,
 }
 
-/// How many requests a connection has open, and since when it has had none.
+/// How many requests a connection has open, and since when it has had none. Both are
+/// read and written under one lock, so they always agree.
 #[derive(Debug)]
 pub(crate) struct Activity {
     open: AtomicUsize,
@@ -52,17 +64,21 @@ impl Activity {
 
     /// Marks a request open until the guard drops (with the response body).
     pub(crate) fn begin(self: &Arc<Self>) -> Open {
+        let _lock = self
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.open.fetch_add(1, Ordering::SeqCst);
         Open(Arc::clone(self))
     }
 
     /// When the connection became idle, if it holds no request now.
     fn idle_since(&self) -> Option<Instant> {
-        let since = *self
+        let since = self
             .idle_since
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        (self.open.load(Ordering::SeqCst) == 0).then_some(since)
+        (self.open.load(Ordering::SeqCst) == 0).then_some(*since)
     }
 }
 
@@ -91,17 +107,32 @@ pub(crate) struct Timeouts {
     pub(crate) idle: Duration,
 }
 
+/// `base + d`, or a far-off instant where that overflows (`Duration::MAX` means never).
+fn deadline(base: Instant, d: Duration) -> Instant {
+    base.checked_add(d)
+        .unwrap_or_else(|| base + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// The capacity `pending` keeps once drained; a larger buffer is given back.
+const KEEP_PENDING: usize = 32 * 1024;
+
 /// An accepted connection. See the [module docs](self).
 pub(crate) struct Conn {
     inner: Stream,
     peer: Peer,
     closed: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+    /// Whether `closed` has completed (it must not be polled again).
+    aborted: bool,
     rewriter: AuthorityRewriter,
     /// Rewritten bytes not yet read by the server, from `pos` on.
     pending: Vec<u8>,
     pos: usize,
+    /// Client bytes read but not yet rewritten (the rewriter stops at its high-water
+    /// mark): at most one read's worth.
+    unread: Vec<u8>,
     timeouts: Timeouts,
-    /// Fires at the preface deadline (until the preface is in), then at each idle check.
+    /// Whether the preface deadline still applies (then the timer watches idleness).
+    awaiting_preface: bool,
     timer: Pin<Box<Sleep>>,
     /// Held while the connection lives: its place under the server's connection cap.
     _permit: OwnedSemaphorePermit,
@@ -114,10 +145,7 @@ impl Conn {
         timeouts: Timeouts,
         permit: OwnedSemaphorePermit,
     ) -> Self {
-        let cred = match &inner {
-            Stream::Unix(s) => s.peer_cred().ok(),
-            Stream::Tcp(_) => None,
-        };
+        let cred = inner.peer_cred();
         Self {
             inner,
             peer: Peer {
@@ -127,27 +155,36 @@ impl Conn {
             closed: Box::pin(async move {
                 let _ = closed.wait_for(|c| *c).await;
             }),
+            aborted: false,
             rewriter: AuthorityRewriter::new(),
             pending: Vec::new(),
             pos: 0,
+            unread: Vec::new(),
             timeouts,
-            timer: Box::pin(tokio::time::sleep(timeouts.preface)),
+            awaiting_preface: true,
+            timer: Box::pin(tokio::time::sleep_until(deadline(
+                Instant::now(),
+                timeouts.preface,
+            ))),
             _permit: permit,
         }
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.closed.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::ErrorKind::ConnectionAborted.into()),
-            Poll::Pending => Ok(()),
+        if !self.aborted && self.closed.as_mut().poll(cx).is_ready() {
+            self.aborted = true;
         }
+        if self.aborted {
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        }
+        Ok(())
     }
 
     /// Enforces the preface and idle timeouts (and registers the timer's wake-up).
     fn check_timeouts(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         while self.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
-            if !self.rewriter.started() {
+            if self.awaiting_preface {
                 tracing::debug!("closing a connection that sent no HTTP/2 preface in time");
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -155,15 +192,15 @@ impl Conn {
                 ));
             }
             let next = match self.peer.activity.idle_since() {
-                Some(since) if now >= since + self.timeouts.idle => {
+                Some(since) if now >= deadline(since, self.timeouts.idle) => {
                     tracing::debug!("closing a connection idle with no stream");
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "no stream within the idle timeout",
                     ));
                 }
-                Some(since) => since + self.timeouts.idle,
-                None => now + self.timeouts.idle,
+                Some(since) => deadline(since, self.timeouts.idle),
+                None => deadline(now, self.timeouts.idle),
             };
             self.timer.as_mut().reset(next);
         }
@@ -176,6 +213,12 @@ impl Conn {
             Stream::Tcp(s) => Pin::new(s as &mut (dyn AsyncIo + Send + Unpin)),
         }
     }
+}
+
+/// The error that closes a connection whose bytes cannot be rewritten.
+fn refused(e: H2RewriteError) -> io::Error {
+    tracing::debug!(error = %e, "closing a connection whose HTTP/2 stream cannot be rewritten");
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 trait AsyncIo: AsyncRead + AsyncWrite {}
@@ -197,9 +240,18 @@ impl AsyncRead for Conn {
                 this.pos += n;
                 if this.pos == this.pending.len() {
                     this.pending.clear();
+                    this.pending.shrink_to(KEEP_PENDING);
                     this.pos = 0;
                 }
                 return Poll::Ready(Ok(()));
+            }
+            if !this.unread.is_empty() {
+                let taken = this
+                    .rewriter
+                    .feed(&this.unread, &mut this.pending)
+                    .map_err(refused)?;
+                this.unread.drain(..taken);
+                continue;
             }
             // Read into the caller's buffer, rewrite from there into `pending`, then hand
             // the rewritten bytes back: no buffer of our own until bytes arrive.
@@ -212,11 +264,18 @@ impl AsyncRead for Conn {
             let fed = this
                 .rewriter
                 .feed(&buf.filled()[start..], &mut this.pending);
+            if let Ok(taken) = fed {
+                this.unread
+                    .extend_from_slice(&buf.filled()[start + taken..]);
+            }
             buf.set_filled(start);
-            fed.map_err(|e| {
-                tracing::info!(error = %e, "closing a connection whose HTTP/2 stream cannot be rewritten");
-                io::Error::new(io::ErrorKind::InvalidData, e)
-            })?;
+            fed.map_err(refused)?;
+            if this.awaiting_preface && this.rewriter.started() {
+                // From now on the timer watches for idleness.
+                this.awaiting_preface = false;
+                let next = deadline(Instant::now(), this.timeouts.idle);
+                this.timer.as_mut().reset(next);
+            }
         }
     }
 }

@@ -15,11 +15,19 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// time (at least 1).
 pub fn rewrite(stream: &[u8], chunk: usize) -> Result<Vec<u8>, H2RewriteError> {
     let mut rewriter = authority::AuthorityRewriter::new();
-    let mut out = Vec::new();
-    for piece in stream.chunks(chunk.max(1)) {
-        rewriter.feed(piece, &mut out)?;
+    let (mut out, mut drained) = (Vec::new(), Vec::new());
+    for mut piece in stream.chunks(chunk.max(1)) {
+        while !piece.is_empty() {
+            let taken = rewriter.feed(piece, &mut out)?;
+            piece = &piece[taken..];
+            if taken == 0 || out.len() >= authority::HIGH_WATER {
+                // The reader drains the output before feeding more.
+                drained.append(&mut out);
+            }
+        }
     }
-    Ok(out)
+    drained.append(&mut out);
+    Ok(drained)
 }
 
 /// Splits frames (after the preface) into complete header blocks `(stream, block)` and

@@ -27,18 +27,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::Semaphore;
 
 use thiserror::Error;
 use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tokio_stream::{Stream, StreamExt};
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::Status;
@@ -48,6 +44,7 @@ mod conn;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hpack;
+mod incoming;
 mod listener;
 
 pub use authority::H2RewriteError;
@@ -110,10 +107,11 @@ pub struct ServeLimits {
 }
 
 impl Default for ServeLimits {
-    /// 1,024 connections, 10 s for the HTTP/2 preface, 5 min idle with no stream.
+    /// 512 connections (each costs a file descriptor; the common soft limit is 1,024), 10 s
+    /// for the HTTP/2 preface, 5 min idle with no stream.
     fn default() -> Self {
         Self {
-            max_connections: 1024,
+            max_connections: 512,
             preface_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
         }
@@ -122,7 +120,8 @@ impl Default for ServeLimits {
 
 impl ServeLimits {
     /// The most connections the server holds at once (at least 1). A connection accepted
-    /// beyond it is closed at once, logged and counted.
+    /// beyond it is closed at once, logged and counted. With `allow_uids`, callers it
+    /// refuses share 4 connections of their own instead, so they cannot fill the cap.
     #[must_use]
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
@@ -201,32 +200,29 @@ impl Serving {
         S::Future: Send + 'static,
     {
         let (force, forced) = watch::channel(false);
-        let admit = Admission {
-            name: self.name,
-            slots: Arc::new(Semaphore::new(self.limits.max_connections)),
-            refused: AtomicU64::new(0),
-            timeouts: conn::Timeouts {
+        let admission = incoming::Admission::new(
+            self.name,
+            self.limits.max_connections,
+            self.allowed_uids.clone(),
+            conn::Timeouts {
                 preface: self.limits.preface_timeout,
                 idle: self.limits.idle_timeout,
             },
             forced,
-        };
-        let (incoming, socket): (ConnStream, _) = match listen {
+        );
+        let (listener, socket) = match listen {
             Listen::Unix(path) => {
                 let (listener, socket) = listener::bind(path, self.socket_mode).await?;
                 tracing::info!(socket = %path.display(), "{} server listening", self.name);
-                let stream = UnixListenerStream::new(listener)
-                    .filter_map(move |c| admit.accept(c.map(conn::Stream::Unix)));
-                (Box::pin(stream), Some(socket))
+                (incoming::Listener::Unix(listener), Some(socket))
             }
             Listen::Tcp(addr) => {
                 let listener = listener::bind_tcp(addr).await?;
                 tracing::info!(%addr, "{} server listening", self.name);
-                let stream = TcpListenerStream::new(listener)
-                    .filter_map(move |c| admit.accept(c.map(conn::Stream::Tcp)));
-                (Box::pin(stream), None)
+                (incoming::Listener::Tcp(listener), None)
             }
         };
+        let incoming = incoming::Incoming::new(listener, admission);
         let guard = Guard {
             force: force.clone(),
             stop: Arc::new(std::sync::Mutex::new(Some(Box::new(stop)))),
@@ -260,44 +256,6 @@ impl Serving {
     }
 }
 
-type ConnStream = Pin<Box<dyn Stream<Item = std::io::Result<conn::Conn>> + Send>>;
-
-/// Turns accepted sockets into connections, within the connection cap.
-struct Admission {
-    name: &'static str,
-    slots: Arc<Semaphore>,
-    refused: AtomicU64,
-    timeouts: conn::Timeouts,
-    forced: watch::Receiver<bool>,
-}
-
-impl Admission {
-    fn accept(
-        &self,
-        accepted: std::io::Result<conn::Stream>,
-    ) -> Option<std::io::Result<conn::Conn>> {
-        let stream = match accepted {
-            Ok(stream) => stream,
-            Err(e) => return Some(Err(e)),
-        };
-        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
-            return Some(Ok(conn::Conn::new(
-                stream,
-                self.forced.clone(),
-                self.timeouts,
-                permit,
-            )));
-        }
-        // Dropping the socket closes it: the client sees the connection end at once.
-        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::warn!(
-            refused,
-            "{} server at its connection cap: closed a new connection",
-            self.name
-        );
-        None
-    }
-}
 type Stop = Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>;
 
 fn run_once(stop: &Stop) {

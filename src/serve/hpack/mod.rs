@@ -35,9 +35,10 @@ pub enum HpackError {
     /// A dynamic table size update after the first field of a block.
     #[error("HPACK: dynamic table size update after a header field (RFC 7541 §4.2)")]
     LateTableSizeUpdate,
-    /// A block that ends with a dynamic table size update (it must precede the block's
-    /// fields).
-    #[error("HPACK: dynamic table size update at the end of a header block (RFC 7541 §4.2)")]
+    /// A block holding dynamic table size updates and no field: no request or response
+    /// is without fields, so it is refused (as the reference decoder the rewriter is
+    /// checked against refuses it; RFC 7541 §4.2 itself allows it).
+    #[error("HPACK: a header block with a dynamic table size update and no field")]
     SizeUpdateAtEnd,
     /// The decoded header list is larger than the serving layer accepts.
     #[error("HPACK: the decoded header list exceeds {0} bytes")]
@@ -228,6 +229,11 @@ impl Decoder {
             return Err(HpackError::SizeUpdateAtEnd);
         }
         Ok(())
+    }
+
+    /// Shrinks the scratch buffer back to `keep` bytes of capacity after a large block.
+    pub fn shrink_to(&mut self, keep: usize) {
+        self.scratch.shrink_to(keep);
     }
 
     fn entry(&self, index: usize) -> Result<(&[u8], &[u8]), HpackError> {
