@@ -67,7 +67,8 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum FetchCommand {
-    /// Fetch the X509-SVIDs and bundles from a Workload API.
+    /// Fetch the X509-SVIDs and bundles from a Workload API; only updates whose every SVID
+    /// verifies against its bundle (the whole chain valid now) are taken.
     X509(FetchArgs),
 }
 
@@ -79,7 +80,8 @@ pub(crate) struct FetchArgs {
     /// Write svid.pem, svid.key (mode 0600) and bundle.pem of the default SVID here.
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    /// Keep printing (and writing) every update until interrupted.
+    /// Keep printing (and writing) every accepted update until interrupted; a refused
+    /// update is logged and the last good kept, a lost or stalled stream reconnected.
     #[arg(long)]
     watch: bool,
     /// Without --watch: give up (exit 1) if no answer arrives within this time.
