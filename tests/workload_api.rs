@@ -1291,3 +1291,63 @@ async fn stopped_resolves_with_the_reason_when_the_server_refuses_for_good() {
     // Once stopped, it resolves at once.
     assert!(source.stopped().await.contains("X509 is gone"));
 }
+
+/// The field case: short SVIDs and an agent away for a while. The reconnection backoff
+/// (2 s doubling here) would outlive the SVID held; capped by half of what is left of it,
+/// the source is back before the SVID expires, and serves something all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_source_reconnects_before_the_svid_it_holds_expires() {
+    let pki = Pki::new();
+    let started = std::time::Instant::now();
+    // Valid for 10 s; the agent is away from 0.3 s to 7 s.
+    let until = hostile::at(std::time::SystemTime::now() + Duration::from_secs(11));
+    let first = pki.good_until("spiffe://example.org/web", until);
+    let fresh = pki.good("spiffe://example.org/web");
+    let (m_first, m_fresh) = (
+        pki.message(&[("spiffe://example.org/web", &first)]),
+        pki.message(&[("spiffe://example.org/web", &fresh)]),
+    );
+    let agent = Hostile::start(&socket_path(), move |n| {
+        if n == 0 {
+            vec![
+                Step::Message(m_first.clone()),
+                Step::Sleep(Duration::from_millis(300)),
+                Step::Status(tonic::Code::Unavailable, "agent restarting".into()),
+            ]
+        } else if started.elapsed() < Duration::from_secs(7) {
+            vec![Step::Status(
+                tonic::Code::Unavailable,
+                "agent restarting".into(),
+            )]
+        } else {
+            vec![Step::Message(m_fresh.clone())]
+        }
+    });
+    let source = X509Source::new(
+        Endpoint::parse(&agent.endpoint()).unwrap(),
+        X509SourceOptions::default().backoff(Duration::from_secs(2), Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let held = source.x509_svid();
+        assert!(
+            held.is_some(),
+            "the SVID expired before the source reconnected: {:?} after {:?}",
+            source.status(),
+            started.elapsed()
+        );
+        if held.is_some_and(|s| s.leaf() == &fresh.chain[0]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "recovered after {:?}, {} calls",
+        started.elapsed(),
+        agent.calls()
+    );
+    source.shutdown().await;
+}

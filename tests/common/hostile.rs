@@ -237,6 +237,11 @@ impl Pki {
         Self::leaf_under(&self.root, id, |_| {})
     }
 
+    /// A good SVID whose leaf expires at `until`.
+    pub fn good_until(&self, id: &str, until: SystemTime) -> Wire {
+        Self::leaf_under(&self.root, id, |p| p.not_after = at(until).into())
+    }
+
     /// Expired a minute ago.
     pub fn expired(&self, id: &str) -> Wire {
         Self::leaf_under(&self.root, id, |p| {
