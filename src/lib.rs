@@ -114,6 +114,8 @@ pub use pem::{certificates_to_pem, PemError};
 pub use rotate::{
     Changed, Issuer, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource, SvidStore,
 };
+#[cfg(feature = "ca")]
+pub use rotate::{LocalSvid, LocalSvidError};
 pub use svid::{CertificateInfo, SvidError, X509Svid};
 #[cfg(feature = "aws-lc-rs")]
 pub use verify::aws_lc_rs_algorithms;

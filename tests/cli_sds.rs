@@ -13,6 +13,11 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
 use prost::Message as _;
 
+#[path = "common/certs.rs"]
+mod certs;
+#[path = "common/hostile.rs"]
+mod hostile;
+
 const MESHID: &str = env!("CARGO_BIN_EXE_meshid");
 
 fn meshid(dir: &Path, args: &[&str]) -> Output {
@@ -289,5 +294,77 @@ fn a_bridge_whose_workload_api_stops_for_good_exits_1() {
     };
     assert_eq!(exit.code(), Some(1));
     assert!(!sds_socket.exists(), "socket left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bridge_logs_the_updates_it_refuses_and_keeps_serving_the_last_good() {
+    use hostile::{Hostile, Pki, Step};
+    let dir = scratch("refusals");
+    let pki = Pki::new();
+    let id = "spiffe://example.org/envoy";
+    let (good, expired) = (pki.good(id), pki.expired(id));
+    let (m_good, m_expired) = (pki.message(&[(id, &good)]), pki.message(&[(id, &expired)]));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let agent = {
+        let _entered = rt.enter();
+        Hostile::start(&dir.join("agent.sock"), move |_| {
+            vec![
+                Step::Message(m_good.clone()),
+                Step::Sleep(Duration::from_millis(500)),
+                Step::Message(m_expired.clone()),
+            ]
+        })
+    };
+    let sds_socket = dir.join("sds.sock");
+    let mut bridge = Serving(
+        Command::new(MESHID)
+            .current_dir(&dir)
+            .args(["serve", "sds", "--socket", "sds.sock", "--workload-api"])
+            .arg(agent.endpoint())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = bridge.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let refusal = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("a logged refusal within 15 s");
+        if line.contains("refused") {
+            break line;
+        }
+    };
+    assert!(refusal.contains("WARN"), "{refusal}");
+    assert!(refusal.contains("expired"), "{refusal}");
+    // Still serving the good SVID.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sds_socket.exists() {
+        assert!(Instant::now() < deadline, "no SDS socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let secrets = fetch(&sds_socket, &["default"]);
+    assert!(!secrets.is_empty());
+    assert!(bridge.0.try_wait().unwrap().is_none());
+    drop(bridge);
+    drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,6 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/certs.rs"]
+mod certs;
+#[path = "common/hostile.rs"]
+mod hostile;
+
 const MESHID: &str = env!("CARGO_BIN_EXE_meshid");
 
 fn meshid(dir: &Path, args: &[&str]) -> Output {
@@ -246,4 +251,215 @@ fn fetch_errors_have_the_documented_exit_codes() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("not a socket"), "{}", text(&out));
     assert_eq!(std::fs::read(dir.join("file")).unwrap(), b"keep");
+}
+
+// ---- Against a hostile agent (tests/common/hostile.rs) ----
+
+use hostile::{Hostile, Pki, Step, Wire};
+
+/// A runtime for the hostile agent, and the agent on `dir/agent.sock`.
+fn agent(
+    dir: &Path,
+    script: impl Fn(usize) -> Vec<Step> + Send + Sync + 'static,
+) -> (tokio::runtime::Runtime, Hostile) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let agent = {
+        let _entered = rt.enter();
+        Hostile::start(&dir.join("agent.sock"), script)
+    };
+    (rt, agent)
+}
+
+fn pem(wire: &Wire) -> String {
+    meshid::certificates_to_pem(&wire.chain)
+}
+
+#[test]
+fn fetch_refuses_svids_that_do_not_verify_with_exit_1_naming_the_rule() {
+    let scratch = Scratch::new("hostile-fetch");
+    let dir = &scratch.0;
+    let pki = Pki::new();
+    let id = "spiffe://example.org/web";
+    let now = std::time::SystemTime::now();
+    for (wire, rule) in [
+        (pki.expired(id), "expired"),
+        (pki.not_yet_valid(id), "not valid before"),
+        (pki.foreign(id), "does not lead to an authority"),
+        (
+            pki.under_intermediate_until(id, now - Duration::from_secs(60)),
+            "expired",
+        ),
+    ] {
+        let message = pki.message(&[(id, &wire)]);
+        let (_rt, agent) = agent(dir, move |_| vec![Step::Message(message.clone())]);
+        let out = meshid(
+            dir,
+            &[
+                "fetch",
+                "x509",
+                "--socket",
+                &agent.endpoint(),
+                "--out-dir",
+                "got",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{rule}: {}", text(&out));
+        let said = text(&out);
+        assert!(said.contains("refused the Workload API update"), "{said}");
+        assert!(said.contains(rule), "{rule}: {said}");
+        assert!(out.stdout.is_empty(), "nothing printed: {said}");
+        assert!(!dir.join("got").exists(), "nothing written");
+    }
+}
+
+#[test]
+fn fetch_watch_keeps_the_last_good_svid_on_disk_and_retries_as_the_standard_says() {
+    let scratch = Scratch::new("hostile-watch");
+    let dir = &scratch.0;
+    let pki = Pki::new();
+    let id = "spiffe://example.org/web";
+    let (good, expired, later) = (pki.good(id), pki.expired(id), pki.good(id));
+    let (m_good, m_expired, m_later) = (
+        pki.message(&[(id, &good)]),
+        pki.message(&[(id, &expired)]),
+        pki.message(&[(id, &later)]),
+    );
+    // Call 0: a good SVID, then an expired one, a malformed message, and Unavailable (the
+    // agent restarts); call 1: PermissionDenied (not attested yet); call 2: a good one.
+    let (_rt, agent) = agent(dir, move |n| match n {
+        0 => vec![
+            Step::Message(m_good.clone()),
+            Step::Sleep(Duration::from_millis(300)),
+            Step::Message(m_expired.clone()),
+            Step::Raw(vec![0, 0, 0, 0, 2, 0xff, 0xff]),
+            Step::Sleep(Duration::from_millis(300)),
+            Step::Status(tonic::Code::Unavailable, "agent restarting".into()),
+        ],
+        1 => vec![Step::Status(
+            tonic::Code::PermissionDenied,
+            "no identity issued".into(),
+        )],
+        _ => vec![Step::Message(m_later.clone())],
+    });
+    let mut watch = Serving(
+        Command::new(MESHID)
+            .current_dir(dir)
+            .args(["fetch", "x509", "--watch", "--out-dir", "got", "--socket"])
+            .arg(agent.endpoint())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let svid = dir.join("got/svid.pem");
+    let (good, expired, later) = (pem(&good), pem(&expired), pem(&later));
+    let mut seen_good = false;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = std::fs::read_to_string(&svid).unwrap_or_default();
+        assert_ne!(
+            now, expired,
+            "an expired SVID replaced the good one on disk"
+        );
+        seen_good |= now == good;
+        if now == later {
+            break;
+        }
+        assert!(
+            watch.0.try_wait().unwrap().is_none(),
+            "the watch ended instead of retrying"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {} calls",
+            agent.calls()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(seen_good);
+    assert!(agent.calls() >= 3);
+    let _ = watch.0.kill();
+    let _ = watch.0.wait();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watch.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("refused"), "refusals are logged: {stderr}");
+    assert!(stderr.contains("expired"), "{stderr}");
+    assert!(stderr.contains("no identity issued"), "{stderr}");
+}
+
+#[test]
+fn fetch_watch_reconnects_to_a_server_that_stalls_mid_message() {
+    let scratch = Scratch::new("hostile-stall");
+    let dir = &scratch.0;
+    let pki = Pki::new();
+    let id = "spiffe://example.org/web";
+    let (first, second) = (pki.good(id), pki.good(id));
+    let (m1, m2) = (pki.message(&[(id, &first)]), pki.message(&[(id, &second)]));
+    let (_rt, agent) = agent(dir, move |n| {
+        if n == 0 {
+            // A prefix announcing 1000 bytes, 10 of them, then silence.
+            let mut cut = vec![0, 0, 0, 0x03, 0xe8];
+            cut.extend_from_slice(&[0x0a; 10]);
+            vec![Step::Message(m1.clone()), Step::Raw(cut)]
+        } else {
+            vec![Step::Message(m2.clone())]
+        }
+    });
+    let mut watch = Serving(
+        Command::new(MESHID)
+            .current_dir(dir)
+            .args(["fetch", "x509", "--watch", "--message-timeout", "1s"])
+            .args(["--out-dir", "got", "--socket"])
+            .arg(agent.endpoint())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    let second = pem(&second);
+    while std::fs::read_to_string(dir.join("got/svid.pem")).unwrap_or_default() != second {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "no reconnection after the stall: {} calls",
+            agent.calls()
+        );
+        assert!(watch.0.try_wait().unwrap().is_none(), "the watch ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = watch.0.kill();
+    let _ = watch.0.wait();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watch.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("stalled"), "{stderr}");
+}
+
+#[test]
+fn what_the_server_sends_is_printed_escaped() {
+    let scratch = Scratch::new("hostile-escape");
+    let dir = &scratch.0;
+    let evil = "\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}gnp.exe";
+    let pki = Pki::new();
+    let svid = pki.good("spiffe://example.org/web");
+    let mut bad_id = pki.message(&[("spiffe://example.org/web", &svid)]);
+    bad_id.svids[0].spiffe_id = format!("spiffe://example.org/{evil}");
+    for step in [
+        Step::Status(tonic::Code::Unavailable, format!("agent says {evil}")),
+        Step::Message(bad_id),
+    ] {
+        let (_rt, agent) = agent(dir, move |_| vec![step.clone()]);
+        let out = meshid(dir, &["fetch", "x509", "--socket", &agent.endpoint()]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let output = text(&out);
+        assert!(
+            !output.contains('\u{1b}') && !output.contains('\u{202e}') && !output.contains('\u{7}'),
+            "raw: {output:?}"
+        );
+        assert!(output.contains("\\u{1b}[2J"), "{output}");
+        assert!(output.contains("\\u{202e}gnp.exe"), "{output}");
+    }
 }

@@ -18,6 +18,11 @@ use meshid::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
+#[path = "common/certs.rs"]
+mod certs;
+#[path = "common/hostile.rs"]
+mod hostile;
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn id(s: &str) -> SpiffeId {
@@ -1074,4 +1079,275 @@ async fn x509_source_drops_its_identity_when_the_agent_says_none_is_issued() {
     source.shutdown().await;
     server.abort();
     let _ = std::fs::remove_file(&path);
+}
+
+// ---- The acceptance rule against a hostile agent (tests/common/hostile.rs) ----
+
+use hostile::{Hostile, Pki, Step};
+
+/// Waits up to `within` for `done`.
+async fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_source_serves_until_the_earliest_not_after_of_the_whole_chain() {
+    let pki = Pki::new();
+    // The leaf is good for an hour, its intermediate for 2 to 3 more seconds.
+    let until = hostile::at(std::time::SystemTime::now() + Duration::from_secs(3));
+    let svid = pki.under_intermediate_until("spiffe://example.org/web", until);
+    let message = pki.message(&[("spiffe://example.org/web", &svid)]);
+    let agent = Hostile::start(&socket_path(), move |_| {
+        vec![Step::Message(message.clone())]
+    });
+    let source = X509Source::new(
+        Endpoint::parse(&agent.endpoint()).unwrap(),
+        X509SourceOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(source.is_healthy());
+    assert_eq!(
+        source.status().not_after,
+        Some(until),
+        "judged by the intermediate"
+    );
+    let wait = until
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(200)).await;
+    assert!(
+        source.x509_svid().is_none(),
+        "an SVID whose intermediate expired is not served"
+    );
+    source.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_with_any_svid_that_does_not_verify_is_refused_whole() {
+    let pki = Pki::new();
+    let web = pki.good("spiffe://example.org/web");
+    let db = pki.expired("spiffe://example.org/db");
+    let message = pki.message(&[
+        ("spiffe://example.org/web", &web),
+        ("spiffe://example.org/db", &db),
+    ]);
+    let agent = Hostile::start(&socket_path(), move |_| {
+        vec![Step::Message(message.clone())]
+    });
+    let err = X509Source::new(
+        Endpoint::parse(&agent.endpoint()).unwrap(),
+        X509SourceOptions::default().initial_sync_timeout(Duration::from_millis(800)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, WorkloadApiError::InitialSyncTimeout { last_error: Some(e), .. }
+            if e.contains("spiffe://example.org/db") && e.contains("expired")),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bundles_for_one_trust_domain_make_an_update_inconsistent() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let web = pki.good("spiffe://example.org/web");
+    let db = pki.good("spiffe://example.org/db");
+    let good = pki.message(&[("spiffe://example.org/web", &web)]);
+    let mut mixed = pki.message(&[
+        ("spiffe://example.org/web", &web),
+        ("spiffe://example.org/db", &db),
+    ]);
+    // The same trust domain, but the second SVID names another root as its bundle.
+    mixed.svids[1].bundle = other.bundle();
+    let script_mixed = mixed.clone();
+    let agent = Hostile::start(&socket_path(), move |_| {
+        vec![Step::Message(script_mixed.clone())]
+    });
+    let mut client = WorkloadApiClient::connect(&Endpoint::parse(&agent.endpoint()).unwrap())
+        .await
+        .unwrap();
+    let err = client.fetch_x509_context().await.unwrap_err();
+    assert!(
+        matches!(&err, WorkloadApiError::InconsistentBundles { trust_domain } if trust_domain == "example.org"),
+        "{err}"
+    );
+    drop(agent);
+    // A source holding a good state keeps it.
+    let agent = Hostile::start(&socket_path(), move |_| {
+        vec![Step::Message(good.clone()), Step::Message(mixed.clone())]
+    });
+    let source = X509Source::new(
+        Endpoint::parse(&agent.endpoint()).unwrap(),
+        X509SourceOptions::default(),
+    )
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the mixed update was never refused",
+        || source.status().rejected >= 1,
+    )
+    .await;
+    assert_eq!(source.x509_svid().unwrap().leaf(), &web.chain[0]);
+    assert!(source.status().last_error.unwrap().contains("inconsistent"));
+    source.shutdown().await;
+}
+
+/// A gRPC prefix announcing a 1000-byte message, and 10 bytes of it.
+fn cut_short() -> Vec<u8> {
+    let mut raw = vec![0, 0, 0, 0x03, 0xe8];
+    raw.extend_from_slice(&[0x0a; 10]);
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stalls_mid_message_is_left_and_reconnected_to() {
+    let pki = Pki::new();
+    let first = pki.good("spiffe://example.org/web");
+    let second = pki.good("spiffe://example.org/web");
+    let (m1, m2) = (
+        pki.message(&[("spiffe://example.org/web", &first)]),
+        pki.message(&[("spiffe://example.org/web", &second)]),
+    );
+    // The client alone: a message begun and never finished ends the call.
+    let agent = Hostile::start(&socket_path(), |_| vec![Step::Raw(cut_short())]);
+    let mut client = WorkloadApiClient::connect(&Endpoint::parse(&agent.endpoint()).unwrap())
+        .await
+        .unwrap()
+        .with_message_timeout(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), client.fetch_x509_context())
+        .await
+        .expect("the stall is bounded")
+        .unwrap_err();
+    assert!(matches!(err, WorkloadApiError::Stalled { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(agent);
+
+    // A source: the first stream stalls after one good message; it reconnects and takes
+    // the next.
+    let agent = Hostile::start(&socket_path(), move |n| {
+        if n == 0 {
+            vec![Step::Message(m1.clone()), Step::Raw(cut_short())]
+        } else {
+            vec![Step::Message(m2.clone())]
+        }
+    });
+    let source = X509Source::new(
+        Endpoint::parse(&agent.endpoint()).unwrap(),
+        X509SourceOptions::default()
+            .message_timeout(Duration::from_millis(500))
+            .backoff(Duration::from_millis(50), Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "never reconnected after the stall",
+        || {
+            source
+                .x509_svid()
+                .is_some_and(|s| s.leaf() == &second.chain[0])
+        },
+    )
+    .await;
+    assert!(agent.calls() >= 2);
+    // Idle between messages is not a stall: the second stream stays open.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(agent.calls(), 2, "{:?}", source.status());
+    assert!(source.status().connected);
+    source.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_resolves_with_the_reason_when_the_server_refuses_for_good() {
+    let pki = Pki::new();
+    let svid = pki.good("spiffe://example.org/web");
+    let message = pki.message(&[("spiffe://example.org/web", &svid)]);
+    let agent = Hostile::start(&socket_path(), move |_| {
+        vec![
+            Step::Message(message.clone()),
+            Step::Sleep(Duration::from_millis(300)),
+            Step::Status(tonic::Code::Unimplemented, "X509 is gone".into()),
+        ]
+    });
+    let source = X509Source::new(
+        Endpoint::parse(&agent.endpoint()).unwrap(),
+        X509SourceOptions::default(),
+    )
+    .await
+    .unwrap();
+    let why = tokio::time::timeout(Duration::from_secs(5), source.stopped())
+        .await
+        .expect("stopped() resolves");
+    assert!(why.contains("X509 is gone"), "{why}");
+    assert!(source.status().stopped);
+    // Once stopped, it resolves at once.
+    assert!(source.stopped().await.contains("X509 is gone"));
+}
+
+/// The field case: short SVIDs and an agent away for a while. The reconnection backoff
+/// (2 s doubling here) would outlive the SVID held; capped by half of what is left of it,
+/// the source is back before the SVID expires, and serves something all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_source_reconnects_before_the_svid_it_holds_expires() {
+    let pki = Pki::new();
+    let started = std::time::Instant::now();
+    // Valid for 10 s; the agent is away from 0.3 s to 7 s.
+    let until = hostile::at(std::time::SystemTime::now() + Duration::from_secs(11));
+    let first = pki.good_until("spiffe://example.org/web", until);
+    let fresh = pki.good("spiffe://example.org/web");
+    let (m_first, m_fresh) = (
+        pki.message(&[("spiffe://example.org/web", &first)]),
+        pki.message(&[("spiffe://example.org/web", &fresh)]),
+    );
+    let agent = Hostile::start(&socket_path(), move |n| {
+        if n == 0 {
+            vec![
+                Step::Message(m_first.clone()),
+                Step::Sleep(Duration::from_millis(300)),
+                Step::Status(tonic::Code::Unavailable, "agent restarting".into()),
+            ]
+        } else if started.elapsed() < Duration::from_secs(7) {
+            vec![Step::Status(
+                tonic::Code::Unavailable,
+                "agent restarting".into(),
+            )]
+        } else {
+            vec![Step::Message(m_fresh.clone())]
+        }
+    });
+    let source = X509Source::new(
+        Endpoint::parse(&agent.endpoint()).unwrap(),
+        X509SourceOptions::default().backoff(Duration::from_secs(2), Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let held = source.x509_svid();
+        assert!(
+            held.is_some(),
+            "the SVID expired before the source reconnected: {:?} after {:?}",
+            source.status(),
+            started.elapsed()
+        );
+        if held.is_some_and(|s| s.leaf() == &fresh.chain[0]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "recovered after {:?}, {} calls",
+        started.elapsed(),
+        agent.calls()
+    );
+    source.shutdown().await;
 }

@@ -4,14 +4,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use std::future::Future as _;
+use std::task::{Context, Poll};
+
 use tokio_stream::{Stream, StreamExt};
 use tonic::client::Grpc;
+use tonic::codegen::http;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::Request;
 use tonic_prost::ProstCodec;
 
+use super::accept::check_bundles_agree;
 use super::proto::{
     self, JwtBundlesRequest, JwtBundlesResponse, JwtSvidRequest, JwtSvidResponse,
     ValidateJwtSvidRequest, ValidateJwtSvidResponse, X509BundlesRequest, X509BundlesResponse,
@@ -19,6 +24,12 @@ use super::proto::{
 };
 use super::{bundles_from_message, Endpoint, WorkloadApiError, X509Context};
 use crate::{BundleSet, SpiffeId, TrustDomain};
+
+/// How long the client waits, by default, for a call's answer, for its first message, and
+/// for each later message from its first byte to its last
+/// ([`WorkloadApiClient::with_message_timeout`]). The wait *between* messages of a stream
+/// is not bounded: an agent sends an update only when something changes.
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest message the client decodes (a generous bound for many SVIDs and bundles;
 /// larger messages are refused with `OutOfRange`, never buffered without limit).
@@ -37,7 +48,9 @@ pub const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 /// ```
 #[derive(Debug, Clone)]
 pub struct WorkloadApiClient {
-    grpc: Grpc<Channel>,
+    channel: Channel,
+    message_timeout: Duration,
+    grpc: Grpc<Guarded>,
 }
 
 /// A JWT-SVID as the Workload API returns it: the token is data here (meshid does not
@@ -125,13 +138,38 @@ impl WorkloadApiClient {
             .await
             .map_err(connect_error)?,
         };
-        Ok(Self {
-            grpc: Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE),
-        })
+        Ok(Self::on(channel, MESSAGE_TIMEOUT))
+    }
+
+    fn on(channel: Channel, message_timeout: Duration) -> Self {
+        let guarded = Guarded {
+            channel: channel.clone(),
+            message_timeout,
+        };
+        Self {
+            channel,
+            message_timeout,
+            grpc: Grpc::new(guarded).max_decoding_message_size(MAX_MESSAGE),
+        }
+    }
+
+    /// Bounds every wait of a call by `timeout` (default [`MESSAGE_TIMEOUT`]): the answer
+    /// to the call, its first message, and each later message from its first byte to its
+    /// last. A server that stalls (while it may still answer HTTP/2 PINGs) fails the call
+    /// or ends the stream with [`WorkloadApiError::Stalled`].
+    #[must_use]
+    pub fn with_message_timeout(self, timeout: Duration) -> Self {
+        Self::on(self.channel, timeout)
     }
 
     async fn ready(&mut self) -> Result<(), WorkloadApiError> {
         self.grpc.ready().await.map_err(WorkloadApiError::Transport)
+    }
+
+    fn stalled(&self) -> WorkloadApiError {
+        WorkloadApiError::Stalled {
+            waited: self.message_timeout,
+        }
     }
 
     async fn stream<Req, Resp>(
@@ -143,13 +181,19 @@ impl WorkloadApiClient {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
-        self.ready().await?;
-        let codec = ProstCodec::<Req, Resp>::default();
-        let response = self
-            .grpc
-            .server_streaming(request(message), PathAndQuery::from_static(path), codec)
+        let stalled = self.stalled();
+        let limit = self.message_timeout;
+        let call = async {
+            self.ready().await?;
+            let codec = ProstCodec::<Req, Resp>::default();
+            self.grpc
+                .server_streaming(request(message), PathAndQuery::from_static(path), codec)
+                .await
+                .map_err(status_error)
+        };
+        let response = tokio::time::timeout(limit, call)
             .await
-            .map_err(WorkloadApiError::Status)?;
+            .map_err(|_| stalled)??;
         Ok(response.into_inner())
     }
 
@@ -162,13 +206,19 @@ impl WorkloadApiClient {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
-        self.ready().await?;
-        let codec = ProstCodec::<Req, Resp>::default();
-        let response = self
-            .grpc
-            .unary(request(message), PathAndQuery::from_static(path), codec)
+        let stalled = self.stalled();
+        let limit = self.message_timeout;
+        let call = async {
+            self.ready().await?;
+            let codec = ProstCodec::<Req, Resp>::default();
+            self.grpc
+                .unary(request(message), PathAndQuery::from_static(path), codec)
+                .await
+                .map_err(status_error)
+        };
+        let response = tokio::time::timeout(limit, call)
             .await
-            .map_err(WorkloadApiError::Status)?;
+            .map_err(|_| stalled)??;
         Ok(response.into_inner())
     }
 
@@ -181,8 +231,10 @@ impl WorkloadApiClient {
             .unwrap_or(Err(WorkloadApiError::StreamEnded))
     }
 
-    /// Every `FetchX509SVID` message as it arrives, decoded and checked; the stream ends
-    /// with the first error.
+    /// Every `FetchX509SVID` message as it arrives, decoded and checked (including that
+    /// two SVIDs of one trust domain carry the same bundle). A message that does not decode
+    /// is an `Err` item and the stream goes on; a gRPC status, a transport failure or a
+    /// stalled message ([`WorkloadApiError::Stalled`]) is the last item.
     pub async fn watch_x509_contexts(
         &mut self,
     ) -> Result<
@@ -193,8 +245,10 @@ impl WorkloadApiClient {
             .stream::<_, X509SvidResponse>(proto::FETCH_X509_SVID, X509SvidRequest {})
             .await?;
         Ok(stream.map(|m| {
-            m.map_err(WorkloadApiError::Status)
-                .and_then(|m| X509Context::from_message(&m))
+            let m = m.map_err(status_error)?;
+            let context = X509Context::from_message(&m)?;
+            check_bundles_agree(&m)?;
+            Ok(context)
         }))
     }
 
@@ -218,7 +272,7 @@ impl WorkloadApiClient {
             .stream::<_, X509BundlesResponse>(proto::FETCH_X509_BUNDLES, X509BundlesRequest {})
             .await?;
         Ok(stream.map(|m| {
-            m.map_err(WorkloadApiError::Status)
+            m.map_err(status_error)
                 .and_then(|m| bundles_from_message(&m))
         }))
     }
@@ -263,7 +317,7 @@ impl WorkloadApiClient {
             .next()
             .await
             .ok_or(WorkloadApiError::StreamEnded)?
-            .map_err(WorkloadApiError::Status)?;
+            .map_err(status_error)?;
         message
             .bundles
             .into_iter()
@@ -311,5 +365,195 @@ pub(crate) fn retryable(error: &WorkloadApiError) -> bool {
         ),
         WorkloadApiError::InvalidEndpoint { .. } => false,
         _ => true,
+    }
+}
+
+/// A status from the call, or the [`Stalled`] error of our body guard that tonic wrapped in
+/// one.
+fn status_error(status: tonic::Status) -> WorkloadApiError {
+    match std::error::Error::source(&status).and_then(|e| e.downcast_ref::<Stalled>()) {
+        Some(stalled) => WorkloadApiError::Stalled { waited: stalled.0 },
+        None => WorkloadApiError::Status(status),
+    }
+}
+
+/// The channel, with every response body under a [`StallGuard`].
+#[derive(Debug, Clone)]
+struct Guarded {
+    channel: Channel,
+    message_timeout: Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower::Service<http::Request<tonic::body::Body>> for Guarded {
+    type Response = http::Response<StallGuard>;
+    type Error = tonic::transport::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.channel, cx)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let response = tower::Service::call(&mut self.channel, request);
+        let limit = self.message_timeout;
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| StallGuard::new(body, limit)))
+        })
+    }
+}
+
+/// The error a [`StallGuard`] ends a body with.
+#[derive(Debug, thiserror::Error)]
+#[error("no complete gRPC message within {0:?}: the server stalled")]
+struct Stalled(Duration);
+
+/// Where the guard is in the gRPC framing of a body (RFC: gRPC over HTTP/2, "Length-Prefixed
+/// Message": a flag byte, a 4-byte big-endian length, the message).
+#[derive(Debug)]
+enum Framing {
+    /// Reading a prefix, of which `have` bytes (in `prefix`) arrived.
+    Prefix { have: usize, prefix: [u8; 5] },
+    /// Reading a message, of which `left` bytes are still to come.
+    Message { left: usize },
+}
+
+/// A response body that must deliver its first message within the limit of its headers,
+/// and each later message within the limit of that message's first byte; between messages
+/// it may idle for ever. Past a deadline it ends with [`Stalled`].
+struct StallGuard {
+    inner: tonic::body::Body,
+    limit: Duration,
+    framing: Framing,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallGuard {
+    fn new(inner: tonic::body::Body, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            framing: Framing::Prefix {
+                have: 0,
+                prefix: [0; 5],
+            },
+            deadline: Some(Box::pin(tokio::time::sleep(limit))),
+        }
+    }
+
+    /// Follows the framing through `data`: a completed message clears the deadline, a
+    /// message begun sets one (unless it is the first, still under the headers' deadline).
+    fn advance(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match &mut self.framing {
+                Framing::Prefix { have, prefix } => {
+                    let take = (5 - *have).min(data.len());
+                    prefix[*have..*have + take].copy_from_slice(&data[..take]);
+                    *have += take;
+                    data = &data[take..];
+                    if *have == 5 {
+                        let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]);
+                        let left = usize::try_from(len).unwrap_or(usize::MAX);
+                        self.framing = Framing::Message { left };
+                    }
+                }
+                Framing::Message { left } => {
+                    let take = (*left).min(data.len());
+                    *left -= take;
+                    data = &data[take..];
+                }
+            }
+            if matches!(self.framing, Framing::Message { left: 0 }) {
+                self.framing = Framing::Prefix {
+                    have: 0,
+                    prefix: [0; 5],
+                };
+                self.deadline = None;
+            }
+        }
+        let between = matches!(self.framing, Framing::Prefix { have: 0, .. });
+        if !between && self.deadline.is_none() {
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.limit)));
+        }
+    }
+}
+
+impl http_body::Body for StallGuard {
+    type Data = tonic::codegen::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.advance(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready());
+                if expired {
+                    this.deadline = None;
+                    Poll::Ready(Some(Err(Box::new(Stalled(this.limit)))))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> StallGuard {
+        StallGuard::new(tonic::body::Body::empty(), Duration::from_secs(1))
+    }
+
+    #[tokio::test]
+    async fn the_guard_follows_grpc_framing_across_chunks() {
+        let mut g = guard();
+        assert!(
+            g.deadline.is_some(),
+            "the first message is awaited under a deadline"
+        );
+        // A 3-byte message split across chunks, then a complete 0-byte one.
+        g.advance(&[0, 0, 0]);
+        assert!(g.deadline.is_some());
+        g.advance(&[0, 3, 1]);
+        assert!(matches!(g.framing, Framing::Message { left: 2 }));
+        g.advance(&[2, 3, 0, 0, 0, 0, 0]);
+        assert!(g.deadline.is_none(), "between messages: no deadline");
+        assert!(matches!(g.framing, Framing::Prefix { have: 0, .. }));
+        // A message begun sets the deadline; its end clears it.
+        g.advance(&[0, 0, 0, 0, 2, 9]);
+        assert!(g.deadline.is_some());
+        g.advance(&[9]);
+        assert!(g.deadline.is_none());
+        // A huge announced length is counted, never allocated.
+        g.advance(&[0, 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(g.framing, Framing::Message { left } if left == 0xffff_ffff));
     }
 }

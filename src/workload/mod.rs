@@ -8,13 +8,38 @@
 //! - [`X509Source`] keeps the workload's SVID and bundles live over that client, and is an
 //!   [`SvidSource`](crate::SvidSource) and [`BundleSource`](crate::BundleSource): it feeds
 //!   the rustls integration directly.
+//! - [`accept_x509_context`] and [`Reconnect`] are the one rule by which meshid takes an
+//!   update (verify first, judge by the whole chain, keep the last good, retry as the
+//!   standard says, bound every wait): see [Acceptance](self#acceptance).
 //! - [`WorkloadApiServer`] serves the SVIDs of local [`SvidStore`](crate::SvidStore)s,
 //!   streaming a new message on every rotation.
 //!
 //! The messages are written with prost derives in [`proto`]; no `protoc` is needed.
+//!
+//! # Acceptance
+//!
+//! The rule every meshid client of the Workload API follows, written once in
+//! [`accept_x509_context`] and [`reconnect_delay`]:
+//!
+//! 1. **Verify before accepting**: every SVID of a message must verify, when received,
+//!    against its own trust domain's bundle from the same message, by the rules a TLS peer's
+//!    chain is verified with (profile, signatures, validity of every certificate).
+//! 2. **Judge by the whole chain**: an SVID is good until the earliest NotAfter of its
+//!    verified path, not the leaf's alone.
+//! 3. **One bundle per trust domain**: two SVIDs of one trust domain with different bundles
+//!    make the message inconsistent, and it is refused: which bundle anchors a trust domain
+//!    must not depend on the order of the SVIDs in a message.
+//! 4. **Keep the last good**: a refused update changes nothing, and the refusal is logged
+//!    (`tracing`, at `warn`) with its reason.
+//! 5. **Retry as the standard says**: `InvalidArgument` and `Unimplemented` are final
+//!    ([`WorkloadApiError::is_retryable`]); the rest is retried with capped exponential
+//!    backoff and jitter, never waiting more than half of what is left of the SVID held.
+//! 6. **Bound every wait**: each message has a deadline ([`MESSAGE_TIMEOUT`] by default),
+//!    so an agent that answers HTTP/2 PINGs but stalls mid-message is left and reconnected.
 
 use thiserror::Error;
 
+mod accept;
 mod client;
 mod context;
 mod endpoint;
@@ -22,7 +47,8 @@ pub mod proto;
 mod server;
 mod source;
 
-pub use client::{JwtSvid, WorkloadApiClient, MAX_MESSAGE};
+pub use accept::{accept_x509_context, reconnect_delay, AcceptedX509Context, Reconnect};
+pub use client::{JwtSvid, WorkloadApiClient, MAX_MESSAGE, MESSAGE_TIMEOUT};
 pub use context::{bundles_from_message, X509Context};
 pub use endpoint::{Endpoint, EndpointProblem, ENDPOINT_ENV};
 pub use server::WorkloadApiServer;
@@ -101,13 +127,27 @@ pub enum WorkloadApiError {
         /// The trust domain.
         trust_domain: String,
     },
+    /// Two SVIDs of one trust domain in a message come with different bundles.
+    #[error("two different bundles for trust domain {trust_domain} in one Workload API message (refused as inconsistent)")]
+    InconsistentBundles {
+        /// The trust domain.
+        trust_domain: String,
+    },
+    /// The server did not finish a message in time: it answered the call, or began a
+    /// message, and then stalled (while possibly still answering HTTP/2 PINGs).
+    #[error("the Workload API server did not complete a message within {waited:?} (stalled)")]
+    Stalled {
+        /// The per-message deadline.
+        waited: std::time::Duration,
+    },
     /// The update does not hold the SVID the source is configured to pick.
     #[error("the Workload API update has no SVID matching {pick}")]
     NotPicked {
         /// The pick, as configured.
         pick: String,
     },
-    /// The picked SVID does not verify against its trust domain's bundle.
+    /// An SVID of the update does not verify against its trust domain's bundle (the
+    /// acceptance rule, [`accept_x509_context`]).
     #[error("the Workload API SVID for {id} does not verify against its bundle: {source}")]
     Unverified {
         /// The SVID's ID.
@@ -129,4 +169,16 @@ pub enum WorkloadApiError {
         /// Why.
         reason: String,
     },
+}
+
+impl WorkloadApiError {
+    /// Whether a watcher should reconnect after this error (the Workload API standard):
+    /// `InvalidArgument` and `Unimplemented` are final (the server will never answer
+    /// otherwise), as is a bad endpoint; everything else, `Unavailable` and
+    /// `PermissionDenied` (the agent may not have attested the workload yet) included, is
+    /// retried with backoff. A malformed or refused message is retried too: the next one
+    /// may be good.
+    pub fn is_retryable(&self) -> bool {
+        client::retryable(self)
+    }
 }

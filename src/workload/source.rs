@@ -9,8 +9,8 @@ use rustls_pki_types::SignatureVerificationAlgorithm;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
-use super::client::retryable;
-use super::{Endpoint, WorkloadApiClient, WorkloadApiError, X509Context};
+use super::accept::{accept_x509_context, Reconnect};
+use super::{Endpoint, WorkloadApiClient, WorkloadApiError, X509Context, MESSAGE_TIMEOUT};
 use crate::{BundleSet, BundleSource, RotationPolicy, SpiffeId, SvidSource, TrustDomain};
 use crate::{X509Bundle, X509Svid};
 
@@ -35,9 +35,15 @@ pub struct X509SourceOptions {
     pub pick: Pick,
     /// How long [`X509Source::new`] waits for the first valid update.
     pub initial_sync_timeout: Duration,
-    /// Reconnection backoff: `retry_base` doubling up to `retry_max`, with jitter (the
-    /// other fields of the policy are not used).
+    /// Reconnection backoff: `retry_base` doubling up to `retry_max`, with jitter, never
+    /// longer than half of what is left of the SVID held
+    /// ([`reconnect_delay`](super::reconnect_delay); the other fields of the policy are
+    /// not used).
     pub backoff: RotationPolicy,
+    /// The deadline for the server's answer, its first message, and each later message
+    /// once begun ([`WorkloadApiClient::with_message_timeout`]); past it the source
+    /// reconnects.
+    pub message_timeout: Duration,
     /// The signature algorithms each update's SVID is verified with against its bundle.
     pub algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
 }
@@ -53,6 +59,7 @@ impl Default for X509SourceOptions {
                 ..RotationPolicy::default()
             },
             algorithms: default_algorithms(),
+            message_timeout: MESSAGE_TIMEOUT,
         }
     }
 }
@@ -88,6 +95,13 @@ impl X509SourceOptions {
         self.backoff.retry_max = max;
         self
     }
+
+    /// Give the server at most `timeout` per message (see [`Self::message_timeout`]).
+    #[must_use]
+    pub fn message_timeout(mut self, timeout: Duration) -> Self {
+        self.message_timeout = timeout;
+        self
+    }
 }
 
 /// A snapshot of an [`X509Source`], for health checks and metrics.
@@ -98,14 +112,16 @@ pub struct SourceStatus {
     pub connected: bool,
     /// Updates accepted.
     pub updates: u64,
-    /// Updates refused (malformed, expired, not verifying, or missing the picked SVID);
-    /// the last good state was kept.
+    /// Updates refused by the acceptance rule
+    /// ([`accept_x509_context`](super::accept_x509_context): malformed, inconsistent, an
+    /// SVID expired, not yet valid or not verifying, or the picked SVID missing); the last
+    /// good state was kept.
     pub rejected: u64,
     /// Connection attempts that failed or streams that ended.
     pub reconnects: u64,
     /// The ID of the SVID served.
     pub id: Option<SpiffeId>,
-    /// When the SVID served expires.
+    /// When the SVID served stops being valid: the earliest NotAfter of its verified chain.
     pub not_after: Option<SystemTime>,
     /// The last error, if any.
     pub last_error: Option<String>,
@@ -116,6 +132,8 @@ pub struct SourceStatus {
 
 struct Current {
     svid: Arc<X509Svid>,
+    /// The earliest NotAfter of the SVID's verified chain.
+    valid_until: SystemTime,
     bundles: Arc<BundleSet>,
 }
 
@@ -139,12 +157,15 @@ impl Shared {
 /// task (it needs a tokio runtime). Implements [`SvidSource`] and [`BundleSource`], so it
 /// plugs straight into [`tls::server_config`](crate::tls::server_config) and friends.
 ///
-/// Each update replaces the whole state, but only if it is good: the picked SVID must be
-/// present, unexpired and verify against its trust domain's bundle from the same message;
-/// otherwise the last good state is kept (and the status counts a rejection). Past the
-/// held SVID's expiry the source serves none (fail closed). Lost connections are retried
-/// with capped exponential backoff and jitter; `InvalidArgument` and `Unimplemented` stop
-/// the source.
+/// Each update replaces the whole state, but only if it passes the acceptance rule
+/// ([Acceptance](crate::workload#acceptance)): every SVID of the message verifies against
+/// its trust domain's bundle from the same message, the bundles agree, and the picked SVID
+/// is present; otherwise the last good state is kept, the refusal is logged at `warn`, and
+/// the status counts a rejection. The SVID is served until the earliest NotAfter of its
+/// whole chain (an expiring intermediate ends it too), and none past it (fail closed). Lost
+/// or stalled connections are retried with capped exponential backoff and jitter, never
+/// waiting more than half of what is left of the SVID held; `InvalidArgument` and
+/// `Unimplemented` stop the source ([`X509Source::stopped`] resolves).
 pub struct X509Source {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
@@ -210,6 +231,32 @@ impl X509Source {
         self.shared.status().clone()
     }
 
+    /// Resolves when the source has stopped for good (the server answered
+    /// `InvalidArgument` or `Unimplemented`, or the background task ended), with the
+    /// reason; pending for as long as the source runs. What was held stays readable until
+    /// it expires, but nothing renews it: a server bridging the source should stop too.
+    ///
+    /// ```no_run
+    /// # async fn demo(source: &meshid::workload::X509Source) {
+    /// let why = source.stopped().await;
+    /// eprintln!("the Workload API source stopped: {why}");
+    /// # }
+    /// ```
+    pub async fn stopped(&self) -> String {
+        let mut updates = self.shared.updates.subscribe();
+        loop {
+            {
+                let status = self.shared.status();
+                if status.stopped {
+                    return status.last_error.clone().unwrap_or_default();
+                }
+            }
+            if updates.changed().await.is_err() {
+                return "the Workload API source ended".to_owned();
+            }
+        }
+    }
+
     /// True while an unexpired SVID is held.
     pub fn is_healthy(&self) -> bool {
         self.x509_svid().is_some()
@@ -253,8 +300,8 @@ impl std::fmt::Debug for X509Source {
 impl SvidSource for X509Source {
     fn x509_svid(&self) -> Option<Arc<X509Svid>> {
         let current = self.shared.current.load();
-        let svid = &current.as_ref()?.svid;
-        (SystemTime::now() < svid.not_after()).then(|| Arc::clone(svid))
+        let current = current.as_ref()?;
+        (SystemTime::now() < current.valid_until).then(|| Arc::clone(&current.svid))
     }
 }
 
@@ -269,8 +316,10 @@ impl BundleSource for X509Source {
     }
 }
 
-/// Checks an update; the SVID to serve and the bundles if it is good.
+/// Checks an update by the acceptance rule; the SVID to serve and the bundles if it is
+/// good.
 fn accept(context: &X509Context, options: &X509SourceOptions) -> Result<Current, WorkloadApiError> {
+    let accepted = accept_x509_context(context, SystemTime::now(), options.algorithms)?;
     let svid = match &options.pick {
         Pick::Default => Some(context.default_svid()),
         Pick::Id(id) => context.svid_for(id),
@@ -279,18 +328,14 @@ fn accept(context: &X509Context, options: &X509SourceOptions) -> Result<Current,
     .ok_or_else(|| WorkloadApiError::NotPicked {
         pick: format!("{:?}", options.pick),
     })?;
-    crate::verify_x509_svid(
-        svid.chain(),
-        context.bundles(),
-        SystemTime::now(),
-        options.algorithms,
-    )
-    .map_err(|source| WorkloadApiError::Unverified {
-        id: svid.id().clone(),
-        source,
-    })?;
+    let valid_until = accepted
+        .valid_until(svid)
+        .ok_or_else(|| WorkloadApiError::NotPicked {
+            pick: format!("{:?}", options.pick),
+        })?;
     Ok(Current {
         svid: Arc::clone(svid),
+        valid_until,
         bundles: Arc::new(context.bundles().clone()),
     })
 }
@@ -302,10 +347,10 @@ async fn run(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut failures = 0u32;
+    let mut reconnect = Reconnect::new(options.backoff);
     loop {
         let error = tokio::select! {
-            error = follow(&endpoint, &options, &shared, &mut failures) => error,
+            error = follow(&endpoint, &options, &shared, &mut reconnect) => error,
             _ = stop.wait_for(|s| *s) => break,
         };
         // PermissionDenied is "no identity issued": the workload lost its identity, and
@@ -316,7 +361,7 @@ async fn run(
             tracing::warn!(%endpoint, "the Workload API no longer issues an identity to us");
             shared.notify();
         }
-        let fatal = !retryable(&error);
+        let fatal = !error.is_retryable();
         {
             let mut status = shared.status();
             status.connected = false;
@@ -329,10 +374,10 @@ async fn run(
             shared.notify();
             return;
         }
-        failures = failures.saturating_add(1);
-        let delay = options.backoff.retry_delay(failures, jitter());
-        tracing::warn!(%endpoint, %error, retry_in = ?delay, "Workload API stream lost");
         drop_if_expired(&shared);
+        let held_until = shared.current.load().as_ref().map(|c| c.valid_until);
+        let delay = reconnect.next_delay(held_until);
+        tracing::warn!(%endpoint, %error, retry_in = ?delay, "Workload API stream lost; keeping the last good SVID and reconnecting");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|s| *s) => break,
@@ -348,7 +393,7 @@ fn drop_if_expired(shared: &Shared) {
         .current
         .load()
         .as_ref()
-        .is_some_and(|c| c.svid.not_after() <= SystemTime::now());
+        .is_some_and(|c| c.valid_until <= SystemTime::now());
     if expired {
         shared.current.store(None);
         shared.notify();
@@ -360,10 +405,10 @@ async fn follow(
     endpoint: &Endpoint,
     options: &X509SourceOptions,
     shared: &Shared,
-    failures: &mut u32,
+    reconnect: &mut Reconnect,
 ) -> WorkloadApiError {
     let mut client = match WorkloadApiClient::connect(endpoint).await {
-        Ok(c) => c,
+        Ok(c) => c.with_message_timeout(options.message_timeout),
         Err(e) => return e,
     };
     let mut stream = match client.watch_x509_contexts().await {
@@ -376,18 +421,19 @@ async fn follow(
             None => return WorkloadApiError::StreamEnded,
             Some(Err(WorkloadApiError::Status(status))) => return WorkloadApiError::Status(status),
             Some(Err(WorkloadApiError::Transport(e))) => return WorkloadApiError::Transport(e),
+            Some(Err(e @ WorkloadApiError::Stalled { .. })) => return e,
             Some(update) => update,
         };
         match update.and_then(|context| accept(&context, options)) {
             Ok(current) if unchanged(shared, &current) => {
                 // The server resent what we hold (another identity of the workload
                 // rotated): keep the same `Arc`, so TLS resolvers keep their cached key.
-                *failures = 0;
+                reconnect.reset();
                 shared.status().last_error = None;
             }
             Ok(current) => {
-                *failures = 0;
-                let (id, not_after) = (current.svid.id().clone(), current.svid.not_after());
+                reconnect.reset();
+                let (id, not_after) = (current.svid.id().clone(), current.valid_until);
                 shared.current.store(Some(Arc::new(current)));
                 {
                     let mut status = shared.status();
@@ -396,11 +442,11 @@ async fn follow(
                     status.not_after = Some(not_after);
                     status.last_error = None;
                 }
-                tracing::info!(%id, "Workload API update accepted");
+                tracing::info!(%id, valid_until = ?not_after, "Workload API update accepted");
                 shared.notify();
             }
             Err(error) => {
-                tracing::warn!(%error, "Workload API update refused; keeping the last good one");
+                tracing::warn!(%endpoint, %error, "Workload API update refused; keeping the last good one");
                 let mut status = shared.status();
                 status.rejected += 1;
                 status.last_error = Some(error.to_string());
@@ -416,16 +462,4 @@ fn unchanged(shared: &Shared, new: &Current) -> bool {
                 == new.svid.private_key().secret_pkcs8_der()
             && held.bundles == new.bundles
     })
-}
-
-/// A uniform draw from `[0, 1)` for backoff jitter (not for secrets).
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
-        >> 11;
-    #[allow(clippy::cast_precision_loss)]
-    let unit = bits as f64 / (1u64 << 53) as f64;
-    unit
 }

@@ -8,6 +8,7 @@ use meshid::{BundleSet, CertificateInfo, SpiffeBundle, TrustDomain, X509Bundle};
 use rustls_pki_types::CertificateDer;
 
 use crate::files::{self, parse_rfc3339, Failure, Mode};
+use crate::lines::shown;
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
@@ -116,21 +117,6 @@ pub(crate) fn run_inspect(args: &InspectArgs) -> Result<(), Failure> {
         print_text(info);
     }
     Ok(())
-}
-
-/// Text from a certificate, with control characters escaped so it cannot drive the
-/// terminal.
-fn shown(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 fn print_text(info: &CertificateInfo) {

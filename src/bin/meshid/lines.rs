@@ -1,4 +1,4 @@
-//! Reading lines of untrusted input with bounded memory.
+//! Reading lines of untrusted input with bounded memory, and showing untrusted text.
 
 use std::io::{self, BufRead};
 
@@ -77,9 +77,54 @@ impl<R: BufRead> CappedLines<R> {
     }
 }
 
+/// Untrusted text (from a certificate, a Workload API server, a log field) made safe to
+/// print: control characters (ANSI escapes, newlines, NUL) and the invisible characters
+/// that reorder or hide text (Unicode bidi controls such as U+202E, zero-width characters)
+/// are shown as Rust escapes (`\u{1b}`, `\u{202e}`), so the text cannot drive the
+/// terminal or read other than it is.
+pub(crate) fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || hidden(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Bidi controls (Unicode TR9: embeddings, overrides, isolates, marks) and zero-width
+/// characters: printed, they change how the text around them reads.
+fn hidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_escapes_controls_and_bidi_overrides_only() {
+        assert_eq!(
+            shown("spiffe://example.org/web"),
+            "spiffe://example.org/web"
+        );
+        assert_eq!(shown("é ü 日本"), "é ü 日本");
+        assert_eq!(shown("\x1b[31mred\n"), "\\u{1b}[31mred\\n");
+        assert_eq!(
+            shown("a\u{202e}b\u{2066}c\u{200b}"),
+            "a\\u{202e}b\\u{2066}c\\u{200b}"
+        );
+    }
 
     fn all(input: &[u8]) -> Vec<(Vec<u8>, usize)> {
         let mut r = CappedLines::new(io::BufReader::with_capacity(7, input));

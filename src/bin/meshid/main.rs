@@ -2,6 +2,10 @@
 //!
 //! Exit codes: 0 success, 1 a refusal or failed check (the message names the rule),
 //! 2 a usage or I/O error.
+//!
+//! Logs (`tracing` events of the library and the CLI: refused updates, reconnections,
+//! rotations) go to stderr, filtered by `RUST_LOG` (default `warn`), with untrusted text
+//! escaped like everything else printed.
 
 mod check;
 mod files;
@@ -49,9 +53,44 @@ enum Command {
     Fetch(workload::FetchCommand),
 }
 
+/// stderr, with every line escaped by [`lines::shown`]: log fields carry text from servers
+/// and certificates (status messages, IDs refused).
+struct EscapedStderr;
+
+impl std::io::Write for EscapedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let mut out = String::with_capacity(buf.len() + 1);
+        for (i, line) in text.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            out.push_str(&lines::shown(line));
+        }
+        std::io::stderr().lock().write_all(out.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings and errors).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| EscapedStderr)
+        .with_target(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     // clap prints usage errors and exits with 2, help and version with 0.
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Id(cmd) => return id::run(cmd),
         Command::Ca(cmd) => pki::run_ca(cmd),
@@ -66,7 +105,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("meshid: {}", failure.message);
+            eprintln!("meshid: {}", lines::shown(&failure.message));
             ExitCode::from(failure.code)
         }
     }

@@ -2,20 +2,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use meshid::sds::{Feed, SdsServer};
 use meshid::workload::{
-    Endpoint, WorkloadApiClient, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
+    accept_x509_context, AcceptedX509Context, Endpoint, Reconnect, WorkloadApiClient,
+    WorkloadApiError, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
 };
-use meshid::{
-    certificates_to_pem, BundleSet, CertificateInfo, RotationPolicy, Rotator, RotatorConfig,
-    SpiffeId, SvidStore, X509Bundle,
-};
+use meshid::{certificates_to_pem, CertificateInfo, LocalSvid, LocalSvidError, SpiffeId};
 use tokio_stream::StreamExt;
 
 use crate::files::{self, parse_duration, Failure, Mode};
+use crate::lines::shown;
 use crate::pki::load_ca;
 
 #[derive(Debug, Subcommand)]
@@ -68,7 +67,8 @@ pub(crate) struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum FetchCommand {
-    /// Fetch the X509-SVIDs and bundles from a Workload API.
+    /// Fetch the X509-SVIDs and bundles from a Workload API; only updates whose every SVID
+    /// verifies against its bundle (the whole chain valid now) are taken.
     X509(FetchArgs),
 }
 
@@ -80,12 +80,17 @@ pub(crate) struct FetchArgs {
     /// Write svid.pem, svid.key (mode 0600) and bundle.pem of the default SVID here.
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    /// Keep printing (and writing) every update until interrupted.
+    /// Keep printing (and writing) every accepted update until interrupted; a refused
+    /// update is logged and the last good kept, a lost or stalled stream reconnected.
     #[arg(long)]
     watch: bool,
     /// Without --watch: give up (exit 1) if no answer arrives within this time.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     timeout: Duration,
+    /// Give up on a server that does not complete a message within this time (it stalled),
+    /// and with --watch reconnect.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    message_timeout: Duration,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -116,32 +121,16 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         ServeCommand::Sds(args) => return run_sds(&args),
     };
     let ca = Arc::new(load_ca(&args.ca)?);
-    let td = ca.trust_domain().clone();
-    let root = ca.root().cloned().ok_or_else(|| {
-        Failure::refused(format!(
-            "{}: the root is unknown (no bundle.pem beside ca.pem)",
-            args.ca.display()
-        ))
-    })?;
-    let bundle = X509Bundle::from_authorities(td, [root]).map_err(Failure::refused)?;
-    let bundles: BundleSet = [bundle].into_iter().collect();
-    let mut api = WorkloadApiServer::new(bundles.clone());
-    let mut rotators = Vec::new();
+    let mut locals = Vec::new();
     for id in &args.ids {
-        let store = Arc::new(SvidStore::new());
-        rotators.push(Rotator::start(RotatorConfig {
-            id: id.clone(),
-            ttl: args.ttl,
-            policy: RotationPolicy::default(),
-            issuer: ca.clone(),
-            bundles: Arc::new(bundles.clone()),
-            algorithms: meshid::ring_algorithms(),
-            store: Arc::clone(&store),
-        }));
-        if store.wait_for_change(0, Duration::from_secs(10)) == 0 {
-            return Err(Failure::refused(format!("{id}: no SVID could be issued")));
-        }
-        api = api.with_svid(store);
+        locals.push(local_svid(&args.ca, Arc::clone(&ca), id, args.ttl)?);
+    }
+    let Some(first) = locals.first() else {
+        return Err(Failure::refused("no --id given"));
+    };
+    let mut api = WorkloadApiServer::new(first.bundles.clone());
+    for local in &locals {
+        api = api.with_svid(Arc::clone(&local.store));
     }
     println!(
         "serving {} on {}",
@@ -156,42 +145,27 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         interrupted().await;
         println!("stopping");
     }));
-    for r in rotators {
-        r.stop();
+    for local in locals {
+        local.rotator.stop();
     }
     served.map_err(Failure::refused)
 }
 
-/// A CA directory's rotating SVID for `id`, and its bundle set.
+/// A CA directory's rotating SVID for `id` (the library's [`LocalSvid`]), its failures
+/// worded for the operator.
 fn local_svid(
     dir: &Path,
+    ca: Arc<meshid::Authority>,
     id: &SpiffeId,
     ttl: Duration,
-) -> Result<(Arc<SvidStore>, BundleSet, Rotator), Failure> {
-    let ca = Arc::new(load_ca(dir)?);
-    let root = ca.root().cloned().ok_or_else(|| {
-        Failure::refused(format!(
+) -> Result<LocalSvid, Failure> {
+    LocalSvid::start(ca, id, ttl, meshid::ring_algorithms()).map_err(|e| match e {
+        LocalSvidError::UnknownRoot => Failure::refused(format!(
             "{}: the root is unknown (no bundle.pem beside ca.pem)",
             dir.display()
-        ))
-    })?;
-    let bundle = X509Bundle::from_authorities(ca.trust_domain().clone(), [root])
-        .map_err(Failure::refused)?;
-    let bundles: BundleSet = [bundle].into_iter().collect();
-    let store = Arc::new(SvidStore::new());
-    let rotator = Rotator::start(RotatorConfig {
-        id: id.clone(),
-        ttl,
-        policy: RotationPolicy::default(),
-        issuer: ca,
-        bundles: Arc::new(bundles.clone()),
-        algorithms: meshid::ring_algorithms(),
-        store: Arc::clone(&store),
-    });
-    if store.wait_for_change(0, Duration::from_secs(10)) == 0 {
-        return Err(Failure::refused(format!("{id}: no SVID could be issued")));
-    }
-    Ok((store, bundles, rotator))
+        )),
+        e => Failure::refused(e),
+    })
 }
 
 fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
@@ -200,10 +174,10 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
     let mut bridged = None;
     let feed = match (&args.ca, &args.id, &args.workload_api) {
         (Some(dir), Some(id), None) => {
-            let (store, bundles, r) = local_svid(dir, id, args.ttl)?;
-            rotator = Some(r);
+            let local = local_svid(dir, Arc::new(load_ca(dir)?), id, args.ttl)?;
+            rotator = Some(local.rotator);
             println!("serving SDS for {id} on {}", args.socket.display());
-            Feed::Store(store, bundles)
+            Feed::Store(local.store, local.bundles)
         }
         (None, _, Some(endpoint)) => {
             let endpoint = Endpoint::parse(endpoint).map_err(|e| Failure {
@@ -233,18 +207,9 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
     // Unimplemented) ends the server with exit 1, so a supervisor restarts or alerts,
     // instead of serving nothing once the held SVID expires.
     let source_stopped = async {
-        let Some(source) = &bridged else {
-            return std::future::pending::<String>().await;
-        };
-        let mut updates = source.updated();
-        loop {
-            let status = source.status();
-            if status.stopped {
-                return status.last_error.unwrap_or_default();
-            }
-            if updates.changed().await.is_err() {
-                return "the Workload API source ended".to_owned();
-            }
+        match &bridged {
+            Some(source) => source.stopped().await,
+            None => std::future::pending::<String>().await,
         }
     };
     let lost = std::sync::Mutex::new(None);
@@ -252,7 +217,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
         tokio::select! {
             () = interrupted() => println!("stopping"),
             why = source_stopped => {
-                eprintln!("meshid: the Workload API source stopped: {why}");
+                tracing::error!(reason = %why, "the Workload API source stopped; stopping SDS");
                 *lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
             }
         }
@@ -282,62 +247,151 @@ pub(crate) fn run_fetch(cmd: FetchCommand) -> Result<(), Failure> {
         code: 2,
         message: e.to_string(),
     })?;
+    let runtime = runtime()?;
+    if args.watch {
+        runtime.block_on(watch(&endpoint, &args))
+    } else {
+        runtime.block_on(fetch_once(&endpoint, &args))
+    }
+}
+
+/// The first message, accepted by the library's rule or refused with exit 1.
+async fn fetch_once(endpoint: &Endpoint, args: &FetchArgs) -> Result<(), Failure> {
     let timeout = args.timeout;
-    let watch = args.watch;
-    runtime()?.block_on(async {
-        // One signal listener for the whole run, so no SIGINT is lost between updates.
-        let interrupted = interrupted();
-        tokio::pin!(interrupted);
-        let first = async {
-            let mut client = WorkloadApiClient::connect(&endpoint)
-                .await
-                .map_err(Failure::refused)?;
-            client.watch_x509_contexts().await.map_err(Failure::refused)
-        };
-        let mut updates = if watch {
-            tokio::select! {
-                updates = first => updates?,
-                () = &mut interrupted => return Ok(()),
-            }
-        } else {
-            tokio::time::timeout(timeout, first).await.map_err(|_| {
-                Failure::refused(format!("no answer from {endpoint} within {timeout:?}"))
-            })??
-        };
-        loop {
-            let next = if watch {
-                tokio::select! {
-                    next = updates.next() => next,
-                    () = &mut interrupted => return Ok(()),
-                }
-            } else {
-                tokio::time::timeout(timeout, updates.next())
-                    .await
-                    .map_err(|_| {
-                        Failure::refused(format!("no answer from {endpoint} within {timeout:?}"))
-                    })?
-            };
-            let context = next
-                .ok_or_else(|| Failure::refused("the Workload API stream ended"))?
-                .map_err(Failure::refused)?;
-            if !show(&context)? {
-                return Ok(());
-            }
-            if let Some(dir) = &args.out_dir {
-                write(dir, &context)?;
-            }
-            if !watch {
-                return Ok(());
-            }
+    let first = async {
+        let mut client = WorkloadApiClient::connect(endpoint)
+            .await
+            .map_err(Failure::refused)?
+            .with_message_timeout(args.message_timeout);
+        let mut updates = client
+            .watch_x509_contexts()
+            .await
+            .map_err(Failure::refused)?;
+        Ok::<_, Failure>(updates.next().await)
+    };
+    let next = tokio::time::timeout(timeout, first)
+        .await
+        .map_err(|_| Failure::refused(format!("no answer from {endpoint} within {timeout:?}")))??;
+    let context = next
+        .ok_or_else(|| Failure::refused("the Workload API stream ended"))?
+        .map_err(Failure::refused)?;
+    let accepted = accept(&context).map_err(|e| {
+        Failure::refused(format!(
+            "refused the Workload API update (verify before accepting): {e}"
+        ))
+    })?;
+    if show(&accepted)? {
+        if let Some(dir) = &args.out_dir {
+            write(dir, accepted.context())?;
         }
-    })
+    }
+    Ok(())
+}
+
+fn accept(context: &X509Context) -> Result<AcceptedX509Context, WorkloadApiError> {
+    accept_x509_context(context, SystemTime::now(), meshid::ring_algorithms())
+}
+
+/// How a watched stream ended.
+enum Ended {
+    /// The connection or stream failed: reconnect, unless the error is final.
+    Lost(WorkloadApiError),
+    /// stdout is gone: stop quietly.
+    Quit,
+}
+
+/// Every accepted update printed (and written), until interrupted. A refused update is
+/// logged and leaves what was printed and written; a lost, failed or stalled stream is
+/// reconnected with backoff (capped by the life left of the SVID on disk), except after
+/// `InvalidArgument` or `Unimplemented` (exit 1).
+async fn watch(endpoint: &Endpoint, args: &FetchArgs) -> Result<(), Failure> {
+    // One signal listener for the whole run, so no SIGINT is lost between updates.
+    let interrupted = interrupted();
+    tokio::pin!(interrupted);
+    let mut reconnect = Reconnect::new(X509SourceOptions::default().backoff);
+    let mut held: Option<SystemTime> = None;
+    loop {
+        let ended = tokio::select! {
+            ended = watch_stream(endpoint, args, &mut reconnect, &mut held) => ended?,
+            () = &mut interrupted => return Ok(()),
+        };
+        let error = match ended {
+            Ended::Quit => return Ok(()),
+            Ended::Lost(error) => error,
+        };
+        if !error.is_retryable() {
+            return Err(Failure::refused(format!(
+                "the Workload API refused for good: {error}"
+            )));
+        }
+        let now = SystemTime::now();
+        if held.is_some_and(|until| until <= now) {
+            tracing::error!(%endpoint, "the SVID last written has expired and no acceptable update replaced it");
+            held = None;
+        }
+        let delay = reconnect.next_delay(held);
+        tracing::warn!(%endpoint, %error, retry_in = ?delay, "Workload API stream lost; keeping the last good SVID and reconnecting");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut interrupted => return Ok(()),
+        }
+    }
+}
+
+/// One connection of `fetch --watch`.
+async fn watch_stream(
+    endpoint: &Endpoint,
+    args: &FetchArgs,
+    reconnect: &mut Reconnect,
+    held: &mut Option<SystemTime>,
+) -> Result<Ended, Failure> {
+    let mut client = match WorkloadApiClient::connect(endpoint).await {
+        Ok(client) => client.with_message_timeout(args.message_timeout),
+        Err(e) => return Ok(Ended::Lost(e)),
+    };
+    let mut updates = match client.watch_x509_contexts().await {
+        Ok(updates) => updates,
+        Err(e) => return Ok(Ended::Lost(e)),
+    };
+    loop {
+        let context = match updates.next().await {
+            None => return Ok(Ended::Lost(WorkloadApiError::StreamEnded)),
+            Some(Err(
+                e @ (WorkloadApiError::Status(_)
+                | WorkloadApiError::Transport(_)
+                | WorkloadApiError::Stalled { .. }),
+            )) => return Ok(Ended::Lost(e)),
+            Some(Err(error)) => {
+                tracing::warn!(%endpoint, %error, "Workload API update refused; keeping the last good one");
+                continue;
+            }
+            Some(Ok(context)) => context,
+        };
+        let accepted = match accept(&context) {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%endpoint, %error, "Workload API update refused; keeping the last good one");
+                continue;
+            }
+        };
+        reconnect.reset();
+        *held = Some(accepted.default_valid_until());
+        if !show(&accepted)? {
+            return Ok(Ended::Quit);
+        }
+        if let Some(dir) = &args.out_dir {
+            write(dir, accepted.context())?;
+        }
+    }
 }
 
 /// One block per update: each SVID's ID, chain length and expiry, then the bundles.
-/// `Ok(false)` when stdout is gone (a closed pipe): stop quietly.
-fn show(context: &X509Context) -> Result<bool, Failure> {
+/// `Ok(false)` when stdout is gone (a closed pipe): stop quietly. What the server sent is
+/// escaped.
+fn show(accepted: &AcceptedX509Context) -> Result<bool, Failure> {
     use std::fmt::Write as _;
     use std::io::Write as _;
+    let context = accepted.context();
     let mut out = String::new();
     for svid in context.svids() {
         let not_after = CertificateInfo::from_der(svid.leaf())
@@ -345,15 +399,16 @@ fn show(context: &X509Context) -> Result<bool, Failure> {
             .unwrap_or_default();
         let _ = write!(
             out,
-            "svid {}\n  chain_length {}\n  not_after {not_after}\n",
-            svid.id(),
-            svid.chain().len()
+            "svid {}\n  chain_length {}\n  not_after {}\n",
+            shown(svid.id().as_str()),
+            svid.chain().len(),
+            shown(&not_after),
         );
     }
     let tds: Vec<String> = context
         .bundles()
         .iter()
-        .map(|b| b.trust_domain().to_string())
+        .map(|b| shown(b.trust_domain().as_ref()))
         .collect();
     let _ = writeln!(out, "bundles {}", tds.join(" "));
     let mut stdout = std::io::stdout().lock();

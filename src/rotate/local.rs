@@ -1,0 +1,110 @@
+//! [`LocalSvid`]: an SVID for one ID, issued and kept fresh by a local [`Authority`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::SignatureVerificationAlgorithm;
+use thiserror::Error;
+
+use super::{RotationPolicy, Rotator, RotatorConfig, SvidStore};
+use crate::{Authority, BundleError, BundleSet, SpiffeId, X509Bundle};
+
+/// Why a [`LocalSvid`] could not start.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum LocalSvidError {
+    /// The authority does not know its root (an intermediate loaded without its bundle), so
+    /// no bundle can be served beside its SVIDs.
+    #[error("the authority's root is unknown (an intermediate needs its bundle)")]
+    UnknownRoot,
+    /// The root does not make a bundle.
+    #[error("the authority's root: {0}")]
+    Bundle(#[from] BundleError),
+    /// No SVID was issued and verified in time.
+    #[error("{id}: no SVID could be issued within {waited:?}{}", last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    NotIssued {
+        /// The ID.
+        id: SpiffeId,
+        /// How long it waited.
+        waited: Duration,
+        /// The rotator's last error, if any.
+        last_error: Option<String>,
+    },
+}
+
+/// A rotating X509-SVID for one ID from a local [`Authority`]: the store that holds it, the
+/// bundle set of the authority's trust domain, and the [`Rotator`] that renews it (at about
+/// half of each SVID's lifetime, by [`RotationPolicy::default`]). What
+/// `meshid serve workload-api` and `meshid serve sds --ca` serve.
+///
+/// ```
+/// # #[cfg(feature = "ring")]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use meshid::{Authority, KeyType, LocalSvid, SpiffeId, SvidSource, TrustDomain};
+///
+/// let td = TrustDomain::new("example.org")?;
+/// let ca = Arc::new(Authority::new_root(td, Duration::from_secs(3600), KeyType::P256)?);
+/// let id = SpiffeId::new("spiffe://example.org/web")?;
+/// let local = LocalSvid::start(ca, &id, Duration::from_secs(60), meshid::ring_algorithms())?;
+/// assert_eq!(local.store.x509_svid().unwrap().id(), &id);
+/// local.rotator.stop();
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "ring"))]
+/// # fn main() {}
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct LocalSvid {
+    /// Where the current SVID is published.
+    pub store: Arc<SvidStore>,
+    /// The bundle of the authority's trust domain (its root).
+    pub bundles: BundleSet,
+    /// The renewal driver; stop it when done.
+    pub rotator: Rotator,
+}
+
+impl LocalSvid {
+    /// How long [`LocalSvid::start`] waits for the first SVID.
+    pub const FIRST_SVID_WITHIN: Duration = Duration::from_secs(10);
+
+    /// Starts renewing SVIDs for `id` with lifetime `ttl` from `ca`, each verified against
+    /// the authority's root with `algorithms` before it is published, and waits (at most
+    /// [`Self::FIRST_SVID_WITHIN`]) for the first.
+    pub fn start(
+        ca: Arc<Authority>,
+        id: &SpiffeId,
+        ttl: Duration,
+        algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
+    ) -> Result<Self, LocalSvidError> {
+        let root = ca.root().cloned().ok_or(LocalSvidError::UnknownRoot)?;
+        let bundle = X509Bundle::from_authorities(ca.trust_domain().clone(), [root])?;
+        let bundles: BundleSet = [bundle].into_iter().collect();
+        let store = Arc::new(SvidStore::new());
+        let rotator = Rotator::start(RotatorConfig {
+            id: id.clone(),
+            ttl,
+            policy: RotationPolicy::default(),
+            issuer: ca,
+            bundles: Arc::new(bundles.clone()),
+            algorithms,
+            store: Arc::clone(&store),
+        });
+        if store.wait_for_change(0, Self::FIRST_SVID_WITHIN) == 0 {
+            let last_error = rotator.status().last_error;
+            rotator.stop();
+            return Err(LocalSvidError::NotIssued {
+                id: id.clone(),
+                waited: Self::FIRST_SVID_WITHIN,
+                last_error,
+            });
+        }
+        Ok(Self {
+            store,
+            bundles,
+            rotator,
+        })
+    }
+}
