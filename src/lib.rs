@@ -92,6 +92,7 @@ pub mod sds;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "workload-api", feature = "sds"))))]
 pub mod serve;
 mod svid;
+pub mod time;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;

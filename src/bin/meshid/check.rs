@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use meshid::{BundleSet, CertificateInfo, SpiffeBundle, TrustDomain, X509Bundle};
 use rustls_pki_types::CertificateDer;
 
-use crate::files::{self, parse_rfc3339, Failure, Mode};
+use crate::files::{self, Failure, Mode};
 
 #[derive(Debug, Args)]
 pub(crate) struct VerifyArgs {
@@ -18,7 +18,7 @@ pub(crate) struct VerifyArgs {
     /// The chain to verify (PEM, leaf first).
     chain: PathBuf,
     /// Verify at this time (RFC 3339) instead of now.
-    #[arg(long, value_parser = parse_rfc3339)]
+    #[arg(long, value_parser = meshid::time::parse_rfc3339)]
     at: Option<SystemTime>,
 }
 

@@ -127,73 +127,6 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Parses an RFC 3339 timestamp (`2026-11-21T10:00:00Z`, optional fraction, `Z` or `±hh:mm`).
-pub(crate) fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
-    let bad = || format!("{s:?} is not an RFC 3339 time such as 2026-11-21T10:00:00Z");
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
-        s.get(r)
-            .filter(|t| t.bytes().all(|c| c.is_ascii_digit()))
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(bad)
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return Err(bad());
-    }
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6
-            && matches!(rest.as_bytes()[0], b'+' | b'-')
-            && rest.as_bytes()[3] == b':' =>
-        {
-            let h = rest[1..3].parse::<i64>().map_err(|_| bad())?;
-            let m = rest[4..6].parse::<i64>().map_err(|_| bad())?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (h * 3600 + m * 60)
-        }
-        _ => return Err(bad()),
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    u64::try_from(secs)
-        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
-        .map_err(|_| format!("{s:?} is before 1970"))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,25 +148,6 @@ mod tests {
             "1h30m",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn timestamps() {
-        let t = |s| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
-        assert_eq!(t("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(t("2000-03-01T00:00:00Z"), Ok(951_868_800));
-        assert_eq!(t("2026-11-21T10:00:00.123Z"), Ok(1_795_255_200));
-        assert_eq!(t("2026-11-21T12:00:00+02:00"), Ok(1_795_255_200));
-        for bad in [
-            "",
-            "2026-11-21",
-            "2026-13-01T00:00:00Z",
-            "2026-11-21T10:00:00",
-            "1969-12-31T23:59:59Z",
-            "2026-11-21T10:00:00.Z",
-        ] {
-            assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
     }
 }
