@@ -115,7 +115,7 @@ pub use pem::{certificates_to_pem, PemError};
 pub use rotate::{
     Changed, Issuer, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource, SvidStore,
 };
-pub use svid::{CertificateInfo, SvidError, X509Svid};
+pub use svid::{parse_certificates, CertificateInfo, SvidError, X509Svid};
 #[cfg(feature = "aws-lc-rs")]
 pub use verify::aws_lc_rs_algorithms;
 #[cfg(feature = "ring")]

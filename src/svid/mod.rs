@@ -1,9 +1,11 @@
 //! X509-SVIDs: a certificate chain that proves a SPIFFE ID, and its private key
 //! ([X509-SVID](https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md)).
 
+mod certs;
 mod inspect;
 pub(crate) mod profile;
 
+pub use certs::parse_certificates;
 pub use inspect::CertificateInfo;
 
 use std::fmt;

@@ -73,10 +73,7 @@ fn read_bundle(td: &TrustDomain, path: &Path) -> Result<X509Bundle, Failure> {
 /// Reads every certificate of a PEM or DER file.
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Failure> {
     let data = files::read(path)?;
-    // Loading as a bundle reads PEM or concatenated DER and checks each is a certificate.
-    let any = TrustDomain::new("inspect").map_err(Failure::refused)?;
-    X509Bundle::load(any, &data)
-        .map(|b| b.authorities().to_vec())
+    meshid::parse_certificates(&data)
         .map_err(|e| Failure::refused(format!("{}: {e}", path.display())))
 }
 
