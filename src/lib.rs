@@ -115,6 +115,8 @@ pub use pem::{certificates_to_pem, PemError};
 pub use rotate::{
     Changed, Issuer, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource, SvidStore,
 };
+#[cfg(unix)]
+pub use svid::{create_private_dir, DirError, SvidDir};
 pub use svid::{parse_certificates, CertificateInfo, SvidError, X509Svid};
 #[cfg(feature = "aws-lc-rs")]
 pub use verify::aws_lc_rs_algorithms;

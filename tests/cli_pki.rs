@@ -504,3 +504,178 @@ fn huge_ttls_are_refusals_never_panics() {
         ],
     ));
 }
+
+/// Runs meshid in `dir` under `sh -c` with `setup` (umask, ulimit, traps) first.
+#[cfg(unix)]
+fn meshid_sh(dir: &Path, setup: &str, args: &[&str]) -> Output {
+    Command::new("sh")
+        .current_dir(dir)
+        .arg("-c")
+        .arg(format!("{setup}; exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_meshid"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Item 4: while `issue` rewrites an SVID directory over and over, a reader opening
+/// svid.pem then svid.key never gets a certificate with another version's key (a read
+/// during which svid.pem changed is discarded, as a watching reader would), and only the
+/// current version is kept.
+#[cfg(unix)]
+#[test]
+fn a_reader_never_sees_a_new_certificate_with_the_old_key() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let d = scratch("atomic-set");
+    ok(&meshid(
+        &d,
+        &["ca", "init", "--trust-domain", "example.org", "--out", "ca"],
+    ));
+    let issue = [
+        "issue",
+        "--ca",
+        "ca",
+        "--id",
+        "spiffe://example.org/web",
+        "--out-dir",
+        "w",
+    ];
+    ok(&meshid(&d, &issue));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (done, w) = (Arc::clone(&done), d.join("w"));
+        std::thread::spawn(move || {
+            let mut pairs = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let (Ok(pem), Ok(key), Ok(again)) = (
+                    std::fs::read(w.join("svid.pem")),
+                    std::fs::read(w.join("svid.key")),
+                    std::fs::read(w.join("svid.pem")),
+                ) else {
+                    continue;
+                };
+                if pem == again && pairs.last() != Some(&(pem.clone(), key.clone())) {
+                    pairs.push((pem, key));
+                }
+            }
+            pairs
+        })
+    };
+    for _ in 0..40 {
+        ok(&meshid(&d, &issue));
+    }
+    done.store(true, Ordering::Relaxed);
+    let pairs = reader.join().unwrap();
+    assert!(pairs.len() > 1, "the reader saw {} versions", pairs.len());
+    let mismatched = pairs
+        .iter()
+        .filter(|(pem, key)| meshid::X509Svid::parse_pem(pem, key).is_err())
+        .count();
+    assert_eq!(
+        mismatched,
+        0,
+        "{mismatched} of {} pairs mismatched",
+        pairs.len()
+    );
+    // The public names stay; one version is kept.
+    let names: Vec<String> = std::fs::read_dir(d.join("w"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in ["svid.pem", "svid.key", "bundle.pem"] {
+        assert!(names.iter().any(|n| n == name), "{names:?}");
+    }
+    assert_eq!(
+        names.iter().filter(|n| n.starts_with("..v")).count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(mode(&d.join("w/svid.key")), 0o600);
+    ok(&meshid(
+        &d,
+        &[
+            "verify",
+            "--bundle",
+            "example.org=w/bundle.pem",
+            "w/svid.pem",
+        ],
+    ));
+}
+
+/// Item 5: under umask 000, CA and SVID directories are still 0700, and an existing
+/// directory others may write is refused, naming the problem.
+#[cfg(unix)]
+#[test]
+fn key_directories_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("umask");
+    ok(&meshid_sh(
+        &d,
+        "umask 000",
+        &["ca", "init", "--trust-domain", "example.org", "--out", "ca"],
+    ));
+    ok(&meshid_sh(
+        &d,
+        "umask 000",
+        &["ca", "intermediate", "--ca", "ca", "--out", "sub/int"],
+    ));
+    ok(&meshid_sh(
+        &d,
+        "umask 000",
+        &[
+            "issue",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/w",
+            "--out-dir",
+            "w",
+        ],
+    ));
+    for dir in ["ca", "sub", "sub/int", "w"] {
+        assert_eq!(mode(&d.join(dir)), 0o700, "{dir}");
+    }
+    for key in ["ca/ca.key", "sub/int/ca.key", "w/svid.key"] {
+        assert_eq!(mode(&d.join(key)), 0o600, "{key}");
+    }
+    for open in ["open-ca", "open-w"] {
+        std::fs::create_dir(d.join(open)).unwrap();
+        std::fs::set_permissions(d.join(open), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    for args in [
+        &[
+            "ca",
+            "init",
+            "--trust-domain",
+            "example.org",
+            "--out",
+            "open-ca",
+        ][..],
+        &["ca", "intermediate", "--ca", "ca", "--out", "open-ca"][..],
+        &[
+            "issue",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/w",
+            "--out-dir",
+            "open-w",
+        ][..],
+    ] {
+        let o = meshid(&d, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        assert!(
+            text(&o).contains("writable by other users (mode 0777)"),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
+    for open in ["open-ca", "open-w"] {
+        assert_eq!(
+            std::fs::read_dir(d.join(open)).unwrap().count(),
+            0,
+            "{open}"
+        );
+    }
+}

@@ -101,9 +101,19 @@ pub(crate) fn write(path: &Path, data: &[u8], mode: Mode) -> Result<(), Failure>
     Ok(())
 }
 
-/// Creates a directory (and its parents) if missing.
-pub(crate) fn create_dir(path: &Path) -> Result<(), Failure> {
-    std::fs::create_dir_all(path).map_err(|e| Failure::io(path, e))
+/// Creates a directory for keys (and its parents) with mode 0700 if missing; refuses an
+/// existing one that other users may write.
+pub(crate) fn private_dir(path: &Path) -> Result<(), Failure> {
+    meshid::create_private_dir(path).map_err(dir_failure)
+}
+
+/// A refusal (exit 1) for a directory that is unsafe or holds a bad SVID, an I/O error
+/// (exit 2) for the rest.
+pub(crate) fn dir_failure(e: meshid::DirError) -> Failure {
+    match e {
+        meshid::DirError::Io { path, source } => Failure::io(&path, source),
+        other => Failure::refused(other),
+    }
 }
 
 /// Parses `30s`, `10m`, `1h`, `24h`, `7d` (clap value parser: errors are usage errors).

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use meshid::{Authority, Csr, CsrBuilder, KeyPair, KeyType, SpiffeId, SvidRequest, TrustDomain};
+use meshid::{
+    Authority, Csr, CsrBuilder, KeyPair, KeyType, SpiffeId, SvidDir, SvidRequest, TrustDomain,
+};
 use rustls_pki_types::CertificateDer;
 
 use crate::files::{self, parse_duration, Failure, Mode};
@@ -103,7 +105,9 @@ pub(crate) struct IssueArgs {
     /// The SPIFFE ID to issue.
     #[arg(long)]
     id: SpiffeId,
-    /// Where to write svid.pem, svid.key (mode 0600) and bundle.pem.
+    /// Where to write svid.pem, svid.key (mode 0600) and bundle.pem, replaced together (a
+    /// new version directory and one symlink swap). Created with mode 0700; an existing
+    /// directory that other users may write is refused.
     #[arg(long)]
     out_dir: PathBuf,
     /// The SVID's lifetime (capped at the CA's).
@@ -204,22 +208,9 @@ pub(crate) fn run_issue(args: &IssueArgs) -> Result<(), Failure> {
         ))
     })?;
     let svid = ca.issue(&args.id, args.ttl).map_err(Failure::refused)?;
-    files::create_dir(&args.out_dir)?;
-    files::write(
-        &args.out_dir.join("svid.pem"),
-        svid.chain_pem().as_bytes(),
-        Mode::Public,
-    )?;
-    files::write(
-        &args.out_dir.join("svid.key"),
-        svid.key_pem().as_bytes(),
-        Mode::Secret,
-    )?;
-    files::write(
-        &args.out_dir.join("bundle.pem"),
-        chain_pem(&[root]).as_bytes(),
-        Mode::Public,
-    )?;
+    SvidDir::new(&args.out_dir)
+        .write(&svid, &[root])
+        .map_err(files::dir_failure)?;
     println!("issued {} to {}", svid.id(), args.out_dir.display());
     Ok(())
 }
@@ -248,7 +239,7 @@ fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
             )));
         }
     }
-    files::create_dir(dir)?;
+    files::private_dir(dir)?;
     let own: Vec<CertificateDer<'static>> = if ca.chain().is_empty() {
         vec![ca.certificate().clone()]
     } else {
