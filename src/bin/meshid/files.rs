@@ -1,5 +1,7 @@
 //! File and value handling shared by the subcommands: atomic writes (a refusal never leaves a
-//! partial file), key files with mode 0600, bounded reads, durations and timestamps.
+//! partial file), key files with mode 0600, private directories, sets of files published
+//! exclusively, bounded reads and durations. SVID directories and timestamps are the
+//! library's ([`meshid::SvidDir`], [`meshid::time`]).
 
 use std::fmt;
 use std::io::Write;
@@ -114,6 +116,66 @@ pub(crate) fn dir_failure(e: meshid::DirError) -> Failure {
         meshid::DirError::Io { path, source } => Failure::io(&path, source),
         other => Failure::refused(other),
     }
+}
+
+/// Why [`publish_new`] did not publish.
+pub(crate) enum Publish {
+    /// A file of the set already exists (another run published there, or an earlier one
+    /// was interrupted); nothing of ours is left.
+    Exists(PathBuf),
+    /// Anything else; nothing of ours is left.
+    Failed(Failure),
+}
+
+/// Publishes a set of new files into `dir`, never replacing one: all are written and
+/// synced in a private staging directory inside `dir`, then hard-linked into place in the
+/// order given (a link fails if the name exists, so of two runs only one can publish the
+/// first file). On any failure, what was published is removed again and the staging
+/// directory too, so nothing is left to block a retry. Put the file that makes the set
+/// usable (a key) last.
+pub(crate) fn publish_new(dir: &Path, set: &[(&str, &[u8], Mode)]) -> Result<(), Publish> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let staging = dir.join(format!(".staging-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| Publish::Failed(Failure::io(&staging, e)))?;
+    let mut published: Vec<(PathBuf, u64)> = Vec::new();
+    let result = (|| -> Result<(), Publish> {
+        for (name, data, mode) in set {
+            write(&staging.join(name), data, *mode).map_err(Publish::Failed)?;
+        }
+        for (name, _, _) in set {
+            let (from, to) = (staging.join(name), dir.join(name));
+            match std::fs::hard_link(&from, &to) {
+                Ok(()) => {
+                    let ino = std::fs::metadata(&from).map_or(0, |m| m.ino());
+                    published.push((to, ino));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Publish::Exists(to));
+                }
+                Err(e) => return Err(Publish::Failed(Failure::io(&to, e))),
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        // Only names that are still our own files are removed.
+        for (path, ino) in published.iter().rev() {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == *ino) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    result
 }
 
 /// Parses `30s`, `10m`, `1h`, `24h`, `7d` (clap value parser: errors are usage errors).

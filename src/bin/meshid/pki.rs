@@ -15,6 +15,10 @@ use crate::files::{self, parse_duration, Failure, Mode};
 #[derive(Debug, Subcommand)]
 pub(crate) enum CaCommand {
     /// Create a self-signed root CA: writes DIR/ca.pem and DIR/ca.key (mode 0600).
+    ///
+    /// DIR is created with mode 0700; an existing DIR that other users may write is refused.
+    /// The files are published exclusively, the key last: an existing CA is never
+    /// overwritten, and of two runs into one DIR only one succeeds.
     Init {
         /// The trust domain, such as example.org.
         #[arg(long)]
@@ -30,7 +34,9 @@ pub(crate) enum CaCommand {
         key_type: KeyTypeArg,
     },
     /// Create an intermediate CA below `--ca`: DIR2/ca.pem holds the chain up to, not
-    /// including, the root; DIR2/bundle.pem the root.
+    /// including, the root; DIR2/bundle.pem the root; DIR2/ca.key its key (mode 0600).
+    ///
+    /// DIR2 is created and published as by `ca init`.
     Intermediate {
         /// The parent CA's directory.
         #[arg(long)]
@@ -46,6 +52,11 @@ pub(crate) enum CaCommand {
         key_type: KeyTypeArg,
     },
     /// Sign a CSR: writes the chain (leaf first, root excluded) to CHAIN.
+    ///
+    /// The CA decides what it issues: the SPIFFE ID is --id or the CSR's (checked), and the
+    /// certificate carries the DNS names given with --dns and no others. DNS names the CSR
+    /// asks for are not granted (they are listed on standard error); wildcards such as
+    /// *.example.org are refused unless --allow-wildcard-dns is given.
     Sign {
         /// The CA's directory.
         #[arg(long)]
@@ -164,10 +175,12 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
             let data = files::read(&csr)?;
             let request = Csr::load(&data)
                 .map_err(|e| Failure::refused(format!("{}: {e}", csr.display())))?;
-            // The operator signing here decides; the DNS names the CSR asks for are granted.
-            let mut svid_request = SvidRequest::new().ttl(ttl);
-            for dns in request.dns_names() {
-                svid_request = svid_request.dns_name(dns.clone());
+            // The operator signing here decides: the DNS names are --dns, never the CSR's.
+            let mut svid_request = SvidRequest::new()
+                .ttl(ttl)
+                .allow_wildcard_dns(allow_wildcard_dns);
+            for name in &dns {
+                svid_request = svid_request.dns_name(name.clone());
             }
             if let Some(id) = id {
                 svid_request = svid_request.id(id);
@@ -233,10 +246,7 @@ pub(crate) fn load_ca(dir: &Path) -> Result<Authority, Failure> {
 fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
     for name in ["ca.key", "ca.pem", "bundle.pem"] {
         if dir.join(name).exists() {
-            return Err(Failure::refused(format!(
-                "{} already exists; refusing to overwrite a CA (choose another --out)",
-                dir.join(name).display()
-            )));
+            return Err(refuse(&dir.join(name)));
         }
     }
     files::private_dir(dir)?;
@@ -245,24 +255,21 @@ fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
     } else {
         ca.chain()
     };
-    files::write(
-        &dir.join("ca.key"),
-        key.to_pkcs8_pem().as_bytes(),
-        Mode::Secret,
-    )?;
-    files::write(
-        &dir.join("ca.pem"),
-        chain_pem(&own).as_bytes(),
-        Mode::Public,
-    )?;
-    if let (false, Some(root)) = (ca.chain().is_empty(), ca.root()) {
-        files::write(
-            &dir.join("bundle.pem"),
-            chain_pem(std::slice::from_ref(root)).as_bytes(),
-            Mode::Public,
-        )?;
+    let own = chain_pem(&own);
+    let bundle = match (ca.chain().is_empty(), ca.root()) {
+        (false, Some(root)) => Some(chain_pem(std::slice::from_ref(root))),
+        _ => None,
+    };
+    let key = key.to_pkcs8_pem();
+    let mut set: Vec<(&str, &[u8], Mode)> = vec![("ca.pem", own.as_bytes(), Mode::Public)];
+    if let Some(bundle) = &bundle {
+        set.push(("bundle.pem", bundle.as_bytes(), Mode::Public));
     }
-    Ok(())
+    set.push(("ca.key", key.as_bytes(), Mode::Secret));
+    files::publish_new(dir, &set).map_err(|e| match e {
+        files::Publish::Exists(path) => refuse(&path),
+        files::Publish::Failed(failure) => failure,
+    })
 }
 
 fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
