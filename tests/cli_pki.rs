@@ -222,6 +222,7 @@ fn csr_and_ca_sign() {
         &d,
         &[
             "ca", "sign", "--ca", "ca", "--csr", "db.csr", "--out", "db.pem", "--ttl", "5m",
+            "--dns", "db.local",
         ],
     ));
     let o = meshid(&d, &["inspect", "db.pem"]);
@@ -787,5 +788,70 @@ fn key_directories_are_private_whatever_the_umask() {
             0,
             "{open}"
         );
+    }
+}
+
+/// Item 6: `ca sign` grants the DNS names the operator names with --dns, none of the
+/// CSR's by themselves, and wildcards only with --allow-wildcard-dns.
+#[test]
+fn ca_sign_grants_only_the_dns_names_the_operator_names() {
+    let d = scratch("dns");
+    ok(&meshid(
+        &d,
+        &["ca", "init", "--trust-domain", "example.org", "--out", "ca"],
+    ));
+    ok(&meshid(
+        &d,
+        &[
+            "csr",
+            "--id",
+            "spiffe://example.org/web",
+            "--key-out",
+            "web.key",
+            "--out",
+            "web.csr",
+            "--dns",
+            "web.example.org",
+            "--dns",
+            "*.google.com",
+        ],
+    ));
+    let sign = |out: &str, extra: &[&str]| {
+        let mut args = vec!["ca", "sign", "--ca", "ca", "--csr", "web.csr", "--out", out];
+        args.extend(extra);
+        meshid(&d, &args)
+    };
+    let dns_of = |file: &str| -> Vec<String> {
+        let pem = std::fs::read(d.join(file)).unwrap();
+        let certs = meshid::parse_certificates(&pem).unwrap();
+        meshid::CertificateInfo::from_der(&certs[0])
+            .unwrap()
+            .dns_names()
+            .to_vec()
+    };
+    let o = sign("none.pem", &[]);
+    ok(&o);
+    assert_eq!(dns_of("none.pem"), Vec::<String>::new());
+    assert!(text(&o).contains("not granted"), "{}", text(&o));
+    assert!(text(&o).contains("*.google.com"), "{}", text(&o));
+
+    ok(&sign("one.pem", &["--dns", "a.example.org"]));
+    assert_eq!(dns_of("one.pem"), ["a.example.org"]);
+
+    let o = sign("wild.pem", &["--dns", "*.example.org"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("--allow-wildcard-dns"), "{}", text(&o));
+    assert!(!d.join("wild.pem").exists());
+    ok(&sign(
+        "wild.pem",
+        &["--dns", "*.example.org", "--allow-wildcard-dns"],
+    ));
+    assert_eq!(dns_of("wild.pem"), ["*.example.org"]);
+
+    let o = meshid(&d, &["ca", "sign", "--help"]);
+    ok(&o);
+    let help = text(&o);
+    for words in ["--dns <NAME>", "--allow-wildcard-dns", "never granted"] {
+        assert!(help.contains(words), "{words}: {help}");
     }
 }

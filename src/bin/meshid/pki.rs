@@ -74,6 +74,13 @@ pub(crate) enum CaCommand {
         /// checks, when this is absent).
         #[arg(long)]
         id: Option<SpiffeId>,
+        /// A DNS SAN to put in the certificate (repeatable); the CSR's own DNS names are
+        /// never granted without it.
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// Allow wildcard DNS names (*.example.org) in --dns; refused without it.
+        #[arg(long)]
+        allow_wildcard_dns: bool,
     },
 }
 
@@ -170,6 +177,8 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
             out,
             ttl,
             id,
+            dns,
+            allow_wildcard_dns,
         } => {
             let authority = load_ca(&ca)?;
             let data = files::read(&csr)?;
@@ -187,7 +196,24 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
             }
             let chain = authority
                 .sign_csr(&request, &svid_request)
-                .map_err(Failure::refused)?;
+                .map_err(|e| match e {
+                    meshid::CaError::WildcardDnsName { name } => Failure::refused(format!(
+                        "wildcard DNS name {name:?} refused: give --allow-wildcard-dns to issue wildcards"
+                    )),
+                    e => Failure::refused(e),
+                })?;
+            let ungranted: Vec<&str> = request
+                .dns_names()
+                .iter()
+                .filter(|n| !dns.contains(n))
+                .map(String::as_str)
+                .collect();
+            if !ungranted.is_empty() {
+                eprintln!(
+                    "meshid: not granted: DNS names the CSR asked for ({}); name them with --dns",
+                    ungranted.join(", ").escape_debug()
+                );
+            }
             files::write(&out, chain_pem(&chain).as_bytes(), Mode::Public)?;
             println!(
                 "signed: chain of {} written to {}",
@@ -241,9 +267,25 @@ pub(crate) fn load_ca(dir: &Path) -> Result<Authority, Failure> {
 }
 
 /// Writes DIR/ca.pem (this CA and its issuers, root excluded unless this is the root),
-/// DIR/ca.key, and DIR/bundle.pem (the root) for an intermediate. Refuses a directory that
-/// already holds CA files: a CA key is never overwritten.
+/// DIR/bundle.pem (the root) for an intermediate, and DIR/ca.key last. DIR is private
+/// (0700, refused when others may write it). The files are published exclusively: a CA is
+/// never overwritten, of two runs into one DIR exactly one succeeds, and a failed run
+/// leaves nothing behind.
 fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
+    let refuse = |path: &Path| {
+        let partial = !dir.join("ca.key").exists();
+        Failure::refused(if partial {
+            format!(
+                "{} already exists without ca.key (an interrupted or concurrent run?); refusing to overwrite a CA (remove it or choose another --out)",
+                path.display()
+            )
+        } else {
+            format!(
+                "{} already exists; refusing to overwrite a CA (choose another --out)",
+                path.display()
+            )
+        })
+    };
     for name in ["ca.key", "ca.pem", "bundle.pem"] {
         if dir.join(name).exists() {
             return Err(refuse(&dir.join(name)));
