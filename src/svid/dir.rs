@@ -139,7 +139,9 @@ pub fn create_private_dir(path: &Path) -> Result<(), DirError> {
 /// ```
 ///
 /// Each write fills a new version directory, then swaps the `..data` symlink with one
-/// rename, then removes the older versions. At every instant the three public names resolve
+/// rename, then removes the older versions but the one just replaced, which stays until the
+/// next write for readers whose path lookup went through `..data` just before the swap.
+/// At every instant the three public names resolve
 /// into one version: no reader opening `DIR/svid.pem` sees a certificate whose key is not
 /// the one `DIR/svid.key` resolves to at that moment.
 ///
@@ -193,7 +195,8 @@ impl SvidDir {
     /// write it. The new files are written and synced in a fresh version directory, the
     /// `..data` symlink is swapped to it with one rename, the public names are made links
     /// through `..data` (replacing plain files an older writer left, once), and the older
-    /// versions are removed. On error the current version is left as it was.
+    /// versions are removed but the one just replaced. On error the current version is left
+    /// as it was.
     pub fn write(&self, svid: &X509Svid, bundle: &[CertificateDer<'_>]) -> Result<(), DirError> {
         let chain = svid.chain_pem();
         let key = svid.key_pem();
@@ -201,6 +204,7 @@ impl SvidDir {
         create_private_dir(&self.path)?;
 
         let (name, version) = self.new_version()?;
+        let previous = fs::read_link(self.path.join(DATA)).ok();
         let written = (|| {
             write_new(&version.join(SVID_FILE), chain.as_bytes(), 0o644)?;
             write_new(&version.join(KEY_FILE), key.as_bytes(), 0o600)?;
@@ -216,7 +220,11 @@ impl SvidDir {
             self.link_public(file)?;
         }
         sync_dir(&self.path);
-        self.remove_old_versions(&name);
+        let previous = previous
+            .as_deref()
+            .and_then(Path::to_str)
+            .unwrap_or_default();
+        self.remove_old_versions(&[&name, previous]);
         Ok(())
     }
 
@@ -301,9 +309,9 @@ impl SvidDir {
         })
     }
 
-    /// Removes every version directory but `current`. Best effort: the new version is
-    /// already published, and the next write tries again.
-    fn remove_old_versions(&self, current: &str) {
+    /// Removes every version directory but those named in `keep`. Best effort: the new
+    /// version is already published, and the next write tries again.
+    fn remove_old_versions(&self, keep: &[&str]) {
         let Ok(entries) = fs::read_dir(&self.path) else {
             return;
         };
@@ -313,7 +321,7 @@ impl SvidDir {
             let ours = name
                 .strip_prefix("..v")
                 .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
-            if ours && name != current && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if ours && !keep.contains(&name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
