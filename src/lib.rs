@@ -92,6 +92,7 @@ pub mod sds;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "workload-api", feature = "sds"))))]
 pub mod serve;
 mod svid;
+pub mod time;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
@@ -116,7 +117,9 @@ pub use rotate::{
 };
 #[cfg(feature = "ca")]
 pub use rotate::{LocalSvid, LocalSvidError};
-pub use svid::{CertificateInfo, SvidError, X509Svid};
+#[cfg(unix)]
+pub use svid::{create_private_dir, DirError, SvidDir};
+pub use svid::{parse_certificates, CertificateInfo, SvidError, X509Svid};
 #[cfg(feature = "aws-lc-rs")]
 pub use verify::aws_lc_rs_algorithms;
 #[cfg(feature = "ring")]

@@ -18,6 +18,7 @@ use thiserror::Error;
 use webpki::{EndEntityCert, KeyUsage};
 
 use crate::svid::profile::{self, CertView, RootFault};
+use crate::time::Rfc3339;
 use crate::{BundleSource, SpiffeId, SvidError, TrustDomain};
 
 /// Why a chain was not accepted as an X509-SVID.
@@ -381,33 +382,6 @@ pub fn aws_lc_rs_algorithms() -> &'static [&'static dyn SignatureVerificationAlg
     ALGS
 }
 
-/// Shows a time as RFC 3339 UTC, to the second.
-struct Rfc3339(SystemTime);
-
-impl std::fmt::Display for Rfc3339 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let secs = self.0.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        // Howard Hinnant's civil_from_days, for days since 1970-01-01.
-        let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        write!(
-            f,
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
-    }
-}
-
 fn to_system_time(t: UnixTime) -> SystemTime {
     UNIX_EPOCH + std::time::Duration::from_secs(t.as_secs())
 }
@@ -445,26 +419,5 @@ fn map_webpki(e: webpki::Error) -> VerifyError {
             VerifyError::ExtendedKeyUsage
         }
         other => VerifyError::Path(other),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn times_show_as_rfc3339() {
-        let at = |s| UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(Rfc3339(at(0)).to_string(), "1970-01-01T00:00:00Z");
-        assert_eq!(Rfc3339(at(951_868_800)).to_string(), "2000-03-01T00:00:00Z");
-        assert_eq!(
-            Rfc3339(at(1_795_255_201)).to_string(),
-            "2026-11-21T10:00:01Z"
-        );
-        assert_eq!(
-            Rfc3339(at(4_107_542_399)).to_string(),
-            "2100-02-28T23:59:59Z"
-        );
     }
 }

@@ -463,3 +463,74 @@ fn what_the_server_sends_is_printed_escaped() {
         assert!(output.contains("\\u{202e}gnp.exe"), "{output}");
     }
 }
+
+/// `fetch x509 --watch --out-dir` publishes each rotation as one set, in a directory that
+/// is 0700 whatever the umask; a directory others may write is refused.
+#[test]
+fn fetch_watch_out_dir_replaces_the_files_as_a_set() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("watch-dir");
+    let dir = &scratch.0;
+    let socket = dir.join("api.sock");
+    let _server = serve(dir, &socket, &["--ttl", "2s"]);
+    let endpoint = format!("unix://{}", socket.display());
+
+    std::fs::create_dir(dir.join("open")).unwrap();
+    std::fs::set_permissions(dir.join("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = meshid(
+        dir,
+        &["fetch", "x509", "--socket", &endpoint, "--out-dir", "open"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("writable by other users (mode 0777)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_dir(dir.join("open")).unwrap().count(), 0);
+
+    let _watch = Serving(
+        Command::new("sh")
+            .current_dir(dir)
+            .args(["-c", "umask 000; exec \"$0\" \"$@\"", MESHID])
+            .args(["fetch", "x509", "--watch", "--out-dir", "got", "--socket"])
+            .arg(&endpoint)
+            .env_remove("SPIFFE_ENDPOINT_SOCKET")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let got = dir.join("got");
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < deadline {
+        let (Ok(pem), Ok(key), Ok(again)) = (
+            std::fs::read(got.join("svid.pem")),
+            std::fs::read(got.join("svid.key")),
+            std::fs::read(got.join("svid.pem")),
+        ) else {
+            continue;
+        };
+        if pem == again && pairs.last().is_none_or(|(p, k)| *p != pem || *k != key) {
+            pairs.push((pem, key));
+        }
+    }
+    assert!(pairs.len() >= 2, "saw {} versions", pairs.len());
+    for (pem, key) in &pairs {
+        meshid::X509Svid::parse_pem(pem, key).expect("a certificate with its own key");
+    }
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&got), 0o700);
+    assert_eq!(mode(&got.join("svid.key")), 0o600);
+    let versions = std::fs::read_dir(&got)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("..v")
+        })
+        .count();
+    assert!(versions <= 3, "{versions} versions kept"); // two, or three mid-write
+}

@@ -19,13 +19,43 @@ use crate::{KeyType, SpiffeId, TrustDomain, X509Svid};
 /// The default lifetime of an issued X509-SVID (as SPIRE).
 pub const DEFAULT_SVID_TTL: Duration = Duration::from_secs(3600);
 
-/// What an [`Authority`] is asked to issue for a CSR: the ID it decided on (or none, to use
-/// the CSR's after the authority's checks), the lifetime, and extra DNS SANs.
+/// What an [`Authority`] decided to issue for a CSR: the ID (or none, to use the CSR's after
+/// the authority's checks), the lifetime, and the DNS SANs.
+///
+/// The certificate carries the DNS names of this request and no others: the DNS names a
+/// CSR asks for are never granted by themselves (an X509-SVID's identities come from the
+/// CA's authorization decision, not from the request). Wildcard names such as
+/// `*.example.org` are refused unless [`allow_wildcard_dns`](Self::allow_wildcard_dns) says
+/// otherwise.
+///
+/// ```
+/// use std::time::Duration;
+/// use meshid::{Authority, CaError, CertificateInfo, CsrBuilder, KeyPair, KeyType, SpiffeId, SvidRequest, TrustDomain};
+///
+/// let ca = Authority::new_root(TrustDomain::new("example.org")?, Duration::from_secs(3600), KeyType::P256)?;
+/// let key = KeyPair::generate(KeyType::P256)?;
+/// let csr = CsrBuilder::new(SpiffeId::new("spiffe://example.org/web")?)
+///     .dns_name("*.google.com")
+///     .build(&key)?;
+///
+/// // Nothing the CSR asks for is granted unless the request names it.
+/// let chain = ca.sign_csr(&csr, &SvidRequest::new())?;
+/// assert!(CertificateInfo::from_der(&chain[0])?.dns_names().is_empty());
+///
+/// let chain = ca.sign_csr(&csr, &SvidRequest::new().dns_name("web.example.org"))?;
+/// assert_eq!(CertificateInfo::from_der(&chain[0])?.dns_names(), ["web.example.org"]);
+///
+/// let wildcard = SvidRequest::new().dns_name("*.example.org");
+/// assert!(matches!(ca.sign_csr(&csr, &wildcard), Err(CaError::WildcardDnsName { .. })));
+/// assert!(ca.sign_csr(&csr, &wildcard.allow_wildcard_dns(true)).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SvidRequest {
     id: Option<SpiffeId>,
     ttl: Duration,
     dns_names: Vec<String>,
+    allow_wildcard_dns: bool,
 }
 
 impl Default for SvidRequest {
@@ -34,6 +64,7 @@ impl Default for SvidRequest {
             id: None,
             ttl: DEFAULT_SVID_TTL,
             dns_names: Vec::new(),
+            allow_wildcard_dns: false,
         }
     }
 }
@@ -58,10 +89,20 @@ impl SvidRequest {
         self
     }
 
-    /// Adds a DNS SAN.
+    /// Adds a DNS SAN: the authority's decision, whatever the CSR asks. A wildcard
+    /// (`*.example.org`) is refused at signing unless allowed by
+    /// [`allow_wildcard_dns`](Self::allow_wildcard_dns).
     #[must_use]
     pub fn dns_name(mut self, name: impl Into<String>) -> Self {
         self.dns_names.push(name.into());
+        self
+    }
+
+    /// Whether wildcard DNS SANs (`*.example.org`) may be issued; they are refused by
+    /// default, since one certificate would then answer for every host of the domain.
+    #[must_use]
+    pub fn allow_wildcard_dns(mut self, allow: bool) -> Self {
+        self.allow_wildcard_dns = allow;
         self
     }
 }
@@ -270,8 +311,10 @@ impl Authority {
 
     /// Signs a CSR. The ID is `request`'s when it names one (the authority's decision),
     /// else the CSR's; either way it must belong to this trust domain and have a path, and a
-    /// CSR asking for more than one URI SAN is refused. Returns the chain, leaf first, root
-    /// excluded.
+    /// CSR asking for more than one URI SAN is refused. The DNS SANs are `request`'s only:
+    /// those the CSR asks for are not granted unless `request` names them, and a wildcard
+    /// is refused unless `request` allows it ([`CaError::WildcardDnsName`]). Returns the
+    /// chain, leaf first, root excluded.
     pub fn sign_csr(
         &self,
         csr: &Csr,
@@ -288,6 +331,11 @@ impl Authority {
             .or(csr.spiffe_id())
             .ok_or(CaError::NoSpiffeId)?;
         self.check_id(id)?;
+        if !request.allow_wildcard_dns {
+            if let Some(name) = request.dns_names.iter().find(|n| n.starts_with('*')) {
+                return Err(CaError::WildcardDnsName { name: name.clone() });
+            }
+        }
         self.sign(id, &request.dns_names, csr.public_key_der(), request.ttl)
     }
 

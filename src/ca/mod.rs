@@ -64,6 +64,14 @@ pub enum CaError {
     /// A DNS name is not a valid host name.
     #[error("DNS name is not a valid host name (RFC 5280 §4.2.1.6, RFC 1123)")]
     BadDnsName,
+    /// A wildcard DNS SAN was asked for and the request does not allow wildcards.
+    #[error(
+        "wildcard DNS name {name:?} refused: wildcards are issued only when explicitly allowed"
+    )]
+    WildcardDnsName {
+        /// The name refused.
+        name: String,
+    },
     /// The CSR is not valid DER PKCS#10 (RFC 2986), or holds no request.
     #[error("CSR is malformed (not DER PKCS#10, RFC 2986)")]
     MalformedCsr,

@@ -7,6 +7,7 @@ use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, SubjectAltName};
 
 use super::{profile, SvidError};
+use crate::time::Rfc3339;
 use crate::{KeyType, SpiffeId};
 
 /// The fields of one certificate that matter for SPIFFE, read without judging it.
@@ -64,15 +65,17 @@ impl CertificateInfo {
             profile::check_signing(&profile::CertView::of(&cert, 0)).err()
         };
         let validity = tbs.validity();
+        let not_before = validity.not_before.to_system_time();
+        let not_after = validity.not_after.to_system_time();
         Ok(Self {
             spiffe_id,
             uri_sans,
             dns_names,
             is_ca,
-            not_before: validity.not_before.to_system_time(),
-            not_after: validity.not_after.to_system_time(),
-            not_before_text: validity.not_before.to_string(),
-            not_after_text: validity.not_after.to_string(),
+            not_before,
+            not_after,
+            not_before_text: Rfc3339(not_before).to_string(),
+            not_after_text: Rfc3339(not_after).to_string(),
             key_type: KeyType::of_spki(tbs.subject_public_key_info()),
             serial_hex: hex(tbs.serial_number().as_bytes()),
             issuer: tbs.issuer().to_string(),

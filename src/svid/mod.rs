@@ -1,9 +1,15 @@
 //! X509-SVIDs: a certificate chain that proves a SPIFFE ID, and its private key
 //! ([X509-SVID](https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md)).
 
+mod certs;
+#[cfg(unix)]
+mod dir;
 mod inspect;
 pub(crate) mod profile;
 
+pub use certs::parse_certificates;
+#[cfg(unix)]
+pub use dir::{create_private_dir, DirError, SvidDir};
 pub use inspect::CertificateInfo;
 
 use std::fmt;

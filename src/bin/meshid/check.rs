@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use meshid::{BundleSet, CertificateInfo, SpiffeBundle, TrustDomain, X509Bundle};
 use rustls_pki_types::CertificateDer;
 
-use crate::files::{self, parse_rfc3339, Failure, Mode};
+use crate::files::{self, Failure, Mode};
 use crate::lines::shown;
 
 #[derive(Debug, Args)]
@@ -19,7 +19,7 @@ pub(crate) struct VerifyArgs {
     /// The chain to verify (PEM, leaf first).
     chain: PathBuf,
     /// Verify at this time (RFC 3339) instead of now.
-    #[arg(long, value_parser = parse_rfc3339)]
+    #[arg(long, value_parser = meshid::time::parse_rfc3339)]
     at: Option<SystemTime>,
 }
 
@@ -74,10 +74,7 @@ fn read_bundle(td: &TrustDomain, path: &Path) -> Result<X509Bundle, Failure> {
 /// Reads every certificate of a PEM or DER file.
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Failure> {
     let data = files::read(path)?;
-    // Loading as a bundle reads PEM or concatenated DER and checks each is a certificate.
-    let any = TrustDomain::new("inspect").map_err(Failure::refused)?;
-    X509Bundle::load(any, &data)
-        .map(|b| b.authorities().to_vec())
+    meshid::parse_certificates(&data)
         .map_err(|e| Failure::refused(format!("{}: {e}", path.display())))
 }
 

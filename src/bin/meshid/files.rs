@@ -1,5 +1,7 @@
 //! File and value handling shared by the subcommands: atomic writes (a refusal never leaves a
-//! partial file), key files with mode 0600, bounded reads, durations and timestamps.
+//! partial file), key files with mode 0600, private directories, sets of files published
+//! exclusively, bounded reads and durations. SVID directories and timestamps are the
+//! library's ([`meshid::SvidDir`], [`meshid::time`]).
 
 use std::fmt;
 use std::io::Write;
@@ -101,9 +103,79 @@ pub(crate) fn write(path: &Path, data: &[u8], mode: Mode) -> Result<(), Failure>
     Ok(())
 }
 
-/// Creates a directory (and its parents) if missing.
-pub(crate) fn create_dir(path: &Path) -> Result<(), Failure> {
-    std::fs::create_dir_all(path).map_err(|e| Failure::io(path, e))
+/// Creates a directory for keys (and its parents) with mode 0700 if missing; refuses an
+/// existing one that other users may write.
+pub(crate) fn private_dir(path: &Path) -> Result<(), Failure> {
+    meshid::create_private_dir(path).map_err(dir_failure)
+}
+
+/// A refusal (exit 1) for a directory that is unsafe or holds a bad SVID, an I/O error
+/// (exit 2) for the rest.
+pub(crate) fn dir_failure(e: meshid::DirError) -> Failure {
+    match e {
+        meshid::DirError::Io { path, source } => Failure::io(&path, source),
+        other => Failure::refused(other),
+    }
+}
+
+/// Why [`publish_new`] did not publish.
+pub(crate) enum Publish {
+    /// A file of the set already exists (another run published there, or an earlier one
+    /// was interrupted); nothing of ours is left.
+    Exists(PathBuf),
+    /// Anything else; nothing of ours is left.
+    Failed(Failure),
+}
+
+/// Publishes a set of new files into `dir`, never replacing one: all are written and
+/// synced in a private staging directory inside `dir`, then hard-linked into place in the
+/// order given (a link fails if the name exists, so of two runs only one can publish the
+/// first file). On any failure, what was published is removed again and the staging
+/// directory too, so nothing is left to block a retry. Put the file that makes the set
+/// usable (a key) last.
+pub(crate) fn publish_new(dir: &Path, set: &[(&str, &[u8], Mode)]) -> Result<(), Publish> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let staging = dir.join(format!(".staging-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| Publish::Failed(Failure::io(&staging, e)))?;
+    let mut published: Vec<(PathBuf, u64)> = Vec::new();
+    let result = (|| -> Result<(), Publish> {
+        for (name, data, mode) in set {
+            write(&staging.join(name), data, *mode).map_err(Publish::Failed)?;
+        }
+        for (name, _, _) in set {
+            let (from, to) = (staging.join(name), dir.join(name));
+            match std::fs::hard_link(&from, &to) {
+                Ok(()) => {
+                    let ino = std::fs::metadata(&from).map_or(0, |m| m.ino());
+                    published.push((to, ino));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Publish::Exists(to));
+                }
+                Err(e) => return Err(Publish::Failed(Failure::io(&to, e))),
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        // Only names that are still our own files are removed.
+        for (path, ino) in published.iter().rev() {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == *ino) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    result
 }
 
 /// Parses `30s`, `10m`, `1h`, `24h`, `7d` (clap value parser: errors are usage errors).
@@ -127,73 +199,6 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Parses an RFC 3339 timestamp (`2026-11-21T10:00:00Z`, optional fraction, `Z` or `±hh:mm`).
-pub(crate) fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
-    let bad = || format!("{s:?} is not an RFC 3339 time such as 2026-11-21T10:00:00Z");
-    let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return Err(bad());
-    }
-    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
-        s.get(r)
-            .filter(|t| t.bytes().all(|c| c.is_ascii_digit()))
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(bad)
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return Err(bad());
-    }
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        rest = &frac[digits..];
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6
-            && matches!(rest.as_bytes()[0], b'+' | b'-')
-            && rest.as_bytes()[3] == b':' =>
-        {
-            let h = rest[1..3].parse::<i64>().map_err(|_| bad())?;
-            let m = rest[4..6].parse::<i64>().map_err(|_| bad())?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (h * 3600 + m * 60)
-        }
-        _ => return Err(bad()),
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    u64::try_from(secs)
-        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
-        .map_err(|_| format!("{s:?} is before 1970"))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,25 +220,6 @@ mod tests {
             "1h30m",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn timestamps() {
-        let t = |s| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
-        assert_eq!(t("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(t("2000-03-01T00:00:00Z"), Ok(951_868_800));
-        assert_eq!(t("2026-11-21T10:00:00.123Z"), Ok(1_795_255_200));
-        assert_eq!(t("2026-11-21T12:00:00+02:00"), Ok(1_795_255_200));
-        for bad in [
-            "",
-            "2026-11-21",
-            "2026-13-01T00:00:00Z",
-            "2026-11-21T10:00:00",
-            "1969-12-31T23:59:59Z",
-            "2026-11-21T10:00:00.Z",
-        ] {
-            assert!(parse_rfc3339(bad).is_err(), "{bad}");
         }
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use meshid::{Authority, Csr, CsrBuilder, KeyPair, KeyType, SpiffeId, SvidRequest, TrustDomain};
+use meshid::{
+    Authority, Csr, CsrBuilder, KeyPair, KeyType, SpiffeId, SvidDir, SvidRequest, TrustDomain,
+};
 use rustls_pki_types::CertificateDer;
 
 use crate::files::{self, parse_duration, Failure, Mode};
@@ -13,6 +15,10 @@ use crate::files::{self, parse_duration, Failure, Mode};
 #[derive(Debug, Subcommand)]
 pub(crate) enum CaCommand {
     /// Create a self-signed root CA: writes DIR/ca.pem and DIR/ca.key (mode 0600).
+    ///
+    /// DIR is created with mode 0700; an existing DIR that other users may write is refused.
+    /// The files are published exclusively, the key last: an existing CA is never
+    /// overwritten, and of two runs into one DIR only one succeeds.
     Init {
         /// The trust domain, such as example.org.
         #[arg(long)]
@@ -28,7 +34,9 @@ pub(crate) enum CaCommand {
         key_type: KeyTypeArg,
     },
     /// Create an intermediate CA below `--ca`: DIR2/ca.pem holds the chain up to, not
-    /// including, the root; DIR2/bundle.pem the root.
+    /// including, the root; DIR2/bundle.pem the root; DIR2/ca.key its key (mode 0600).
+    ///
+    /// DIR2 is created and published as by `ca init`.
     Intermediate {
         /// The parent CA's directory.
         #[arg(long)]
@@ -44,6 +52,11 @@ pub(crate) enum CaCommand {
         key_type: KeyTypeArg,
     },
     /// Sign a CSR: writes the chain (leaf first, root excluded) to CHAIN.
+    ///
+    /// The CA decides what it issues: the SPIFFE ID is --id or the CSR's (checked), and the
+    /// certificate carries the DNS names given with --dns and no others. DNS names the CSR
+    /// asks for are not granted (they are listed on standard error); wildcards such as
+    /// *.example.org are refused unless --allow-wildcard-dns is given.
     Sign {
         /// The CA's directory.
         #[arg(long)]
@@ -61,6 +74,13 @@ pub(crate) enum CaCommand {
         /// checks, when this is absent).
         #[arg(long)]
         id: Option<SpiffeId>,
+        /// A DNS SAN to put in the certificate (repeatable); the CSR's own DNS names are
+        /// never granted without it.
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// Allow wildcard DNS names (*.example.org) in --dns; refused without it.
+        #[arg(long)]
+        allow_wildcard_dns: bool,
     },
 }
 
@@ -103,7 +123,9 @@ pub(crate) struct IssueArgs {
     /// The SPIFFE ID to issue.
     #[arg(long)]
     id: SpiffeId,
-    /// Where to write svid.pem, svid.key (mode 0600) and bundle.pem.
+    /// Where to write svid.pem, svid.key (mode 0600) and bundle.pem, replaced together (a
+    /// new version directory and one symlink swap). Created with mode 0700; an existing
+    /// directory that other users may write is refused.
     #[arg(long)]
     out_dir: PathBuf,
     /// The SVID's lifetime (capped at the CA's).
@@ -155,22 +177,43 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
             out,
             ttl,
             id,
+            dns,
+            allow_wildcard_dns,
         } => {
             let authority = load_ca(&ca)?;
             let data = files::read(&csr)?;
             let request = Csr::load(&data)
                 .map_err(|e| Failure::refused(format!("{}: {e}", csr.display())))?;
-            // The operator signing here decides; the DNS names the CSR asks for are granted.
-            let mut svid_request = SvidRequest::new().ttl(ttl);
-            for dns in request.dns_names() {
-                svid_request = svid_request.dns_name(dns.clone());
+            // The operator signing here decides: the DNS names are --dns, never the CSR's.
+            let mut svid_request = SvidRequest::new()
+                .ttl(ttl)
+                .allow_wildcard_dns(allow_wildcard_dns);
+            for name in &dns {
+                svid_request = svid_request.dns_name(name.clone());
             }
             if let Some(id) = id {
                 svid_request = svid_request.id(id);
             }
             let chain = authority
                 .sign_csr(&request, &svid_request)
-                .map_err(Failure::refused)?;
+                .map_err(|e| match e {
+                    meshid::CaError::WildcardDnsName { name } => Failure::refused(format!(
+                        "wildcard DNS name {name:?} refused: give --allow-wildcard-dns to issue wildcards"
+                    )),
+                    e => Failure::refused(e),
+                })?;
+            let ungranted: Vec<&str> = request
+                .dns_names()
+                .iter()
+                .filter(|n| !dns.contains(n))
+                .map(String::as_str)
+                .collect();
+            if !ungranted.is_empty() {
+                eprintln!(
+                    "meshid: not granted: DNS names the CSR asked for ({}); name them with --dns",
+                    ungranted.join(", ").escape_debug()
+                );
+            }
             files::write(&out, chain_pem(&chain).as_bytes(), Mode::Public)?;
             println!(
                 "signed: chain of {} written to {}",
@@ -204,22 +247,9 @@ pub(crate) fn run_issue(args: &IssueArgs) -> Result<(), Failure> {
         ))
     })?;
     let svid = ca.issue(&args.id, args.ttl).map_err(Failure::refused)?;
-    files::create_dir(&args.out_dir)?;
-    files::write(
-        &args.out_dir.join("svid.pem"),
-        svid.chain_pem().as_bytes(),
-        Mode::Public,
-    )?;
-    files::write(
-        &args.out_dir.join("svid.key"),
-        svid.key_pem().as_bytes(),
-        Mode::Secret,
-    )?;
-    files::write(
-        &args.out_dir.join("bundle.pem"),
-        chain_pem(&[root]).as_bytes(),
-        Mode::Public,
-    )?;
+    SvidDir::new(&args.out_dir)
+        .write(&svid, &[root])
+        .map_err(files::dir_failure)?;
     println!("issued {} to {}", svid.id(), args.out_dir.display());
     Ok(())
 }
@@ -237,41 +267,51 @@ pub(crate) fn load_ca(dir: &Path) -> Result<Authority, Failure> {
 }
 
 /// Writes DIR/ca.pem (this CA and its issuers, root excluded unless this is the root),
-/// DIR/ca.key, and DIR/bundle.pem (the root) for an intermediate. Refuses a directory that
-/// already holds CA files: a CA key is never overwritten.
+/// DIR/bundle.pem (the root) for an intermediate, and DIR/ca.key last. DIR is private
+/// (0700, refused when others may write it). The files are published exclusively: a CA is
+/// never overwritten, of two runs into one DIR exactly one succeeds, and a failed run
+/// leaves nothing behind.
 fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
+    let refuse = |path: &Path| {
+        let partial = !dir.join("ca.key").exists();
+        Failure::refused(if partial {
+            format!(
+                "{} already exists without ca.key (an interrupted or concurrent run?); refusing to overwrite a CA (remove it or choose another --out)",
+                path.display()
+            )
+        } else {
+            format!(
+                "{} already exists; refusing to overwrite a CA (choose another --out)",
+                path.display()
+            )
+        })
+    };
     for name in ["ca.key", "ca.pem", "bundle.pem"] {
         if dir.join(name).exists() {
-            return Err(Failure::refused(format!(
-                "{} already exists; refusing to overwrite a CA (choose another --out)",
-                dir.join(name).display()
-            )));
+            return Err(refuse(&dir.join(name)));
         }
     }
-    files::create_dir(dir)?;
+    files::private_dir(dir)?;
     let own: Vec<CertificateDer<'static>> = if ca.chain().is_empty() {
         vec![ca.certificate().clone()]
     } else {
         ca.chain()
     };
-    files::write(
-        &dir.join("ca.key"),
-        key.to_pkcs8_pem().as_bytes(),
-        Mode::Secret,
-    )?;
-    files::write(
-        &dir.join("ca.pem"),
-        chain_pem(&own).as_bytes(),
-        Mode::Public,
-    )?;
-    if let (false, Some(root)) = (ca.chain().is_empty(), ca.root()) {
-        files::write(
-            &dir.join("bundle.pem"),
-            chain_pem(std::slice::from_ref(root)).as_bytes(),
-            Mode::Public,
-        )?;
+    let own = chain_pem(&own);
+    let bundle = match (ca.chain().is_empty(), ca.root()) {
+        (false, Some(root)) => Some(chain_pem(std::slice::from_ref(root))),
+        _ => None,
+    };
+    let key = key.to_pkcs8_pem();
+    let mut set: Vec<(&str, &[u8], Mode)> = vec![("ca.pem", own.as_bytes(), Mode::Public)];
+    if let Some(bundle) = &bundle {
+        set.push(("bundle.pem", bundle.as_bytes(), Mode::Public));
     }
-    Ok(())
+    set.push(("ca.key", key.as_bytes(), Mode::Secret));
+    files::publish_new(dir, &set).map_err(|e| match e {
+        files::Publish::Exists(path) => refuse(&path),
+        files::Publish::Failed(failure) => failure,
+    })
 }
 
 fn chain_pem(chain: &[CertificateDer<'_>]) -> String {

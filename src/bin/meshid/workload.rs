@@ -10,10 +10,10 @@ use meshid::workload::{
     accept_x509_context, AcceptedX509Context, Endpoint, Reconnect, WorkloadApiClient,
     WorkloadApiError, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
 };
-use meshid::{certificates_to_pem, CertificateInfo, LocalSvid, LocalSvidError, SpiffeId};
+use meshid::{CertificateInfo, LocalSvid, LocalSvidError, SpiffeId};
 use tokio_stream::StreamExt;
 
-use crate::files::{self, parse_duration, Failure, Mode};
+use crate::files::{self, parse_duration, Failure};
 use crate::lines::shown;
 use crate::pki::load_ca;
 
@@ -424,27 +424,14 @@ fn show(accepted: &AcceptedX509Context) -> Result<bool, Failure> {
 
 fn write(dir: &Path, context: &X509Context) -> Result<(), Failure> {
     let svid = context.default_svid();
-    files::create_dir(dir)?;
-    files::write(
-        &dir.join("svid.pem"),
-        svid.chain_pem().as_bytes(),
-        Mode::Public,
-    )?;
-    files::write(
-        &dir.join("svid.key"),
-        svid.key_pem().as_bytes(),
-        Mode::Secret,
-    )?;
-    let roots: Vec<_> = context
+    let roots = context
         .bundles()
         .get(&svid.id().trust_domain())
         .map(|b| b.authorities().to_vec())
         .unwrap_or_default();
-    files::write(
-        &dir.join("bundle.pem"),
-        certificates_to_pem(&roots).as_bytes(),
-        Mode::Public,
-    )?;
+    meshid::SvidDir::new(dir)
+        .write(svid, &roots)
+        .map_err(files::dir_failure)?;
     println!("wrote {}", dir.display());
     Ok(())
 }
