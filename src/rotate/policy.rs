@@ -96,7 +96,7 @@ impl RotationPolicy {
         let earliest = now + self.min_interval.min(left / 2);
         // Never in the last tenth of the lifetime, unless half of what is left is later.
         let latest = not_before
-            .checked_add(lifetime - lifetime / 10)
+            .checked_add(lifetime.saturating_sub(lifetime / 10))
             .filter(|t| *t < not_after)
             .map_or(halfway, |t| t.max(halfway));
         target
