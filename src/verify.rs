@@ -77,12 +77,13 @@ pub enum VerifyError {
     },
     /// The bundle authority the chain ends at had expired at the verification time.
     ///
-    /// RFC 5280 §6.1.1 (d) leaves a trust anchor's validity to the relying party, and
-    /// `rustls-webpki` keeps none; SPIFFE verification (X509-SVID §5.2, as go-spiffe does
-    /// through Go's crypto/x509) refuses a chain whose root has expired, and so does meshid.
+    /// X509-SVID §5.1 validates against the CA bundle by RFC 5280 path validation, which
+    /// takes the trust anchor as input (RFC 5280 §6.1.1 (d)) and leaves its own validity to
+    /// the relying party; `rustls-webpki` keeps none. go-spiffe (through Go's crypto/x509)
+    /// refuses a chain whose root has expired, and so does meshid.
     #[error(
         "the bundle authority that anchors the chain expired at {} (verification time {}) \
-         (X509-SVID §5.2; RFC 5280 §6.1.1 (d))",
+         (X509-SVID §5.1; RFC 5280 §6.1.1 (d))",
         Rfc3339(*not_after),
         Rfc3339(*at)
     )]
@@ -96,7 +97,7 @@ pub enum VerifyError {
     /// (the same rule as [`VerifyError::ExpiredAnchor`], for notBefore).
     #[error(
         "the bundle authority that anchors the chain is not valid before {} (verification \
-         time {}) (X509-SVID §5.2; RFC 5280 §6.1.1 (d))",
+         time {}) (X509-SVID §5.1; RFC 5280 §6.1.1 (d))",
         Rfc3339(*not_before),
         Rfc3339(*at)
     )]
