@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --example mesh                          # about 15 s, SVIDs living 6 s
-//! cargo run --example mesh -- --duration 30 --ttl 4
+//! cargo run --example mesh -- --duration 30 --ttl 5
 //! ```
 //!
 //! Prints every rotation (workload, serial, not_after) and every request (the peer's
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: mesh [--duration SECONDS] [--ttl SECONDS] [--interval MILLISECONDS]
   --duration  how long the frontend sends requests (default 15)
-  --ttl       lifetime of every SVID; each is renewed at about half of it (default 6)
+  --ttl       lifetime of every SVID, at least 5; each is renewed at about half of it (default 6)
   --interval  pause between requests (default 250)";
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -76,8 +76,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             .map_err(|_| format!("{flag}: '{value}' is not a whole number"))?;
         match flag.as_str() {
             "--duration" => options.duration = Duration::from_secs(number),
-            "--ttl" if number >= 2 => options.ttl = Duration::from_secs(number),
-            "--ttl" => return Err("--ttl must be at least 2 seconds".into()),
+            "--ttl" if number >= meshid::Authority::MIN_SVID_TTL.as_secs() => {
+                options.ttl = Duration::from_secs(number);
+            }
+            "--ttl" => {
+                return Err(format!(
+                    "--ttl must be at least {} seconds",
+                    meshid::Authority::MIN_SVID_TTL.as_secs()
+                ))
+            }
             "--interval" => options.interval = Duration::from_millis(number),
             _ => return Err(format!("unknown flag {flag}")),
         }

@@ -160,7 +160,7 @@ async fn start_agent() -> Result<Agent, Error> {
         let store = Arc::new(SvidStore::new());
         rotators.push(Rotator::start(RotatorConfig {
             id: SpiffeId::new(id)?,
-            ttl: Duration::from_secs(4),
+            ttl: meshid::Authority::MIN_SVID_TTL,
             policy: RotationPolicy::default(),
             issuer: ca.clone(),
             bundles: Arc::new(bundles.clone()),

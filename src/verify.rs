@@ -4,8 +4,10 @@
 //! [`verify_x509_svid`] runs, in order: the leaf profile (one SPIFFE ID with a path, no CA,
 //! key usage), the signing-certificate profile of every intermediate, the choice of trust
 //! anchors by the **leaf's** trust domain, and RFC 5280 path validation by `rustls-webpki`
-//! (signatures, validity, pathLen, critical extensions, name constraints). No DNS name is
-//! checked: SPIFFE authenticates the ID, and an [`Authorizer`](crate::Authorizer) decides.
+//! (signatures, validity, pathLen, critical extensions, name constraints), with the checks
+//! on the trust anchor webpki does not make: its profile, its pathLen, and its own validity
+//! period (a chain ending at an expired root is refused). No DNS name is checked: SPIFFE
+//! authenticates the ID, and an [`Authorizer`](crate::Authorizer) decides.
 //!
 //! [`validate_path`] is the path-validation layer alone, for callers (and test suites) that
 //! bring their own trust anchors.
@@ -13,9 +15,12 @@
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use der::asn1::{AnyRef, BitStringRef};
+use der::{Decode, Sequence};
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 use thiserror::Error;
 use webpki::{EndEntityCert, KeyUsage};
+use x509_cert::time::Time;
 
 use crate::svid::profile::{self, CertView, RootFault};
 use crate::time::Rfc3339;
@@ -69,6 +74,38 @@ pub enum VerifyError {
         /// The verification time.
         at: SystemTime,
         /// The certificate's notBefore.
+        not_before: SystemTime,
+    },
+    /// The bundle authority the chain ends at had expired at the verification time.
+    ///
+    /// X509-SVID §5.1 validates against the CA bundle by RFC 5280 path validation, which
+    /// takes the trust anchor as input (RFC 5280 §6.1.1 (d)) and leaves its own validity to
+    /// the relying party; `rustls-webpki` keeps none. go-spiffe (through Go's crypto/x509)
+    /// refuses a chain whose root has expired, and so does meshid.
+    #[error(
+        "the bundle authority that anchors the chain expired at {} (verification time {}) \
+         (X509-SVID §5.1; RFC 5280 §6.1.1 (d))",
+        Rfc3339(*not_after),
+        Rfc3339(*at)
+    )]
+    ExpiredAnchor {
+        /// The verification time.
+        at: SystemTime,
+        /// The anchor's notAfter.
+        not_after: SystemTime,
+    },
+    /// The bundle authority the chain ends at was not valid yet at the verification time
+    /// (the same rule as [`VerifyError::ExpiredAnchor`], for notBefore).
+    #[error(
+        "the bundle authority that anchors the chain is not valid before {} (verification \
+         time {}) (X509-SVID §5.1; RFC 5280 §6.1.1 (d))",
+        Rfc3339(*not_before),
+        Rfc3339(*at)
+    )]
+    AnchorNotYetValid {
+        /// The verification time.
+        at: SystemTime,
+        /// The anchor's notBefore.
         not_before: SystemTime,
     },
     /// The trust anchor says it is no CA (basicConstraints cA=false).
@@ -125,7 +162,9 @@ impl VerifiedSvid {
         &self.chain
     }
 
-    /// The earliest notAfter of the presented chain: when this verification stops holding.
+    /// When this verification stops holding: the earliest notAfter of the verified path,
+    /// that is the leaf, the intermediates the path goes through, and the bundle authority
+    /// it ends at. A presented certificate on no path does not count.
     pub fn not_after(&self) -> SystemTime {
         self.not_after
     }
@@ -194,7 +233,8 @@ pub fn verify_x509_svid_for(
 }
 
 /// The checks of [`verify_x509_svid_for`] on a leaf and its intermediates as rustls hands
-/// them over, copying nothing: the peer's ID and the chain's earliest notAfter.
+/// them over, copying nothing: the peer's ID and the verified path's earliest notAfter
+/// (leaf, intermediates on the path, anchor).
 pub(crate) fn verify_parts(
     leaf_der: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -205,17 +245,17 @@ pub(crate) fn verify_parts(
 ) -> Result<(SpiffeId, SystemTime), VerifyError> {
     let leaf = CertView::parse(leaf_der, 0)?;
     let id = profile::check_leaf(&leaf)?;
-    let mut not_after = leaf.not_after();
+    let mut presented_not_after = Vec::with_capacity(intermediates.len());
     for (i, der) in intermediates.iter().enumerate() {
         let cert = CertView::parse(der, i + 1)?;
         profile::check_signing(&cert)?;
-        not_after = not_after.min(cert.not_after());
+        presented_not_after.push(cert.not_after());
     }
     let trust_domain = id.trust_domain();
     let bundle = bundles
         .x509_bundle(&trust_domain)
         .ok_or(VerifyError::NoBundle { trust_domain })?;
-    validate_with_anchors(
+    let path_not_after = validate_with_anchors(
         leaf_der,
         intermediates,
         bundle.anchors(),
@@ -223,16 +263,17 @@ pub(crate) fn verify_parts(
         algorithms,
         usage,
         // The profile step above already checked every presented intermediate.
-        false,
+        Some(&presented_not_after),
     )?;
-    Ok((id, not_after))
+    Ok((id, leaf.not_after().min(path_not_after)))
 }
 
 /// RFC 5280 path validation alone: from `leaf` through any of `intermediates` to one of
 /// `roots`, at time `at`, for `usage`, with `algorithms`. No SPIFFE leaf rule and no name
 /// check is applied here; on top of `rustls-webpki`, the constraints it leaves unchecked
-/// are: the root's basicConstraints, keyUsage and pathLenConstraint, and keyCertSign on
-/// intermediates.
+/// are: the root's validity period ([`VerifyError::ExpiredAnchor`],
+/// [`VerifyError::AnchorNotYetValid`]), basicConstraints, keyUsage and pathLenConstraint,
+/// and keyCertSign on intermediates.
 pub fn validate_path(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -242,15 +283,78 @@ pub fn validate_path(
     usage: Usage,
 ) -> Result<(), VerifyError> {
     let anchors = anchors_of(roots);
-    validate_with_anchors(leaf, intermediates, &anchors, at, algorithms, usage, true)
+    validate_with_anchors(leaf, intermediates, &anchors, at, algorithms, usage, None).map(|_| ())
 }
 
 /// Bundle authorities prepared for path validation: webpki's trust anchors, and for each
 /// what webpki does not keep on anchors (checked in [`validate_with_anchors`]).
 pub(crate) struct Anchors {
     trust: Vec<TrustAnchor<'static>>,
-    /// Per anchor: its profile fault, if any, and its pathLenConstraint.
-    facts: Vec<(Option<RootFault>, Option<u8>)>,
+    /// Per anchor, what webpki does not keep of it.
+    facts: Vec<AnchorFacts>,
+}
+
+/// What path validation needs of a bundle authority besides its name and key.
+#[derive(Debug, Clone, Copy)]
+struct AnchorFacts {
+    /// Its profile fault, if any.
+    fault: Option<RootFault>,
+    /// Its pathLenConstraint.
+    path_len: Option<u8>,
+    /// Its validity period.
+    not_before: SystemTime,
+    not_after: SystemTime,
+}
+
+/// A certificate decoded only as far as its validity (RFC 5280 §4.1.2.5): the shape of
+/// the profile's minimal decode, with everything else left opaque.
+#[derive(Sequence)]
+struct ValidityOnly<'a> {
+    tbs: TbsValidityOnly<'a>,
+    signature_algorithm: AnyRef<'a>,
+    signature: BitStringRef<'a>,
+}
+
+#[derive(Sequence)]
+struct TbsValidityOnly<'a> {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    version: Option<u8>,
+    serial_number: AnyRef<'a>,
+    signature: AnyRef<'a>,
+    issuer: AnyRef<'a>,
+    validity: ValidityTimes,
+    subject: AnyRef<'a>,
+    subject_public_key_info: AnyRef<'a>,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    issuer_unique_id: Option<BitStringRef<'a>>,
+    #[asn1(context_specific = "2", tag_mode = "IMPLICIT", optional = "true")]
+    subject_unique_id: Option<BitStringRef<'a>>,
+    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
+    extensions: Option<AnyRef<'a>>,
+}
+
+#[derive(Sequence)]
+struct ValidityTimes {
+    not_before: Time,
+    not_after: Time,
+}
+
+/// A certificate's notBefore and notAfter.
+fn validity_of(der: &[u8]) -> Option<(SystemTime, SystemTime)> {
+    let cert = ValidityOnly::from_der(der).ok()?;
+    let v = cert.tbs.validity;
+    Some((v.not_before.to_system_time(), v.not_after.to_system_time()))
+}
+
+/// The position of `anchor` among `anchors`: by identity first, since webpki hands back a
+/// reference into the slice it was given, so that two authorities making the same trust
+/// anchor (a root renewed with the same key and name) keep their own facts.
+fn anchor_index(anchors: &Anchors, anchor: &TrustAnchor<'_>) -> Option<usize> {
+    let trust = &anchors.trust;
+    trust
+        .iter()
+        .position(|a| std::ptr::addr_eq(a, anchor))
+        .or_else(|| trust.iter().position(|a| a == anchor))
 }
 
 /// Prepares authorities as anchors. An authority that is no usable trust anchor is left
@@ -261,18 +365,29 @@ pub(crate) fn anchors_of(roots: &[CertificateDer<'_>]) -> Anchors {
         facts: Vec::with_capacity(roots.len()),
     };
     for root in roots {
-        let (Ok(anchor), Ok(view)) = (
+        let (Ok(anchor), Ok(view), Some((not_before, not_after))) = (
             webpki::anchor_from_trusted_cert(root),
             CertView::parse(root, 0),
+            validity_of(root),
         ) else {
             continue;
         };
+        let (fault, path_len) = profile::root_facts(&view);
         anchors.trust.push(anchor.to_owned());
-        anchors.facts.push(profile::root_facts(&view));
+        anchors.facts.push(AnchorFacts {
+            fault,
+            path_len,
+            not_before,
+            not_after,
+        });
     }
     anchors
 }
 
+/// Path validation with meshid's checks on top of webpki's; returns the earliest notAfter
+/// of the path's intermediates and anchor. `presented_not_after` holds the notAfter of each
+/// presented intermediate when the caller has already checked them against the profile;
+/// with `None`, the path's intermediates are checked here for keyCertSign.
 fn validate_with_anchors(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -280,10 +395,12 @@ fn validate_with_anchors(
     at: SystemTime,
     algorithms: &[&dyn SignatureVerificationAlgorithm],
     usage: Usage,
-    check_intermediates: bool,
-) -> Result<(), VerifyError> {
+    presented_not_after: Option<&[SystemTime]>,
+) -> Result<SystemTime, VerifyError> {
     let end_entity = EndEntityCert::try_from(leaf).map_err(map_webpki)?;
     let time = UnixTime::since_unix_epoch(at.duration_since(UNIX_EPOCH).unwrap_or_default());
+    // webpki compares validity in whole seconds; the anchor is judged the same way.
+    let at_whole = to_system_time(time);
     // webpki's hook can only return webpki errors; our own finding is kept aside and
     // reported when no other path succeeds.
     let finding: Cell<Option<VerifyError>> = Cell::new(None);
@@ -292,23 +409,33 @@ fn validate_with_anchors(
             finding.set(Some(e));
             Err(webpki::Error::UnknownIssuer)
         };
-        let index = anchors
-            .trust
-            .iter()
-            .position(|a| a == path.anchor())
-            .ok_or(webpki::Error::UnknownIssuer)?;
-        let (fault, path_len) = anchors.facts[index];
-        match fault {
+        let index = anchor_index(anchors, path.anchor()).ok_or(webpki::Error::UnknownIssuer)?;
+        let facts = anchors.facts[index];
+        match facts.fault {
             Some(RootFault::NotCa) => return refuse(VerifyError::RootNotCa),
             Some(RootFault::NoKeyCertSign) => return refuse(VerifyError::RootNoKeyCertSign),
             Some(RootFault::IdHasPath) => return refuse(VerifyError::RootIdHasPath),
             None => {}
         }
+        // The anchor's own validity, as webpki checks every other certificate's (RFC 5280
+        // §4.1.2.5 semantics: both bounds inclusive).
+        if at_whole < facts.not_before {
+            return refuse(VerifyError::AnchorNotYetValid {
+                at: at_whole,
+                not_before: facts.not_before,
+            });
+        }
+        if at_whole > facts.not_after {
+            return refuse(VerifyError::ExpiredAnchor {
+                at: at_whole,
+                not_after: facts.not_after,
+            });
+        }
         let below = path.intermediate_certificates().count();
-        if path_len.is_some_and(|max| below > usize::from(max)) {
+        if facts.path_len.is_some_and(|max| below > usize::from(max)) {
             return refuse(VerifyError::PathLenExceeded);
         }
-        if check_intermediates {
+        if presented_not_after.is_none() {
             for cert in path.intermediate_certificates() {
                 let der = cert.der();
                 let signs =
@@ -320,22 +447,38 @@ fn validate_with_anchors(
         }
         Ok(())
     };
-    let result = end_entity
-        .verify_for_usage(
-            algorithms,
-            &anchors.trust,
-            intermediates,
-            time,
-            usage.key_usage(),
-            None,
-            Some(&extra_checks),
-        )
-        .map(|_| ());
-    match (result, finding.take()) {
-        (Ok(()), _) => Ok(()),
-        (Err(_), Some(ours)) => Err(ours),
-        (Err(e), None) => Err(map_webpki(e)),
+    let result = end_entity.verify_for_usage(
+        algorithms,
+        &anchors.trust,
+        intermediates,
+        time,
+        usage.key_usage(),
+        None,
+        Some(&extra_checks),
+    );
+    let path = match (result, finding.take()) {
+        (Ok(path), _) => path,
+        (Err(_), Some(ours)) => return Err(ours),
+        (Err(e), None) => return Err(map_webpki(e)),
+    };
+    let index = anchor_index(anchors, path.anchor()).ok_or(VerifyError::UnknownIssuer)?;
+    let mut not_after = anchors.facts[index].not_after;
+    for cert in path.intermediate_certificates() {
+        let der = cert.der();
+        // webpki's path borrows the presented certificates: find each by address.
+        let known = presented_not_after.and_then(|known| {
+            intermediates
+                .iter()
+                .position(|p| p.as_ref().as_ptr() == der.as_ref().as_ptr())
+                .and_then(|i| known.get(i).copied())
+        });
+        let cert_not_after = match known {
+            Some(t) => t,
+            None => CertView::parse(&der, 1)?.not_after(),
+        };
+        not_after = not_after.min(cert_not_after);
     }
+    Ok(not_after)
 }
 
 /// The signature algorithms of `rustls-webpki`'s `ring` backend (feature `ring`): ECDSA

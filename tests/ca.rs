@@ -573,3 +573,48 @@ fn keys_written_by_openssl_genpkey_load_and_sign() {
         assert!(format!("{key:?}").contains("redacted"));
     }
 }
+
+#[test]
+fn svid_ttls_under_the_minimum_are_refused_on_every_issuing_path() {
+    let root = Authority::new_root(td("example.org"), DAY, KeyType::P256).unwrap();
+    let int = root.new_intermediate(DAY, KeyType::P256).unwrap();
+    let min = Authority::MIN_SVID_TTL;
+    assert_eq!(min, Duration::from_secs(5));
+    let web = id("spiffe://example.org/web");
+    let key = KeyPair::generate(KeyType::P256).unwrap();
+    let csr = CsrBuilder::new(web.clone()).build(&key).unwrap();
+    for ttl in [
+        Duration::ZERO,
+        Duration::from_millis(1),
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+        Duration::from_secs(4),
+        Duration::from_nanos(4_999_999_999),
+    ] {
+        let expected = CaError::TtlTooShort { ttl, min };
+        for ca in [&root, &int] {
+            assert_eq!(ca.issue(&web, ttl).unwrap_err(), expected);
+            assert_eq!(
+                ca.sign_csr(&csr, &SvidRequest::new().ttl(ttl)).unwrap_err(),
+                expected
+            );
+        }
+    }
+    assert!(CaError::TtlTooShort {
+        ttl: Duration::from_secs(1),
+        min
+    }
+    .to_string()
+    .contains("under the minimum"));
+    // The minimum itself is served: NotAfter, truncated to whole seconds, is between
+    // `min - 1 s` and `min` from issuance (plus the time issuance took).
+    let before = std::time::SystemTime::now();
+    let svid = root.issue(&web, min).unwrap();
+    let lives = svid.not_after().duration_since(before).unwrap();
+    assert!(
+        lives > Duration::from_secs(4) && lives <= min + Duration::from_millis(500),
+        "{lives:?}"
+    );
+    let chain = int.sign_csr(&csr, &SvidRequest::new().ttl(min)).unwrap();
+    assert_eq!(chain.len(), 2);
+}

@@ -151,7 +151,7 @@ fn fetch_watch_prints_each_rotation() {
     let scratch = Scratch::new("watch");
     let dir = &scratch.0;
     let socket = dir.join("api.sock");
-    let _server = serve(dir, &socket, &["--ttl", "2s"]);
+    let _server = serve(dir, &socket, &["--ttl", "5s"]);
     let mut watch = Serving(
         Command::new(MESHID)
             .current_dir(dir)

@@ -54,7 +54,7 @@ impl Drop for Running {
 #[test]
 fn mesh_runs_requests_across_rotations_and_prints_the_summary() {
     let out = Command::new(example("mesh"))
-        .args(["--duration", "5", "--ttl", "2", "--interval", "100"])
+        .args(["--duration", "8", "--ttl", "5", "--interval", "100"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -239,7 +239,7 @@ fn workload_api_mtls_runs_on_the_workload_api_alone() {
         .unwrap()
         .parse()
         .unwrap();
-    // Both workloads rotated at least once (SVIDs live 4 s).
+    // Both workloads rotated at least once (SVIDs live 5 s).
     assert!(seen >= 4, "{summary}");
     assert!(stdout
         .contains("peer spiffe://example.org/backend; backend saw spiffe://example.org/frontend"));

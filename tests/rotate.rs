@@ -1,4 +1,10 @@
 //! Rotation: the store, the driver, and their behaviour when the issuer fails, lies or hangs.
+//!
+//! TTLs are at least `Authority::MIN_SVID_TTL` (5 s), the shortest the CA issues; the
+//! shorter SVIDs of a remote issuer are made with rcgen.
+
+#[path = "common/certs.rs"]
+mod certs;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,8 +13,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use meshid::{
-    Authority, BundleSet, Issuer, KeyType, RotationPolicy, Rotator, RotatorConfig, SpiffeId,
-    SvidSource, SvidStore, TrustDomain, X509Bundle, X509Svid,
+    Authority, BundleSet, Issuer, KeyType, PrivateKey, RotationPolicy, Rotator, RotatorConfig,
+    SpiffeId, SvidSource, SvidStore, TrustDomain, X509Bundle, X509Svid,
 };
 
 type IssueResult = Result<X509Svid, Box<dyn std::error::Error + Send + Sync>>;
@@ -16,6 +22,9 @@ type IssueResult = Result<X509Svid, Box<dyn std::error::Error + Send + Sync>>;
 fn id(s: &str) -> SpiffeId {
     SpiffeId::new(s).unwrap()
 }
+
+/// The shortest TTL the CA issues, which the rotation tests use to rotate quickly.
+const MIN_TTL: Duration = Authority::MIN_SVID_TTL;
 
 fn fast_policy() -> RotationPolicy {
     RotationPolicy {
@@ -69,7 +78,7 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 fn rotates_repeatedly_with_new_keys_and_serials() {
     let s = setup();
     let store = Arc::new(SvidStore::new());
-    let rotator = start(&s, s.ca.clone(), Duration::from_secs(2), &store);
+    let rotator = start(&s, s.ca.clone(), MIN_TTL, &store);
     eventually("three publications", || store.generation() >= 3);
     let status = rotator.status();
     assert!(status.successes >= 3 && status.failures == 0, "{status:?}");
@@ -111,7 +120,7 @@ fn keeps_the_last_good_svid_until_it_expires_then_fails_closed() {
         ca: s.ca.clone(),
         calls: AtomicUsize::new(0),
     });
-    let rotator = start(&s, issuer, Duration::from_secs(2), &store);
+    let rotator = start(&s, issuer, MIN_TTL, &store);
     eventually("the first SVID", || store.x509_svid().is_some());
     let first = store.x509_svid().unwrap();
     eventually("a failed renewal", || rotator.status().failures >= 1);
@@ -147,7 +156,7 @@ fn an_expired_svid_is_dropped_at_expiry_even_during_a_long_backoff() {
     // for up to a minute.
     let rotator = Rotator::start(RotatorConfig {
         id: id("spiffe://example.org/web"),
-        ttl: Duration::from_secs(2),
+        ttl: MIN_TTL,
         policy: RotationPolicy {
             retry_base: Duration::from_secs(60),
             retry_max: Duration::from_secs(60),
@@ -267,7 +276,7 @@ fn a_hanging_issuer_blocks_neither_readers_nor_drop() {
         calls: AtomicUsize::new(0),
         release: Arc::clone(&release),
     });
-    let rotator = start(&s, issuer.clone(), Duration::from_secs(2), &store);
+    let rotator = start(&s, issuer.clone(), MIN_TTL, &store);
     eventually("the first SVID", || store.x509_svid().is_some());
     eventually("the hanging second call", || {
         issuer.calls.load(Ordering::SeqCst) >= 2
@@ -376,7 +385,7 @@ fn an_svid_that_expires_during_a_hanging_renewal_is_never_served() {
         ca: s.ca.clone(),
         calls: AtomicUsize::new(0),
     });
-    let rotator = start(&s, issuer, Duration::from_secs(2), &store);
+    let rotator = start(&s, issuer, MIN_TTL, &store);
     eventually("the first SVID", || store.x509_svid().is_some());
     let first = store.x509_svid().unwrap();
     // The renewal (at about half the lifetime) hangs past the expiry: readers get nothing
@@ -392,4 +401,145 @@ fn an_svid_that_expires_during_a_hanging_renewal_is_never_served() {
         "served {late:?} past expiry"
     );
     drop(rotator); // never blocks on the hanging issuer
+}
+
+/// A remote issuer of "1 s" SVIDs under an rcgen root: NotAfter is the next whole second
+/// at least half a second away, so each SVID has between 0.5 s and 1.5 s left when it
+/// arrives (X.509 times are whole seconds), less than the policy's 1 s minimum interval.
+struct OneSecondIssuer {
+    root: certs::Ca,
+    calls: AtomicUsize,
+}
+
+impl Issuer for OneSecondIssuer {
+    fn issue_svid(&self, id: &SpiffeId, _ttl: Duration) -> IssueResult {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
+        let whole = now.as_secs() + if now.subsec_millis() < 500 { 1 } else { 2 };
+        let mut p = certs::leaf_params(id.as_str());
+        p.not_before = (SystemTime::now() - Duration::from_secs(10)).into();
+        p.not_after = (SystemTime::UNIX_EPOCH + Duration::from_secs(whole)).into();
+        let key = certs::key(certs::Curve::P256);
+        let leaf = self.root.sign(&p, &key);
+        Ok(X509Svid::new(
+            vec![leaf],
+            PrivateKey::from_pkcs8_der(&key.serialize_der())?,
+        )?)
+    }
+}
+
+#[test]
+fn svids_of_about_a_second_are_renewed_before_they_expire_with_no_gap() {
+    // The default policy's minimum interval is 1 s; these SVIDs live 0.5 s to 1.5 s. Each
+    // must still be renewed before its NotAfter: a reader finds a valid SVID at every
+    // instant from the first publication on.
+    let root = certs::Ca::root("example.org");
+    let mut bundles = BundleSet::new();
+    bundles.insert(
+        X509Bundle::from_authorities(TrustDomain::new("example.org").unwrap(), [root.der.clone()])
+            .unwrap(),
+    );
+    let issuer = Arc::new(OneSecondIssuer {
+        root,
+        calls: AtomicUsize::new(0),
+    });
+    let store = Arc::new(SvidStore::new());
+    let rotator = Rotator::start(RotatorConfig {
+        id: id("spiffe://example.org/web"),
+        ttl: Duration::from_secs(1),
+        policy: RotationPolicy::default(),
+        issuer: issuer.clone(),
+        bundles: Arc::new(bundles),
+        algorithms: webpki::ALL_VERIFICATION_ALGS,
+        store: Arc::clone(&store),
+    });
+    eventually("the first SVID", || store.x509_svid().is_some());
+    let (mut lookups, mut gaps, mut late_renewals) = (0u64, 0u64, Vec::new());
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(4) {
+        lookups += 1;
+        // The store never hands out an expired SVID: None is a gap.
+        if store.x509_svid().is_none() {
+            gaps += 1;
+        }
+        let status = rotator.status();
+        if let (Some(next), Some(not_after)) = (status.next_renewal, status.not_after) {
+            if next >= not_after {
+                late_renewals.push((next, not_after));
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let status = rotator.status();
+    rotator.stop();
+    assert_eq!(
+        gaps, 0,
+        "{gaps} of {lookups} lookups found no valid SVID: {status:?}"
+    );
+    assert!(
+        late_renewals.is_empty(),
+        "renewals scheduled at or after NotAfter: {:?}",
+        &late_renewals[..late_renewals.len().min(3)]
+    );
+    assert!(status.successes >= 4, "{status:?}");
+    assert_eq!(status.failures, 0, "{status:?}");
+}
+
+#[test]
+fn a_rotator_at_the_minimum_ttl_always_holds_a_valid_svid() {
+    // The shortest TTL the CA issues, with the default policy: over three rotations, every
+    // lookup finds a valid SVID and every renewal is scheduled before NotAfter.
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let rotator = Rotator::start(RotatorConfig {
+        id: id("spiffe://example.org/web"),
+        ttl: MIN_TTL,
+        policy: RotationPolicy::default(),
+        issuer: s.ca.clone(),
+        bundles: s.bundles.clone(),
+        algorithms: webpki::ALL_VERIFICATION_ALGS,
+        store: Arc::clone(&store),
+    });
+    eventually("the first SVID", || store.x509_svid().is_some());
+    let (mut lookups, mut gaps) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rotator.status().successes < 4 {
+        assert!(Instant::now() < deadline, "{:?}", rotator.status());
+        lookups += 1;
+        if store.x509_svid().is_none() {
+            gaps += 1;
+        }
+        let status = rotator.status();
+        if let (Some(next), Some(not_after)) = (status.next_renewal, status.not_after) {
+            assert!(next < not_after, "{status:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let status = rotator.status();
+    rotator.stop();
+    assert_eq!(
+        gaps, 0,
+        "{gaps} of {lookups} lookups found no valid SVID: {status:?}"
+    );
+    assert_eq!(status.failures, 0, "{status:?}");
+}
+
+#[test]
+fn a_ttl_under_the_minimum_is_refused_and_reported() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let rotator = start(&s, s.ca.clone(), Duration::from_secs(1), &store);
+    eventually("a refused renewal", || rotator.status().failures >= 1);
+    let status = rotator.status();
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("under the minimum"),
+        "{status:?}"
+    );
+    assert!(store.x509_svid().is_none());
+    assert_eq!(store.generation(), 0);
+    rotator.stop();
 }

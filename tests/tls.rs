@@ -396,10 +396,11 @@ fn an_expired_client_is_refused() {
 
 #[test]
 fn an_expired_server_is_refused() {
-    // Our own server SVID expires (TTL 1 s) while the client keeps verifying by its clock.
+    // Our own server SVID expires (the shortest TTL, 5 s) while the client keeps verifying
+    // by its clock.
     let d = Domain::new("example.org");
     let short = Arc::new(
-        d.ca.issue(&id("spiffe://example.org/backend"), Duration::from_secs(1))
+        d.ca.issue(&id("spiffe://example.org/backend"), Authority::MIN_SVID_TTL)
             .unwrap(),
     );
     let server = d.server(short.clone(), authorize::any());
@@ -692,7 +693,7 @@ fn a_failing_issuer_keeps_the_last_good_svid_serving_then_fails_closed() {
         &d,
         issuer,
         "spiffe://example.org/backend",
-        Duration::from_secs(2),
+        Authority::MIN_SVID_TTL,
     );
     let server = d.server(Arc::clone(&store), authorize::any());
     let client = d.client(d.svid("spiffe://example.org/frontend"), authorize::any());
@@ -934,6 +935,141 @@ fn handshakes_never_fail_while_both_sides_rotate_every_100ms() {
         client_status.successes - 1,
         server_serials.len(),
         client_serials.len()
+    );
+}
+
+#[test]
+fn handshakes_never_fail_across_rotations_at_the_minimum_ttl() {
+    // Both sides keep SVIDs of the shortest TTL the CA issues, renewed by the default
+    // policy alone (no renew_now), while clients handshake without pause: no handshake may
+    // fail at a rotation. MESHID_ROTATION_SOAK_SECS runs it longer (default 8 s, about
+    // three rotations per side).
+    let run_for = Duration::from_secs(
+        std::env::var("MESHID_ROTATION_SOAK_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(8),
+    );
+    let d = Domain::new("example.org");
+    let start = |who: &str| {
+        let store = Arc::new(SvidStore::new());
+        let rotator = Rotator::start(RotatorConfig {
+            id: id(who),
+            ttl: Authority::MIN_SVID_TTL,
+            policy: RotationPolicy::default(),
+            issuer: d.ca.clone(),
+            bundles: d.bundle.clone(),
+            algorithms: meshid::ring_algorithms(),
+            store: Arc::clone(&store),
+        });
+        assert_ne!(store.wait_for_change(0, Duration::from_secs(10)), 0);
+        (rotator, store)
+    };
+    let (server_rot, server_store) = start("spiffe://example.org/backend");
+    let (client_rot, client_store) = start("spiffe://example.org/frontend");
+    let server = d.server(
+        Arc::clone(&server_store),
+        authorize::exact(id("spiffe://example.org/frontend")),
+    );
+    let client = d.client(
+        Arc::clone(&client_store),
+        authorize::exact(id("spiffe://example.org/backend")),
+    );
+    let client_serials = Arc::new(Mutex::new(BTreeSet::new()));
+    let server_failures = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let addr = serve(
+        server,
+        Arc::clone(&client_serials),
+        Arc::clone(&server_failures),
+        Arc::clone(&stop),
+    );
+    let started = Instant::now();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            thread::spawn(move || {
+                let (mut ok, mut failed, mut serials) = (0u64, Vec::new(), BTreeSet::new());
+                while started.elapsed() < run_for {
+                    match request(&client, addr) {
+                        Ok(leaf) => {
+                            ok += 1;
+                            serials.insert(leaf);
+                        }
+                        Err(e) => failed.push(e.to_string()),
+                    }
+                }
+                (ok, failed, serials)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed, mut server_serials) = (0, Vec::new(), BTreeSet::new());
+    for w in workers {
+        let (o, f, s) = w.join().unwrap();
+        ok += o;
+        failed.extend(f);
+        server_serials.extend(s);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = TcpStream::connect(addr); // wake the accept loop
+    let (server_status, client_status) = (server_rot.status(), client_rot.status());
+    server_rot.stop();
+    client_rot.stop();
+    thread::sleep(Duration::from_millis(200)); // let the last server threads finish
+    let client_serials = client_serials.lock().unwrap().len();
+    eprintln!(
+        "{ok} handshakes, {} failed, {} server-side failures, {} server and {} client \
+         rotations at TTL {:?}",
+        failed.len(),
+        server_failures.load(Ordering::Relaxed),
+        server_status.successes - 1,
+        client_status.successes - 1,
+        Authority::MIN_SVID_TTL
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} handshakes failed: {:?}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(server_failures.load(Ordering::Relaxed), 0);
+    assert_eq!(server_status.failures + client_status.failures, 0);
+    // Each side rotated at least twice, and handshakes used old and new certificates.
+    assert!(server_status.successes >= 3, "{server_status:?}");
+    assert!(client_status.successes >= 3, "{client_status:?}");
+    assert!(server_serials.len() >= 3, "{}", server_serials.len());
+    assert!(client_serials >= 3, "{client_serials}");
+}
+
+#[test]
+fn a_chain_under_an_expired_root_is_refused_naming_the_rule() {
+    // A bundle root that has expired anchors nothing, though the server's leaf is still
+    // valid: rustls gets the rule back from the verifier.
+    let now = SystemTime::now();
+    let mut p = certs::ca_params("spiffe://example.org");
+    p.not_before = (now - 30 * 24 * HOUR).into();
+    p.not_after = (now - HOUR).into();
+    let root = certs::Ca::root_with(p, certs::Curve::P256);
+    let leaf = root.leaf(&certs::leaf_params("spiffe://example.org/backend"));
+    let bundle =
+        Arc::new(X509Bundle::from_authorities(td("example.org"), [root.der.clone()]).unwrap());
+    let verifier = SpiffeServerCertVerifier::new(bundle, authorize::any(), provider());
+    let err = rustls::client::danger::ServerCertVerifier::verify_server_cert(
+        &verifier,
+        &leaf,
+        &[],
+        &server_name(),
+        &[],
+        rustls::pki_types::UnixTime::now(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            tls::rejection(&err),
+            Some(PeerRejected::Verify(VerifyError::ExpiredAnchor { .. }))
+        ),
+        "{err:?}"
     );
 }
 

@@ -1268,3 +1268,137 @@ fn a_faulty_root_does_not_hide_a_good_one() {
     .unwrap();
     assert_eq!(verified.id().as_str(), WEB);
 }
+
+// The trust anchor's validity: webpki keeps no validity on a trust anchor, so meshid checks
+// it (as Go's crypto/x509, and so go-spiffe, do): a chain ending at an expired or not yet
+// valid bundle root is refused, and `not_after()` counts the anchor.
+
+/// `t` truncated to whole seconds, as X.509 times are.
+fn whole_seconds(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// An rcgen root for example.org valid from `not_before` to `not_after`.
+fn root_valid(not_before: SystemTime, not_after: SystemTime) -> Ca {
+    let mut p = ca_params("spiffe://example.org");
+    p.not_before = not_before.into();
+    p.not_after = not_after.into();
+    Ca::root_with(p, Curve::P256)
+}
+
+/// A profile leaf for WEB under `ca`, valid from an hour ago to `not_after`.
+fn leaf_until(ca: &Ca, not_after: SystemTime) -> CertificateDer<'static> {
+    let mut p = leaf_params(WEB);
+    p.not_before = (SystemTime::now() - HOUR).into();
+    p.not_after = not_after.into();
+    ca.leaf(&p)
+}
+
+#[test]
+fn chain_under_an_expired_root_is_refused() {
+    let now = whole_seconds(SystemTime::now());
+    let not_after = now - DAY;
+    let root = root_valid(now - 30 * DAY, not_after);
+    // The leaf itself is valid now: only the anchor has expired.
+    let leaf = leaf_until(&root, now + DAY);
+    assert_eq!(
+        verify_at(&[leaf], &bundle(TD, [&root.der]), now).unwrap_err(),
+        VerifyError::ExpiredAnchor { at: now, not_after }
+    );
+}
+
+#[test]
+fn chain_under_an_expired_root_through_an_intermediate_is_refused() {
+    let now = whole_seconds(SystemTime::now());
+    let not_after = now - HOUR;
+    let root = root_valid(now - 30 * DAY, not_after);
+    let int = root.intermediate(ca_params("spiffe://example.org"));
+    let leaf = leaf_until(&int, now + DAY);
+    let err = refused(
+        &[leaf, int.der.clone()],
+        &bundle(TD, [&root.der]),
+        "expired root",
+    );
+    assert!(
+        matches!(err, VerifyError::ExpiredAnchor { not_after: n, .. } if n == not_after),
+        "{err:?}"
+    );
+    // The path-validation layer alone refuses it too.
+    let leaf = leaf_until(&int, now + DAY);
+    assert!(matches!(
+        validate_path(
+            &leaf,
+            std::slice::from_ref(&int.der),
+            std::slice::from_ref(&root.der),
+            now,
+            ALGS,
+            Usage::ServerAuth
+        ),
+        Err(VerifyError::ExpiredAnchor { .. })
+    ));
+}
+
+#[test]
+fn chain_under_a_root_not_yet_valid_is_refused() {
+    let now = whole_seconds(SystemTime::now());
+    let not_before = now + HOUR;
+    let root = root_valid(not_before, now + 30 * DAY);
+    let leaf = leaf_until(&root, now + DAY);
+    assert_eq!(
+        verify_at(&[leaf], &bundle(TD, [&root.der]), now).unwrap_err(),
+        VerifyError::AnchorNotYetValid {
+            at: now,
+            not_before
+        }
+    );
+}
+
+#[test]
+fn an_expired_root_does_not_hide_its_renewal_with_the_same_key() {
+    // A root renewed with the same key and name (as CAs often are): both are in the bundle,
+    // the expired one first. They make the same webpki trust anchor; the chain is valid
+    // through the renewed one, and ends when the renewed one does.
+    let now = whole_seconds(SystemTime::now());
+    let old = root_valid(now - 30 * DAY, now - DAY);
+    let mut p = old.params.clone();
+    p.not_before = (now - DAY).into();
+    let renewed_until = now + 2 * HOUR;
+    p.not_after = renewed_until.into();
+    let renewed = p.self_signed(&old.key).unwrap().der().clone();
+    let leaf = leaf_until(&old, now + DAY);
+    let verified = verify_at(&[leaf], &bundle(TD, [&old.der, &renewed]), now).unwrap();
+    assert_eq!(verified.id(), &id(WEB));
+    assert_eq!(verified.not_after(), renewed_until);
+}
+
+#[test]
+fn not_after_counts_the_root_when_it_expires_first() {
+    let now = whole_seconds(SystemTime::now());
+    let root_until = now + 2 * HOUR;
+    let root = root_valid(now - DAY, root_until);
+    let leaf = leaf_until(&root, now + DAY);
+    let verified = verify_at(&[leaf], &bundle(TD, [&root.der]), now).unwrap();
+    assert_eq!(verified.not_after(), root_until);
+    // Our Authority caps what it issues at its own NotAfter, the root's included.
+    let root = Authority::new_root(td(TD), 2 * HOUR, KeyType::P256).unwrap();
+    let int = root.new_intermediate(DAY, KeyType::P256).unwrap();
+    let svid = int.issue(&id(WEB), DAY).unwrap();
+    let verified = verify(svid.chain(), &bundle(TD, [root_of(&root)])).unwrap();
+    assert_eq!(verified.not_after(), svid.not_after());
+}
+
+#[test]
+fn not_after_counts_only_the_path_not_extra_certificates() {
+    // A presented certificate that is on no path (here an unrelated, shorter-lived CA of the
+    // trust domain) does not shorten how long the verification holds.
+    let now = whole_seconds(SystemTime::now());
+    let root = root_valid(now - DAY, now + 30 * DAY);
+    let mut p = ca_params("spiffe://example.org");
+    p.not_after = (now + HOUR).into();
+    let stray = root.intermediate(p);
+    let leaf_until_time = now + DAY;
+    let leaf = leaf_until(&root, leaf_until_time);
+    let verified = verify_at(&[leaf, stray.der], &bundle(TD, [&root.der]), now).unwrap();
+    assert_eq!(verified.not_after(), leaf_until_time);
+}

@@ -184,7 +184,7 @@ async fn the_spiffe_crate_client_fetches_ids_chains_and_bundles() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_spiffe_crate_x509_source_follows_rotations() {
-    let agent = Agent::start(&["spiffe://example.org/web"], Duration::from_secs(2)).await;
+    let agent = Agent::start(&["spiffe://example.org/web"], Authority::MIN_SVID_TTL).await;
     let source = spiffe::X509Source::builder()
         .endpoint(agent.endpoint())
         .build()
@@ -561,7 +561,7 @@ fn serve_on(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn x509_source_feeds_rustls_follows_rotations_and_survives_a_server_restart() {
-    let agent = Agent::start(&["spiffe://example.org/web"], Duration::from_secs(2)).await;
+    let agent = Agent::start(&["spiffe://example.org/web"], Authority::MIN_SVID_TTL).await;
     let endpoint = Endpoint::parse(&agent.endpoint()).unwrap();
     let options =
         X509SourceOptions::default().backoff(Duration::from_millis(50), Duration::from_millis(400));
@@ -836,7 +836,7 @@ async fn malformed_and_oversized_messages_are_refused_and_the_last_good_state_ke
         .secret_pkcs8_der()
         .to_vec();
     let short = ca
-        .issue(&id("spiffe://example.org/web"), Duration::from_secs(1))
+        .issue(&id("spiffe://example.org/web"), Authority::MIN_SVID_TTL)
         .unwrap();
     let expired = message_for(&short, &bundle);
     let wait = short

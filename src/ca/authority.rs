@@ -82,7 +82,8 @@ impl SvidRequest {
         self
     }
 
-    /// Sets the lifetime; it is capped at the authority's own NotAfter.
+    /// Sets the lifetime: at least [`Authority::MIN_SVID_TTL`] (shorter is refused), capped
+    /// at the authority's own NotAfter, and NotAfter is truncated to whole seconds.
     #[must_use]
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -138,6 +139,17 @@ pub struct Authority {
 }
 
 impl Authority {
+    /// The shortest X509-SVID lifetime issued: 5 s. Shorter TTLs are refused with
+    /// [`CaError::TtlTooShort`].
+    ///
+    /// NotAfter is truncated to whole seconds (X.509 times have no fraction, RFC 5280
+    /// §4.1.2.5), so an SVID issued for `ttl` lives between `ttl − 1 s` and `ttl` from
+    /// issuance: a 1 s TTL can leave a few milliseconds. A rotator renews at about half of
+    /// that, and needs time to issue, verify and publish the next SVID before the current
+    /// one expires, while peers finish handshakes with it; 5 s leaves at least 4 s of
+    /// lifetime, so renewal at 40-60 % keeps more than 1.6 s of margin.
+    pub const MIN_SVID_TTL: Duration = Duration::from_secs(5);
+
     /// A new self-signed root with a fresh key of `key_type`, valid for `ttl`.
     pub fn new_root(
         trust_domain: TrustDomain,
@@ -300,8 +312,11 @@ impl Authority {
         })
     }
 
-    /// Issues an X509-SVID for `id` with a fresh P-256 key, valid for `ttl` (capped at this
-    /// authority's NotAfter).
+    /// Issues an X509-SVID for `id` with a fresh P-256 key, valid for `ttl`: NotBefore is
+    /// backdated 10 s for peers whose clocks run behind; NotAfter is `now + ttl` truncated
+    /// to whole seconds (so the SVID lives between `ttl − 1 s` and `ttl`), capped at this
+    /// authority's NotAfter. A `ttl` under [`Authority::MIN_SVID_TTL`] is refused with
+    /// [`CaError::TtlTooShort`].
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<X509Svid, CaError> {
         self.check_id(id)?;
         let key = KeyPair::generate(KeyType::P256)?;
@@ -311,10 +326,11 @@ impl Authority {
 
     /// Signs a CSR. The ID is `request`'s when it names one (the authority's decision),
     /// else the CSR's; either way it must belong to this trust domain and have a path, and a
-    /// CSR asking for more than one URI SAN is refused. The DNS SANs are `request`'s only:
-    /// those the CSR asks for are not granted unless `request` names them, and a wildcard
-    /// is refused unless `request` allows it ([`CaError::WildcardDnsName`]). Returns the
-    /// chain, leaf first, root excluded.
+    /// CSR asking for more than one URI SAN is refused, and so is a TTL under
+    /// [`Authority::MIN_SVID_TTL`]. The DNS SANs are `request`'s only: those the CSR asks
+    /// for are not granted unless `request` names them, and a wildcard is refused unless
+    /// `request` allows it ([`CaError::WildcardDnsName`]). Returns the chain, leaf first,
+    /// root excluded.
     pub fn sign_csr(
         &self,
         csr: &Csr,
@@ -359,6 +375,14 @@ impl Authority {
         subject_key: &[u8],
         ttl: Duration,
     ) -> Result<Vec<CertificateDer<'static>>, CaError> {
+        // Every X509-SVID (`issue`, `sign_csr`, and so every CLI path and `Rotator` over an
+        // `Authority`) comes through here.
+        if ttl < Self::MIN_SVID_TTL {
+            return Err(CaError::TtlTooShort {
+                ttl,
+                min: Self::MIN_SVID_TTL,
+            });
+        }
         let (not_before, not_after) = self.validity(ttl)?;
         let leaf = issue::issue(
             &Params {

@@ -162,7 +162,8 @@ fn random_serial() -> Result<SerialNumber, CaError> {
     SerialNumber::new(&bytes).map_err(|_| CaError::Encoding)
 }
 
-/// A validity bound; X.509 times end at 9999-12-31.
+/// A validity bound, truncated to whole seconds (RFC 5280 §4.1.2.5: no fractional
+/// seconds); X.509 times end at 9999-12-31.
 fn time(t: SystemTime) -> Result<Time, CaError> {
     Time::try_from(t).map_err(|_| CaError::TtlOutOfRange)
 }

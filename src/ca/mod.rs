@@ -101,6 +101,18 @@ pub enum CaError {
         /// The ID refused.
         id: SpiffeId,
     },
+    /// An X509-SVID lifetime under [`Authority::MIN_SVID_TTL`]: too short to renew the SVID
+    /// and hand over to the next one before it expires.
+    #[error(
+        "TTL {ttl:?} is under the minimum {min:?} for an X509-SVID: it cannot be renewed before \
+         it expires (NotAfter is whole seconds, RFC 5280 §4.1.2.5)"
+    )]
+    TtlTooShort {
+        /// The TTL asked for.
+        ttl: std::time::Duration,
+        /// The shortest TTL issued ([`Authority::MIN_SVID_TTL`]).
+        min: std::time::Duration,
+    },
     /// A lifetime reaches past what X.509 time can express (year 9999).
     #[error("TTL is out of range: X.509 validity ends at 9999-12-31")]
     TtlOutOfRange,
