@@ -45,6 +45,7 @@ impl SecretDiscoveryService for Sds {
         if version == CLOSING {
             return Err(Status::unavailable("the SDS server is shutting down"));
         }
+        stream::check_request("FetchSecrets", &request.resource_names)?;
         sotw::response(self, &request.resource_names, version, 0).map(Response::new)
     }
 
