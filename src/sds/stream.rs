@@ -4,7 +4,6 @@
 //! of ACKs and NACKs ([`Ack`]).
 
 use std::pin::Pin;
-use std::time::Duration;
 
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tokio::sync::mpsc;
@@ -102,20 +101,15 @@ pub(super) fn spawn<P: Protocol>(
     Box::pin(ReceiverStream::new(rx))
 }
 
-/// How long a refused stream keeps its request side open for the refusal to go out.
-const REFUSAL_GRACE: Duration = Duration::from_secs(2);
-
-/// Ends a stream with `status`. The request side is closed only once the status has gone
-/// out (or after [`REFUSAL_GRACE`]): closed first, while the client is still sending, the
-/// stream could be reset before the client reads the status.
+/// Ends a stream with `status`, then drops the request side at once, as on any other end:
+/// h2 resets the stream once the status is out, and some clients (grpclib) surface the
+/// status only on that reset while they are still sending.
 async fn refuse<Request, Response>(
     tx: &mpsc::Sender<Result<Response, Status>>,
     status: Status,
     incoming: Streaming<Request>,
 ) {
-    if tx.send(Err(status)).await.is_ok() {
-        let _ = tokio::time::timeout(REFUSAL_GRACE, tx.closed()).await;
-    }
+    let _ = tx.send(Err(status)).await;
     drop(incoming);
 }
 
