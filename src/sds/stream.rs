@@ -58,8 +58,12 @@ pub(super) fn spawn<P: Protocol>(
                         Ok(push) => push,
                         Err(status) => {
                             tracing::info!(%status, "{} stream refused", P::NAME);
-                            refuse(&tx, status, incoming).await;
-                            return;
+                            // The request side is dropped with the task, at once: h2
+                            // resets the stream once the status is out, and some clients
+                            // (grpclib) surface the status only on that reset while they
+                            // are still sending.
+                            let _ = tx.send(Err(status)).await;
+                            break;
                         }
                     },
                     Ok(None) => break,
@@ -85,32 +89,13 @@ pub(super) fn spawn<P: Protocol>(
             let Some(response) = stream.update(&sds, push, version) else {
                 continue;
             };
-            match response {
-                Ok(response) => {
-                    if tx.send(Ok(response)).await.is_err() {
-                        break;
-                    }
-                }
-                Err(status) => {
-                    refuse(&tx, status, incoming).await;
-                    return;
-                }
+            let refused = response.is_err();
+            if tx.send(response).await.is_err() || refused {
+                break;
             }
         }
     });
     Box::pin(ReceiverStream::new(rx))
-}
-
-/// Ends a stream with `status`, then drops the request side at once, as on any other end:
-/// h2 resets the stream once the status is out, and some clients (grpclib) surface the
-/// status only on that reset while they are still sending.
-async fn refuse<Request, Response>(
-    tx: &mpsc::Sender<Result<Response, Status>>,
-    status: Status,
-    incoming: Streaming<Request>,
-) {
-    let _ = tx.send(Err(status)).await;
-    drop(incoming);
 }
 
 /// Whether a request is for another type than secrets (logged; the request is ignored).
@@ -141,10 +126,11 @@ pub(super) const MAX_NAME_BYTES: usize = 64 * 1024;
 /// Refuses a name longer than [`MAX_NAME_LEN`] with `InvalidArgument`.
 pub(super) fn check_name(protocol: &str, name: &str) -> Result<(), Status> {
     if name.len() > MAX_NAME_LEN {
+        let len = name.len();
         return Err(Status::invalid_argument(format!(
-                "{protocol}: a secret name of {} bytes, over the {MAX_NAME_LEN}-byte maximum (a SPIFFE ID's)",
-                name.len()
-            )));
+            "{protocol}: a secret name of {len} bytes, over the {MAX_NAME_LEN}-byte maximum \
+             (a SPIFFE ID's)"
+        )));
     }
     Ok(())
 }
@@ -154,8 +140,9 @@ pub(super) fn check_name(protocol: &str, name: &str) -> Result<(), Status> {
 pub(super) fn check_total(protocol: &str, count: usize, bytes: usize) -> Result<(), Status> {
     if count > MAX_NAMES || bytes > MAX_NAME_BYTES {
         return Err(Status::resource_exhausted(format!(
-                "{protocol}: over {MAX_NAMES} secret names or {MAX_NAME_BYTES} bytes of names on one stream"
-            )));
+            "{protocol}: over {MAX_NAMES} secret names or {MAX_NAME_BYTES} bytes of names on \
+             one stream"
+        )));
     }
     Ok(())
 }
