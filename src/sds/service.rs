@@ -130,7 +130,8 @@ impl Wipe for DeltaDiscoveryResponse {
 }
 
 /// Prost's codec, except that a response is [wiped](Wipe) as soon as it is encoded: the
-/// copies of the SVID's key that meshid builds into every pushed message are zeroized.
+/// copies of the SVID's key that meshid builds into every pushed message are zeroized
+/// (and a response still queued when its stream ends is wiped on drop).
 /// What is out of meshid's hands stays as it is: the encoded frame in tonic's, hyper's and
 /// h2's buffers (freed, not zeroized, once written), the kernel's socket buffers and the
 /// client's copies.

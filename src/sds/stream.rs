@@ -8,10 +8,10 @@ use std::pin::Pin;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Status, Streaming};
 
-use crate::sds::service::Sds;
+use crate::sds::service::{Sds, Wipe};
 use crate::sds::{CLOSING, SECRET_TYPE_URL};
 
 /// What a stream sends its client.
@@ -23,8 +23,8 @@ pub(super) trait Protocol: Default + Send + 'static {
     const NAME: &'static str;
     /// What the client sends.
     type Request: Send + 'static;
-    /// What the server pushes.
-    type Response: Send + 'static;
+    /// What the server pushes (wiped of its secrets once encoded, or dropped unsent).
+    type Response: Wipe + Default + Send + 'static;
 
     /// Takes a request; whether it calls for a push now. An `Err` is a refusal (a request
     /// over the bounds on names, [`check_name`]), and ends the stream.
@@ -90,12 +90,28 @@ pub(super) fn spawn<P: Protocol>(
                 continue;
             };
             let refused = response.is_err();
-            if tx.send(response).await.is_err() || refused {
+            if tx.send(response.map(Unsent)).await.is_err() || refused {
                 break;
             }
         }
     });
-    Box::pin(ReceiverStream::new(rx))
+    Box::pin(ReceiverStream::new(rx).map(|pushed| pushed.map(Unsent::into_inner)))
+}
+
+/// A response on its way to tonic, whose encoder wipes it; wiped on drop if it never gets
+/// there (the client left with responses still queued).
+struct Unsent<T: Wipe + Default>(T);
+
+impl<T: Wipe + Default> Unsent<T> {
+    fn into_inner(mut self) -> T {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl<T: Wipe + Default> Drop for Unsent<T> {
+    fn drop(&mut self) {
+        self.0.wipe();
+    }
 }
 
 /// Whether a request is for another type than secrets (logged; the request is ignored).
