@@ -507,3 +507,184 @@ async fn delta_pushes_only_what_changed_honours_unsubscribe_and_does_not_resend_
     drop(channel);
     server.shutdown().await;
 }
+
+/// Opens a DeltaSecrets stream on `channel`.
+async fn open_delta(channel: &Channel) -> Delta {
+    let (tx, rx) = mpsc::channel(8);
+    let rx = SecretDiscoveryServiceClient::new(channel.clone())
+        .delta_secrets(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    Delta { tx, rx }
+}
+
+/// The status a refused stream ends with (within 10 s; a response instead is a failure).
+async fn refusal<T>(rx: &mut Streaming<T>) -> tonic::Status {
+    match timeout(LIVE, rx.message()).await {
+        Ok(Err(status)) => status,
+        Ok(Ok(Some(_))) => panic!("not refused: a response arrived"),
+        Ok(Ok(None)) => panic!("not refused: the stream ended without a status"),
+        Err(elapsed) => panic!("not refused within 10 s ({elapsed})"),
+    }
+}
+
+/// A name of `len` bytes, `i` in it.
+fn long(i: usize, len: usize) -> String {
+    let mut name = format!("spiffe://example.org/{i:06}/");
+    name.extend(std::iter::repeat_n('x', len - name.len()));
+    name
+}
+
+/// Opens a StreamSecrets stream on `channel` asking for `names`.
+async fn open_sotw(channel: &Channel, names: Vec<String>) -> Streaming<DiscoveryResponse> {
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(DiscoveryRequest {
+        resource_names: names,
+        type_url: SECRET_TYPE_URL.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    SecretDiscoveryServiceClient::new(channel.clone())
+        .stream_secrets(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A FetchSecrets for `names` on `channel`, which must fail.
+async fn fetch_refused(channel: &Channel, names: Vec<String>) -> tonic::Status {
+    SecretDiscoveryServiceClient::new(channel.clone())
+        .fetch_secrets(DiscoveryRequest {
+            resource_names: names,
+            type_url: SECRET_TYPE_URL.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+}
+
+/// Streams and calls on `channel` over the bounds on names, each refused with its typed
+/// status; the delta streams (kept open by the caller until the end of the test).
+async fn hostile_streams(channel: &Channel) -> Vec<Delta> {
+    let mut kept = Vec::new();
+    // A name longer than a SPIFFE ID may be: InvalidArgument naming the bound, in both
+    // protocols and in FetchSecrets.
+    let too_long = |status: &tonic::Status| {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains("2048-byte maximum"), "{status:?}");
+    };
+    let mut hostile = open_delta(channel).await;
+    hostile
+        .send(DeltaDiscoveryRequest {
+            resource_names_subscribe: vec!["default".into(), long(0, 2049)],
+            ..Default::default()
+        })
+        .await;
+    too_long(&refusal(&mut hostile.rx).await);
+    kept.push(hostile);
+    too_long(&refusal(&mut open_sotw(channel, vec![long(0, 2049)]).await).await);
+    too_long(&fetch_refused(channel, vec![long(0, 2049)]).await);
+
+    // Names of a legal length, but more bytes of them than a stream may hold (a delta
+    // stream's subscription growing request by request) or more names: ResourceExhausted.
+    let exhausted = |status: &tonic::Status| {
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    };
+    let mut hostile = open_delta(channel).await;
+    let mut status = None;
+    for request in 0..100 {
+        let names = (0..40).map(|i| long(request * 40 + i, 2048)).collect();
+        let sent = hostile.tx.send(DeltaDiscoveryRequest {
+            resource_names_subscribe: names,
+            type_url: SECRET_TYPE_URL.into(),
+            ..Default::default()
+        });
+        if sent.await.is_err() {
+            break;
+        }
+        match timeout(Duration::from_millis(50), hostile.rx.message()).await {
+            Ok(Ok(got)) => panic!("a response to unknown names: {:?}", got.is_some()),
+            Ok(Err(refused)) => {
+                status = Some(refused);
+                break;
+            }
+            Err(_quiet) => {}
+        }
+    }
+    let status = match status {
+        Some(status) => status,
+        None => refusal(&mut hostile.rx).await,
+    };
+    exhausted(&status);
+    kept.push(hostile);
+    let mut hostile = open_delta(channel).await;
+    hostile
+        .send(DeltaDiscoveryRequest {
+            resource_names_subscribe: (0..1025).map(|i| format!("n{i}")).collect(),
+            ..Default::default()
+        })
+        .await;
+    exhausted(&refusal(&mut hostile.rx).await);
+    kept.push(hostile);
+    let many: Vec<String> = (0..40).map(|i| long(i, 2048)).collect();
+    exhausted(&fetch_refused(channel, many.clone()).await);
+    exhausted(&refusal(&mut open_sotw(channel, many).await).await);
+    kept
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_over_the_bounds_are_refused_typed_and_the_connection_s_other_streams_keep_working() {
+    let server = Server::start("bounds").await;
+    let channel = connect(&server.socket).await;
+    // Well-behaved streams of both protocols, on the connection the hostile ones share.
+    let mut sotw = Sotw::open(&channel, &["default", "ROOTCA"]).await;
+    let first = sotw.next().await;
+    sotw.answer(&first, false).await;
+    let mut delta = open_delta(&channel).await;
+    delta
+        .send(DeltaDiscoveryRequest {
+            resource_names_subscribe: vec!["default".into(), "ROOTCA".into()],
+            ..Default::default()
+        })
+        .await;
+    let first_delta = delta.next().await;
+    assert_eq!(delta_names(&first_delta), ["ROOTCA", "default"]);
+    delta.ack(&first_delta, false).await;
+
+    let hostile = hostile_streams(&channel).await;
+
+    // The well-behaved streams on the same connection get the rotation.
+    let chain = server.rotate();
+    let push = delta.next().await;
+    assert_eq!(delta_names(&push), ["default"]);
+    let secrets = push
+        .resources
+        .iter()
+        .map(|r| decode(r.resource.as_ref().unwrap()));
+    assert_eq!(default_chain(secrets), Some(chain.clone()));
+    let deadline = Instant::now() + LIVE;
+    loop {
+        let push = sotw.next().await;
+        sotw.answer(&push, false).await;
+        if default_chain(push.resources.iter().map(decode)).as_ref() == Some(&chain) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rotation was never pushed");
+    }
+    // And FetchSecrets on it still answers.
+    let fetched = SecretDiscoveryServiceClient::new(channel.clone())
+        .fetch_secrets(DiscoveryRequest {
+            resource_names: vec!["default".into()],
+            type_url: SECRET_TYPE_URL.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched.resources.len(), 1);
+    well_behaved(&server).await;
+    drop((sotw, delta, hostile, channel));
+    server.shutdown().await;
+}

@@ -27,10 +27,13 @@ pub struct FuzzStreams {
     sotw: StreamState,
     sotw_closed: bool,
     delta: DeltaState,
+    delta_closed: bool,
 }
 
 /// What a state-of-the-world stream sent: a response, or the refusal that ended it.
 pub type SotwAnswer = Result<DiscoveryResponse, String>;
+/// What a delta stream sent: a response, or the refusal that ended it.
+pub type DeltaAnswer = Result<DeltaDiscoveryResponse, String>;
 
 impl FuzzStreams {
     /// Streams over `svids` (published in turn by [`rotate`](Self::rotate)) and `bundles`.
@@ -53,6 +56,7 @@ impl FuzzStreams {
             sotw: StreamState::default(),
             sotw_closed: false,
             delta: DeltaState::default(),
+            delta_closed: false,
         }
     }
 
@@ -66,8 +70,12 @@ impl FuzzStreams {
         self.version += 1;
         let push = self.sotw.subscribed() && !self.sotw_closed;
         let sotw = self.sotw_answer(push);
-        let delta = self.delta.update(&self.sds, false, self.version);
-        // Delta streams never refuse: `Err` does not occur.
+        let delta = if self.delta_closed {
+            None
+        } else {
+            self.delta.update(&self.sds, false, self.version)
+        };
+        // Delta updates never refuse (only requests can): `Err` does not occur.
         (sotw, delta.and_then(Result::ok))
     }
 
@@ -78,8 +86,13 @@ impl FuzzStreams {
             return None;
         }
         let request = DiscoveryRequest::decode(bytes).ok()?;
-        let push = self.sotw.on_request(request.clone());
-        Some((request, self.sotw_answer(push)))
+        match self.sotw.on_request(request.clone()) {
+            Ok(push) => Some((request, self.sotw_answer(push))),
+            Err(status) => {
+                self.sotw_closed = true;
+                Some((request, Some(Err(status.message().to_owned()))))
+            }
+        }
     }
 
     fn sotw_answer(&mut self, push: bool) -> Option<SotwAnswer> {
@@ -91,21 +104,36 @@ impl FuzzStreams {
         Some(answer)
     }
 
-    /// Feeds `bytes` as a delta request (if they decode as one).
-    pub fn delta(
-        &mut self,
-        bytes: &[u8],
-    ) -> Option<(DeltaDiscoveryRequest, Option<DeltaDiscoveryResponse>)> {
+    /// Feeds `bytes` as a delta request (if they decode as one). A refusal (a request
+    /// over the bounds on names) ends the stream: later requests get `None`.
+    pub fn delta(&mut self, bytes: &[u8]) -> Option<(DeltaDiscoveryRequest, Option<DeltaAnswer>)> {
+        if self.delta_closed {
+            return None;
+        }
         let request = DeltaDiscoveryRequest::decode(bytes).ok()?;
-        let push = self.delta.on_request(request.clone());
-        let response = self.delta.update(&self.sds, push, self.version);
-        Some((request, response.and_then(Result::ok)))
+        let answer = match self.delta.on_request(request.clone()) {
+            Ok(push) => self
+                .delta
+                .update(&self.sds, push, self.version)
+                .map(|r| r.map_err(|status| status.message().to_owned())),
+            Err(status) => Some(Err(status.message().to_owned())),
+        };
+        self.delta_closed |= matches!(answer, Some(Err(_)));
+        Some((request, answer))
     }
 
     /// The names the state-of-the-world stream is subscribed to.
     pub fn sotw_names(&self) -> &[String] {
         self.sotw.names()
     }
+
+    /// The bounds on names every stream keeps: the longest name, the most names and the
+    /// most bytes of names one stream may hold.
+    pub const NAME_BOUNDS: (usize, usize, usize) = (
+        crate::sds::stream::MAX_NAME_LEN,
+        crate::sds::stream::MAX_NAMES,
+        crate::sds::stream::MAX_NAME_BYTES,
+    );
 
     /// How long a fuzz input may take at most (for the replay's sanity bound).
     pub const BUDGET: Duration = Duration::from_secs(1);

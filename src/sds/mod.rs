@@ -21,6 +21,13 @@
 //! incremental (`DeltaSecrets`: per-secret versions, only changed secrets pushed), which
 //! neither SPIRE nor Istio offers.
 //!
+//! What a client may ask for is bounded, in both protocols: a secret name is at most 2,048
+//! bytes (a SPIFFE ID's maximum: no secret has a longer name), refused with
+//! `InvalidArgument`; a stream (or a `FetchSecrets` call) asks for at most 1,024 names and
+//! 64 KiB of names, refused with `ResourceExhausted`. A refusal ends only its own stream.
+//! A request costs work in proportion to itself: a delta request looks up only the names
+//! it subscribes to.
+//!
 //! The server is fed by any [`Feed`]: an [`SvidStore`] kept fresh by a
 //! [`Rotator`](crate::Rotator), or (with feature `workload-api`) the Workload API's
 //! `X509Source`, so meshid can bridge SPIRE to Envoy. Sockets, caller admission and

@@ -1,7 +1,8 @@
 //! Secret names to secrets, as SPIRE's agent answers them (the table in the
-//! [module docs](crate::sds)): [`Sds::lookup`] and its two uses, the secrets that exist
-//! ([`Sds::secrets`], delta streams) and every secret asked for or a bounded refusal
-//! ([`Sds::authorized`], state of the world); the `Secret` messages themselves.
+//! [module docs](crate::sds)): [`Current::secret`], one name in the feed's current state
+//! (delta streams look up each name they need), and every secret asked for or a bounded
+//! refusal ([`Sds::authorized`], state of the world); the `Secret` messages themselves,
+//! and [`wipe`], which zeroizes the key a built `Secret` carries.
 
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::config::core::v3::DataSource;
@@ -11,11 +12,15 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     SpiffeCertValidatorConfig, TlsCertificate,
 };
 use envoy_types::pb::google::protobuf::Any;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use prost::Message as _;
 use tonic::Status;
+use zeroize::Zeroize as _;
 
 use crate::sds::service::Sds;
-use crate::{certificates_to_pem, BundleSet};
+use crate::{certificates_to_pem, BundleSet, X509Svid};
 
 /// The type URL of Envoy's SPIFFE certificate validator configuration.
 const SPIFFE_VALIDATOR_TYPE_URL: &str =
@@ -70,113 +75,179 @@ fn spiffe_validation(name: &str, bundles: &BundleSet) -> Secret {
     }
 }
 
-impl Sds {
-    /// The secrets for `names` in the current state, and the names it has no secret for.
-    /// No names at all means every secret: each SVID under its SPIFFE ID and each bundle
-    /// under `spiffe://td`, as SPIRE answers.
-    pub(super) fn lookup(&self, names: &[String]) -> (Vec<Secret>, Vec<String>) {
-        let svid = self.feed.svid();
-        let bundles = self.feed.bundles();
-        let all_names: Vec<String>;
-        let names = if names.is_empty() {
-            all_names = svid
-                .iter()
-                .map(|s| s.id().to_string())
-                .chain(bundles.iter().map(|b| b.trust_domain().id().to_string()))
-                .collect();
-            &all_names
-        } else {
-            names
-        };
-        let own_td = svid.as_ref().map(|s| s.id().trust_domain());
-        let (mut out, mut unknown) = (Vec::new(), Vec::new());
-        for name in names {
-            let certificate = svid
-                .as_ref()
-                .filter(|s| name == "default" || name == s.id().as_str())
-                .map(|s| Secret {
-                    name: name.clone(),
-                    r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
-                        certificate_chain: Some(inline(s.chain_pem().into_bytes())),
-                        private_key: Some(inline(s.key_pem().as_bytes().to_vec())),
-                        ..Default::default()
-                    })),
-                });
-            // Which bundles a validation-context name stands for.
-            let chosen: Option<BundleSet> = match name.as_str() {
-                _ if certificate.is_some() => None,
-                "ROOTCA" => own_td
-                    .as_ref()
-                    .and_then(|td| bundles.get(td).cloned())
-                    .map(|b| [b].into_iter().collect()),
-                "ALL" => Some(bundles.clone()).filter(|b| !b.is_empty()),
-                _ if name.starts_with("spiffe://") => crate::TrustDomain::new(name)
-                    .ok()
-                    .and_then(|td| bundles.get(&td).cloned())
-                    .map(|b| [b].into_iter().collect()),
-                _ => None,
-            };
-            let secret = certificate.or_else(|| {
-                chosen.map(|set| {
-                    if self.spiffe_validator {
-                        spiffe_validation(name, &set)
-                    } else {
-                        let roots: Vec<_> = set
-                            .iter()
-                            .flat_map(|b| b.authorities().iter().cloned())
-                            .collect();
-                        validation(name, certificates_to_pem(&roots))
-                    }
-                })
-            });
-            match secret {
-                Some(secret) => out.push(secret),
-                None => unknown.push(name.clone()),
-            }
-        }
-        (out, unknown)
-    }
+/// What names are looked up in: the feed's SVID and bundles, read once per response.
+pub(super) struct Current {
+    svid: Option<Arc<X509Svid>>,
+    bundles: BundleSet,
+    spiffe_validator: bool,
+}
 
-    /// The secrets for `names` that exist (delta streams: absent names are just absent).
-    pub(super) fn secrets(&self, names: &[String]) -> Vec<Secret> {
-        self.lookup(names).0
+impl Sds {
+    /// The feed's current SVID and bundles.
+    pub(super) fn current(&self) -> Current {
+        Current {
+            svid: self.feed.svid(),
+            bundles: self.feed.bundles(),
+            spiffe_validator: self.spiffe_validator,
+        }
     }
 
     /// Every secret `names` asks for (state of the world); as SPIRE's agent does, names it
-    /// holds no secret for are refused with `InvalidArgument`.
+    /// holds no secret for are refused with `InvalidArgument`. No names at all means every
+    /// secret: each SVID under its SPIFFE ID and each bundle under `spiffe://td`, as SPIRE
+    /// answers. Nothing is copied for an unknown name beyond the few the refusal shows.
     pub(super) fn authorized(&self, names: &[String]) -> Result<Vec<Secret>, Status> {
-        let (secrets, unknown) = self.lookup(names);
-        if unknown.is_empty() {
-            Ok(secrets)
-        } else {
-            Err(refusal(unknown))
+        let current = self.current();
+        if names.is_empty() {
+            return Ok(current
+                .all_names()
+                .iter()
+                .filter_map(|name| current.secret(name))
+                .collect());
+        }
+        let mut secrets = Vec::with_capacity(names.len().min(8));
+        let mut unknown = Unknown::default();
+        for name in names {
+            match current.secret(name) {
+                Some(secret) => secrets.push(secret),
+                None => unknown.add(name),
+            }
+        }
+        match unknown.refusal() {
+            None => Ok(secrets),
+            Some(refusal) => {
+                secrets.iter_mut().for_each(wipe);
+                Err(refusal)
+            }
         }
     }
 }
 
-/// The refusal of `unknown` (not empty) names, bounded: a request may carry megabytes of
-/// names; the trailer must stay small.
-fn refusal(mut unknown: Vec<String>) -> Status {
-    unknown.sort();
-    let count = unknown.len();
-    unknown.truncate(5);
-    for name in &mut unknown {
-        if name.len() > 128 {
-            let mut cut = 128;
-            while !name.is_char_boundary(cut) {
-                cut -= 1;
+impl Current {
+    /// The names of every secret: each SVID under its SPIFFE ID and each bundle under
+    /// `spiffe://td`.
+    fn all_names(&self) -> Vec<String> {
+        self.svid
+            .iter()
+            .map(|s| s.id().to_string())
+            .chain(
+                self.bundles
+                    .iter()
+                    .map(|b| b.trust_domain().id().to_string()),
+            )
+            .collect()
+    }
+
+    /// The secret `name` stands for, if any.
+    pub(super) fn secret(&self, name: &str) -> Option<Secret> {
+        if let Some(svid) = self
+            .svid
+            .as_ref()
+            .filter(|s| name == "default" || name == s.id().as_str())
+        {
+            return Some(Secret {
+                name: name.to_owned(),
+                r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
+                    certificate_chain: Some(inline(svid.chain_pem().into_bytes())),
+                    private_key: Some(inline(svid.key_pem().as_bytes().to_vec())),
+                    ..Default::default()
+                })),
+            });
+        }
+        // Which bundles a validation-context name stands for.
+        let chosen: BundleSet = match name {
+            "ROOTCA" => {
+                let td = self.svid.as_ref()?.id().trust_domain();
+                [self.bundles.get(&td)?.clone()].into_iter().collect()
             }
-            name.truncate(cut);
+            "ALL" => Some(self.bundles.clone()).filter(|b| !b.is_empty())?,
+            _ if name.starts_with("spiffe://") => {
+                let td = crate::TrustDomain::new(name).ok()?;
+                [self.bundles.get(&td)?.clone()].into_iter().collect()
+            }
+            _ => return None,
+        };
+        Some(if self.spiffe_validator {
+            spiffe_validation(name, &chosen)
+        } else {
+            let roots: Vec<_> = chosen
+                .iter()
+                .flat_map(|b| b.authorities().iter().cloned())
+                .collect();
+            validation(name, certificates_to_pem(&roots))
+        })
+    }
+}
+
+/// Zeroizes the private key a `Secret` carries (a `TlsCertificate`'s inline key), once
+/// the secret is encoded or dropped unsent.
+pub(super) fn wipe(secret: &mut Secret) {
+    if let Some(secret::Type::TlsCertificate(TlsCertificate {
+        private_key: Some(key),
+        ..
+    })) = &mut secret.r#type
+    {
+        match &mut key.specifier {
+            Some(Specifier::InlineBytes(bytes)) => bytes.zeroize(),
+            Some(Specifier::InlineString(string)) => string.zeroize(),
+            _ => {}
         }
     }
-    let more = if count > 5 {
-        format!(" and {} more", count - 5)
+}
+
+/// A secret's encoding (an `Any`'s value); the key in `secret` is zeroized once encoded.
+pub(super) fn encode(mut secret: Secret) -> Vec<u8> {
+    let bytes = secret.encode_to_vec();
+    wipe(&mut secret);
+    bytes
+}
+
+/// The names a state-of-the-world request holds no secret for: their count and the few
+/// first (in order) the refusal shows, cut short; nothing else is kept.
+#[derive(Default)]
+struct Unknown {
+    count: usize,
+    shown: BTreeSet<String>,
+}
+
+/// How many unknown names a refusal shows, and how many bytes of each.
+const SHOWN: usize = 5;
+const SHOWN_LEN: usize = 128;
+
+impl Unknown {
+    fn add(&mut self, name: &str) {
+        self.count += 1;
+        let mut cut = name.len().min(SHOWN_LEN);
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let name = &name[..cut];
+        if self.shown.len() < SHOWN {
+            self.shown.insert(name.to_owned());
+        } else if self.shown.last().is_some_and(|last| name < last.as_str()) {
+            self.shown.pop_last();
+            self.shown.insert(name.to_owned());
+        }
+    }
+
+    /// The refusal of the unknown names, if any.
+    fn refusal(self) -> Option<Status> {
+        (self.count > 0).then(|| refusal(self.count, self.shown))
+    }
+}
+
+/// The refusal of `count` unknown names, showing a few of them (`shown`, cut short): a
+/// request may carry megabytes of names; the trailer must stay small.
+fn refusal(count: usize, shown: BTreeSet<String>) -> Status {
+    let shown: Vec<String> = shown.into_iter().collect();
+    let more = if count > shown.len() {
+        format!(" and {} more", count - shown.len())
     } else {
         String::new()
     };
-    tracing::info!(?unknown, count, "SDS: refused names with no secret");
+    tracing::info!(unknown = ?shown, count, "SDS: refused names with no secret");
     Status::invalid_argument(format!(
-        "workload is not authorized for the requested identities {unknown:?}{more}"
+        "workload is not authorized for the requested identities {shown:?}{more}"
     ))
 }
 
@@ -229,7 +300,8 @@ mod tests {
         .iter()
         .map(|n| (*n).to_owned())
         .collect();
-        let secrets = sds.secrets(&names);
+        let current = sds.current();
+        let secrets: Vec<Secret> = names.iter().filter_map(|n| current.secret(n)).collect();
         let got: Vec<(&str, bool)> = secrets
             .iter()
             .map(|s| {
@@ -271,9 +343,16 @@ mod tests {
 
     #[test]
     fn a_refusal_names_a_few_names_cut_short() {
+        let refuse = |names: &[String]| {
+            let mut unknown = Unknown::default();
+            for name in names {
+                unknown.add(name);
+            }
+            unknown.refusal().unwrap()
+        };
         let mut unknown: Vec<String> = (0..7).rev().map(|i| format!("name-{i}")).collect();
         unknown.push("nonsense".repeat(100));
-        let refused = refusal(unknown);
+        let refused = refuse(&unknown);
         assert_eq!(refused.code(), tonic::Code::InvalidArgument);
         let message = refused.message();
         assert!(message.starts_with("workload is not authorized for the requested identities"));
@@ -281,8 +360,32 @@ mod tests {
         assert!(message.contains("\"name-0\"") && message.contains("\"name-4\""));
         assert!(!message.contains("name-5") && !message.contains("nonsense"));
         // A long name is cut at a character boundary.
-        let refused = refusal(vec!["é".repeat(100)]);
+        let refused = refuse(&["é".repeat(100)]);
         assert!(refused.message().contains(&"é".repeat(64)));
         assert!(!refused.message().contains(&"é".repeat(65)));
+        assert!(Unknown::default().refusal().is_none());
+    }
+
+    #[test]
+    fn a_built_secret_s_key_is_zeroized_once_encoded() {
+        let sds = fixture();
+        let mut secret = sds.current().secret("default").unwrap();
+        let key = |s: &Secret| match &s.r#type {
+            Some(secret::Type::TlsCertificate(TlsCertificate {
+                private_key:
+                    Some(DataSource {
+                        specifier: Some(Specifier::InlineBytes(b)),
+                        ..
+                    }),
+                ..
+            })) => b.clone(),
+            _ => panic!("no inline key"),
+        };
+        let pem = key(&secret);
+        assert!(pem.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+        let encoded = secret.encode_to_vec();
+        assert!(encoded.windows(pem.len()).any(|w| w == pem.as_slice()));
+        wipe(&mut secret);
+        assert!(key(&secret).is_empty(), "the key is still there");
     }
 }

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::SecretDiscoveryServiceServer;
 use tokio::sync::watch;
 
 use crate::sds::service::Sds;
@@ -114,13 +113,6 @@ impl SdsServer {
             version,
             spiffe_validator: self.spiffe_validator,
         };
-        self.serving
-            .serve(
-                listen,
-                SecretDiscoveryServiceServer::new(service),
-                shutdown,
-                stop,
-            )
-            .await
+        self.serving.serve(listen, service, shutdown, stop).await
     }
 }

@@ -4,15 +4,16 @@
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
-use prost::Message as _;
 use tonic::Status;
 
+use crate::sds::secrets;
 use crate::sds::service::Sds;
-use crate::sds::stream::{other_type, Ack, Protocol};
+use crate::sds::stream::{check_request, other_type, Ack, Protocol};
 use crate::sds::SECRET_TYPE_URL;
 
-/// A state-of-the-world answer for `names`; as SPIRE's agent does, names it holds no
-/// secret for are refused with `InvalidArgument`.
+/// A state-of-the-world answer for `names` (within the bounds on names: see
+/// [`check_request`]); as SPIRE's agent does, names it holds no secret for are refused
+/// with `InvalidArgument`.
 pub(super) fn response(
     sds: &Sds,
     names: &[String],
@@ -26,7 +27,7 @@ pub(super) fn response(
             .into_iter()
             .map(|s| Any {
                 type_url: SECRET_TYPE_URL.to_owned(),
-                value: s.encode_to_vec(),
+                value: secrets::encode(s),
             })
             .collect(),
         type_url: SECRET_TYPE_URL.to_owned(),
@@ -63,10 +64,11 @@ impl Protocol for StreamState {
     type Request = DiscoveryRequest;
     type Response = DiscoveryResponse;
 
-    /// Handles a request; whether to push now.
-    fn on_request(&mut self, request: Self::Request) -> bool {
+    /// Handles a request; whether to push now. The work is bounded by the request (its
+    /// names are checked, sorted and compared with the stream's), not by the stream.
+    fn on_request(&mut self, request: Self::Request) -> Result<bool, Status> {
         if other_type(Self::NAME, &request.type_url) {
-            return false;
+            return Ok(false);
         }
         let answer = Ack::of(
             Self::NAME,
@@ -78,19 +80,20 @@ impl Protocol for StreamState {
         if answer == Ack::Rejected {
             self.nacked = self.sent;
         }
+        check_request(Self::NAME, &request.resource_names)?;
         let mut names = request.resource_names;
-        names.sort();
+        names.sort_unstable();
         names.dedup();
         let first = !self.subscribed;
         self.subscribed = true;
         if names != self.names {
             self.names = names;
             self.names_changed = true;
-            return true;
+            return Ok(true);
         }
         // A stale request (answering an older nonce) or an ACK/NACK: nothing new to send,
         // except on the very first request.
-        first
+        Ok(first)
     }
 
     /// The response to send for `version` after an event (`push`: the event may call for
@@ -146,33 +149,36 @@ mod tests {
     fn the_first_request_and_new_names_push_acks_and_nacks_do_not() {
         let mut s = StreamState::default();
         assert!(
-            s.on_request(request(&["default"], "", "", false)),
+            s.on_request(request(&["default"], "", "", false)).unwrap(),
             "first request"
         );
         // We "sent" version 1 with nonce 1.
         s.nonce = 1;
         s.sent = Some(1);
         assert!(
-            !s.on_request(request(&["default"], "1", "1", false)),
+            !s.on_request(request(&["default"], "1", "1", false))
+                .unwrap(),
             "an ACK"
         );
         assert!(s.nacked.is_none());
         assert!(
-            !s.on_request(request(&["default"], "1", "0", true)),
+            !s.on_request(request(&["default"], "1", "0", true)).unwrap(),
             "a NACK"
         );
         assert_eq!(s.nacked, Some(1), "version 1 is not resent");
         // A NACK of an older nonce is stale: ignored.
         s.nacked = None;
-        assert!(!s.on_request(request(&["default"], "0", "0", true)));
+        assert!(!s.on_request(request(&["default"], "0", "0", true)).unwrap());
         assert!(s.nacked.is_none());
         // New names (in any order, duplicates ignored) push at once.
-        assert!(s.on_request(request(&["ROOTCA", "default", "ROOTCA"], "1", "1", false)));
+        assert!(s
+            .on_request(request(&["ROOTCA", "default", "ROOTCA"], "1", "1", false))
+            .unwrap());
         assert_eq!(s.names, ["ROOTCA", "default"]);
         // Another type is ignored.
         let mut other = request(&["x"], "", "", false);
         other.type_url = "type.googleapis.com/envoy.config.cluster.v3.Cluster".into();
-        assert!(!s.on_request(other));
+        assert!(!s.on_request(other).unwrap());
     }
 
     #[test]
@@ -206,15 +212,21 @@ mod tests {
         // at once (Envoy must not wait a rotation for a secret it just asked for).
         let mut stream = StreamState::default();
         let first = ["default".to_owned()];
-        assert!(stream.on_request(request(&["default"], "", "", false)));
+        assert!(stream
+            .on_request(request(&["default"], "", "", false))
+            .unwrap());
         let pushed = stream.update(&sds, true, 1).unwrap().unwrap();
         assert_eq!(pushed.resources.len(), first.len());
-        assert!(!stream.on_request(request(&["default"], "1", "0", true)));
+        assert!(!stream
+            .on_request(request(&["default"], "1", "0", true))
+            .unwrap());
         assert!(
             stream.update(&sds, true, 1).is_none(),
             "rejected version resent"
         );
-        assert!(stream.on_request(request(&["default", "ROOTCA"], "1", "0", false)));
+        assert!(stream
+            .on_request(request(&["default", "ROOTCA"], "1", "0", false))
+            .unwrap());
         let pushed = stream
             .update(&sds, true, 1)
             .expect("new names answered")
@@ -222,9 +234,13 @@ mod tests {
         assert_eq!(pushed.resources.len(), 2);
         // An ACK arriving together with a version bump still brings the stream up to date.
         let mut acked = StreamState::default();
-        assert!(acked.on_request(request(&["default"], "", "", false)));
+        assert!(acked
+            .on_request(request(&["default"], "", "", false))
+            .unwrap());
         let first = acked.update(&sds, true, 1).unwrap().unwrap();
-        assert!(!acked.on_request(request(&["default"], &first.nonce, "1", false)));
+        assert!(!acked
+            .on_request(request(&["default"], &first.nonce, "1", false))
+            .unwrap());
         let pushed = acked
             .update(&sds, false, 2)
             .expect("bump not swallowed")

@@ -8,10 +8,10 @@ use std::pin::Pin;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Status, Streaming};
 
-use crate::sds::service::Sds;
+use crate::sds::service::{Sds, Wipe};
 use crate::sds::{CLOSING, SECRET_TYPE_URL};
 
 /// What a stream sends its client.
@@ -23,11 +23,12 @@ pub(super) trait Protocol: Default + Send + 'static {
     const NAME: &'static str;
     /// What the client sends.
     type Request: Send + 'static;
-    /// What the server pushes.
-    type Response: Send + 'static;
+    /// What the server pushes (wiped of its secrets once encoded, or dropped unsent).
+    type Response: Wipe + Default + Send + 'static;
 
-    /// Takes a request; whether it calls for a push now.
-    fn on_request(&mut self, request: Self::Request) -> bool;
+    /// Takes a request; whether it calls for a push now. An `Err` is a refusal (a request
+    /// over the bounds on names, [`check_name`]), and ends the stream.
+    fn on_request(&mut self, request: Self::Request) -> Result<bool, Status>;
 
     /// The response bringing this stream up to `version`, if any. `push`: a request
     /// called for one; after a version bump it is false and the stream decides whether it
@@ -53,7 +54,18 @@ pub(super) fn spawn<P: Protocol>(
         loop {
             let push = tokio::select! {
                 message = incoming.message() => match message {
-                    Ok(Some(request)) => stream.on_request(request),
+                    Ok(Some(request)) => match stream.on_request(request) {
+                        Ok(push) => push,
+                        Err(status) => {
+                            tracing::info!(%status, "{} stream refused", P::NAME);
+                            // The request side is dropped with the task, at once: h2
+                            // resets the stream once the status is out, and some clients
+                            // (grpclib) surface the status only on that reset while they
+                            // are still sending.
+                            let _ = tx.send(Err(status)).await;
+                            break;
+                        }
+                    },
                     Ok(None) => break,
                     Err(status) => {
                         tracing::debug!(%status, "{} stream ended by the client", P::NAME);
@@ -78,12 +90,28 @@ pub(super) fn spawn<P: Protocol>(
                 continue;
             };
             let refused = response.is_err();
-            if tx.send(response).await.is_err() || refused {
+            if tx.send(response.map(Unsent)).await.is_err() || refused {
                 break;
             }
         }
     });
-    Box::pin(ReceiverStream::new(rx))
+    Box::pin(ReceiverStream::new(rx).map(|pushed| pushed.map(Unsent::into_inner)))
+}
+
+/// A response on its way to tonic, whose encoder wipes it; wiped on drop if it never gets
+/// there (the client left with responses still queued).
+struct Unsent<T: Wipe + Default>(T);
+
+impl<T: Wipe + Default> Unsent<T> {
+    fn into_inner(mut self) -> T {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl<T: Wipe + Default> Drop for Unsent<T> {
+    fn drop(&mut self) {
+        self.0.wipe();
+    }
 }
 
 /// Whether a request is for another type than secrets (logged; the request is ignored).
@@ -93,6 +121,59 @@ pub(super) fn other_type(protocol: &str, type_url: &str) -> bool {
         tracing::warn!(%type_url, "{protocol}: request for another type ignored");
     }
     other
+}
+
+// The bounds on the names a stream (or a `FetchSecrets` call) may ask for: a request over
+// them is refused and ends only its own stream. A name is at most `MAX_NAME_LEN` bytes
+// (`InvalidArgument`); a stream holds at most `MAX_NAMES` names and `MAX_NAME_BYTES` bytes
+// of names (`ResourceExhausted`). What a stream holds, and the work one request costs,
+// stay bounded however many requests it sends.
+
+/// The longest secret name: a SPIFFE ID's maximum (SPIFFE-ID §2.3); the other names
+/// (`default`, `ROOTCA`, `ALL`, `spiffe://td`) are shorter, so a longer name can never
+/// name a secret.
+pub(super) const MAX_NAME_LEN: usize = crate::id::MAX_ID_LEN;
+/// The most secret names one stream may ask for (Envoy needs a handful).
+pub(super) const MAX_NAMES: usize = 1024;
+/// The most bytes of names one stream may hold (32 SPIFFE IDs of the maximum length, or
+/// a thousand of 64 bytes).
+pub(super) const MAX_NAME_BYTES: usize = 64 * 1024;
+
+/// Refuses a name longer than [`MAX_NAME_LEN`] with `InvalidArgument`.
+pub(super) fn check_name(protocol: &str, name: &str) -> Result<(), Status> {
+    if name.len() > MAX_NAME_LEN {
+        let len = name.len();
+        return Err(Status::invalid_argument(format!(
+            "{protocol}: a secret name of {len} bytes, over the {MAX_NAME_LEN}-byte maximum \
+             (a SPIFFE ID's)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses `count` names of `bytes` bytes in all when over [`MAX_NAMES`] or
+/// [`MAX_NAME_BYTES`], with `ResourceExhausted`.
+pub(super) fn check_total(protocol: &str, count: usize, bytes: usize) -> Result<(), Status> {
+    if count > MAX_NAMES || bytes > MAX_NAME_BYTES {
+        return Err(Status::resource_exhausted(format!(
+            "{protocol}: over {MAX_NAMES} secret names or {MAX_NAME_BYTES} bytes of names on \
+             one stream"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses the names of one state-of-the-world request (or `FetchSecrets` call) over the
+/// bounds; checked before anything else is done with them (counted first: a 4 MiB request
+/// can carry a million short names), so the work stays bounded by the request.
+pub(super) fn check_request(protocol: &str, names: &[String]) -> Result<(), Status> {
+    check_total(protocol, names.len(), 0)?;
+    let mut bytes = 0;
+    for name in names {
+        check_name(protocol, name)?;
+        bytes += name.len();
+    }
+    check_total(protocol, names.len(), bytes)
 }
 
 /// What a request says of the last response sent on its stream.

@@ -20,6 +20,11 @@ impl X509Context {
     /// Decodes and checks a `FetchX509SVID` response: each SVID's ID, chain (the X509-SVID
     /// profile, the key matching the leaf, the ID in the certificate matching the message)
     /// and bundle, and the federated bundles. An empty message is an error.
+    ///
+    /// Each key is copied into the SVID's [`PrivateKey`](crate::PrivateKey), which
+    /// zeroizes it on drop; the message's own copy is zeroized when the message is
+    /// dropped (see [`X509SvidMessage`](super::proto::X509SvidMessage)), or at once with
+    /// [`X509SvidMessage::wipe_key`](super::proto::X509SvidMessage::wipe_key).
     pub fn from_message(message: &X509SvidResponse) -> Result<Self, WorkloadApiError> {
         if message.svids.is_empty() {
             return Err(WorkloadApiError::NoSvids);

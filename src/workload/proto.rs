@@ -36,6 +36,14 @@ pub struct X509SvidResponse {
 
 /// `X509SVID`: one identity. `x509_svid` is the chain as concatenated DER, leaf first;
 /// `x509_svid_key` the PKCS#8 DER key; `bundle` the trust domain's roots, concatenated DER.
+///
+/// `x509_svid_key` is zeroized when the message is dropped: the server's copy once tonic
+/// has encoded it, the client's once the message is decoded into an
+/// [`X509Context`](super::X509Context) (whose `PrivateKey` zeroizes its own copy). The
+/// encoded bytes are not: tonic's, hyper's and h2's buffers on either side (and the
+/// transient copies prost makes while decoding) are freed without being zeroized, and
+/// neither are the kernel's socket buffers. Being `Drop`, the message cannot be taken
+/// apart by moving its fields out; clone them instead.
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct X509SvidMessage {
     #[prost(string, tag = "1")]
@@ -48,6 +56,19 @@ pub struct X509SvidMessage {
     pub bundle: Vec<u8>,
     #[prost(string, tag = "5")]
     pub hint: String,
+}
+
+impl Drop for X509SvidMessage {
+    fn drop(&mut self) {
+        self.wipe_key();
+    }
+}
+
+impl X509SvidMessage {
+    /// Zeroizes (and empties) `x509_svid_key`, as dropping the message does.
+    pub fn wipe_key(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.x509_svid_key);
+    }
 }
 
 #[derive(Clone, PartialEq, ::prost::Message)]
@@ -108,4 +129,30 @@ pub struct ValidateJwtSvidResponse {
     pub spiffe_id: String,
     #[prost(message, optional, tag = "2")]
     pub claims: Option<::prost_types::Struct>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    #[test]
+    fn a_message_s_key_is_wiped_and_dropping_wipes_it() {
+        let key = b"-- not a real key, but secret --".to_vec();
+        let mut message = X509SvidMessage {
+            spiffe_id: "spiffe://example.org/w".into(),
+            x509_svid: vec![1, 2, 3],
+            x509_svid_key: key.clone(),
+            bundle: vec![4, 5],
+            hint: String::new(),
+        };
+        let encoded = message.encode_to_vec();
+        let mut decoded = X509SvidMessage::decode(encoded.as_slice()).unwrap();
+        assert_eq!(decoded.x509_svid_key, key);
+        decoded.wipe_key();
+        assert!(decoded.x509_svid_key.is_empty());
+        assert_eq!(decoded.x509_svid, [1, 2, 3], "only the key is wiped");
+        message.wipe_key();
+        assert!(message.x509_svid_key.is_empty());
+    }
 }

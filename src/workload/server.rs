@@ -208,6 +208,9 @@ impl State {
         Ok(())
     }
 
+    /// The `FetchX509SVID` message for the current SVIDs. Each key is copied into its
+    /// [`X509SvidMessage`], which zeroizes it when dropped: once tonic has encoded the
+    /// message (the encoded frame in tonic's and hyper's buffers is not zeroized).
     fn x509_svids(&self) -> Result<X509SvidResponse, Status> {
         let mut svids = Vec::new();
         let mut own = BTreeSet::new();

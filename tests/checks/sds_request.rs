@@ -2,7 +2,8 @@
 //! arbitrary request sequences: no panic; responses only carry secrets of the subscribed
 //! names, each a decodable `Secret` of the right type and name; nonces strictly increase;
 //! a NACKed version is never resent; delta responses never repeat a resource version the
-//! stream already holds.
+//! stream already holds; a request is refused (ending its stream) exactly when its names
+//! break the bounds (a name too long, too many names or bytes of names on the stream).
 //!
 //! Shared, by `#[path]`, between the `sds_request` fuzz target and `tests/fuzz_corpus.rs`.
 //! Input: a sequence of `[op, len_hi, len_lo, bytes...]`: op % 3 == 0 a prost-encoded
@@ -15,7 +16,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryResponse,
+};
 use meshid::sds::fuzzing::FuzzStreams;
 use meshid::sds::SECRET_TYPE_URL;
 use meshid::{Authority, BundleSet, KeyType, SpiffeId, TrustDomain, X509Bundle, X509Svid};
@@ -130,6 +133,53 @@ fn check_answer(seen: &mut Seen, names: &[String], answer: Result<DiscoveryRespo
     }
 }
 
+/// Whether `names` (one state-of-the-world request) break the bounds on names.
+fn over_bounds(names: &[String]) -> bool {
+    let (max_len, max_names, max_bytes) = FuzzStreams::NAME_BOUNDS;
+    names.len() > max_names
+        || names.iter().any(|n| n.len() > max_len)
+        || names.iter().map(String::len).sum::<usize>() > max_bytes
+}
+
+/// A refusal for breaking the bounds on names.
+fn check_bounds_refusal(message: &str) {
+    assert!(
+        message.contains("-byte maximum") || message.contains("bytes of names on one stream"),
+        "unexpected refusal: {message}"
+    );
+}
+
+/// Follows a (typed) delta request in `seen`: what the stream subscribes to and holds;
+/// whether the server must refuse it (a name too long, too many names or bytes of them).
+fn model_delta(seen: &mut Seen, request: &DeltaDiscoveryRequest) -> bool {
+    // What a stream holds: announced once at its start, then what we sent, only for names
+    // it is subscribed to.
+    if request.response_nonce.is_empty() && seen.delta_nonce == 0 && seen.delta_held.is_empty() {
+        seen.delta_held
+            .extend(request.initial_resource_versions.clone());
+    }
+    let (max_len, max_names, max_bytes) = FuzzStreams::NAME_BOUNDS;
+    for name in &request.resource_names_subscribe {
+        if name.len() > max_len {
+            return true;
+        }
+        if seen.delta_subscribed.contains(name) {
+            continue;
+        }
+        let bytes: usize = seen.delta_subscribed.iter().map(String::len).sum();
+        if seen.delta_subscribed.len() + 1 > max_names || bytes + name.len() > max_bytes {
+            return true;
+        }
+        seen.delta_subscribed.insert(name.clone());
+    }
+    for n in &request.resource_names_unsubscribe {
+        seen.delta_subscribed.remove(n);
+    }
+    let subscribed = &seen.delta_subscribed;
+    seen.delta_held.retain(|name, _| subscribed.contains(name));
+    false
+}
+
 /// Runs `data` through one SotW and one delta stream, checking every response.
 pub fn check(data: &[u8]) {
     let started = Instant::now();
@@ -146,6 +196,13 @@ pub fn check(data: &[u8]) {
                 let names_before = streams.sotw_names().to_vec();
                 if let Some((request, response)) = streams.sotw(bytes) {
                     let typed = request.type_url.is_empty() || request.type_url == SECRET_TYPE_URL;
+                    if typed && over_bounds(&request.resource_names) {
+                        match response {
+                            Some(Err(message)) => check_bounds_refusal(&message),
+                            other => panic!("names over the bounds not refused: {other:?}"),
+                        }
+                        continue;
+                    }
                     if typed
                         && request.error_detail.is_some()
                         && seen
@@ -168,32 +225,17 @@ pub fn check(data: &[u8]) {
             1 => {
                 if let Some((request, response)) = streams.delta(bytes) {
                     let typed = request.type_url.is_empty() || request.type_url == SECRET_TYPE_URL;
-                    if typed {
-                        // What a stream holds: announced once at its start, then what we
-                        // sent, only for names it is subscribed to.
-                        if request.response_nonce.is_empty()
-                            && seen.delta_nonce == 0
-                            && seen.delta_held.is_empty()
-                        {
-                            seen.delta_held
-                                .extend(request.initial_resource_versions.clone());
+                    let refused = typed && model_delta(&mut seen, &request);
+                    match response {
+                        Some(Err(message)) => {
+                            assert!(refused, "an unexpected refusal: {message}");
+                            check_bounds_refusal(&message);
                         }
-                        for name in &request.resource_names_subscribe {
-                            if seen.delta_subscribed.len() >= 1024
-                                && !seen.delta_subscribed.contains(name)
-                            {
-                                break;
-                            }
-                            seen.delta_subscribed.insert(name.clone());
+                        Some(Ok(response)) => {
+                            assert!(!refused, "names over the bounds not refused");
+                            check_delta(&mut seen, &response);
                         }
-                        for n in &request.resource_names_unsubscribe {
-                            seen.delta_subscribed.remove(n);
-                        }
-                        let subscribed = &seen.delta_subscribed;
-                        seen.delta_held.retain(|name, _| subscribed.contains(name));
-                    }
-                    if let Some(response) = response {
-                        check_delta(&mut seen, &response);
+                        None => assert!(!refused, "names over the bounds not refused"),
                     }
                 }
             }
@@ -214,9 +256,14 @@ pub fn check(data: &[u8]) {
     assert!(started.elapsed() < FuzzStreams::BUDGET * 10, "too slow");
 }
 
-/// Seed inputs: typical Envoy conversations.
+fn refs(names: &[String]) -> Vec<&str> {
+    names.iter().map(String::as_str).collect()
+}
+
+/// Seed inputs: typical Envoy conversations, and requests over the bounds on names.
+#[allow(clippy::too_many_lines)] // a table of conversations
 pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
-    use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
     use envoy_types::pb::google::rpc::Status;
     let op = |code: u8, bytes: Vec<u8>| {
         let [hi, lo] = u16::try_from(bytes.len())
@@ -251,6 +298,12 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         .encode_to_vec()
     };
     let rotate = op(2, vec![]);
+    let long_names = |range: std::ops::Range<usize>| -> Vec<String> {
+        range
+            .map(|i| format!("{i:04}{}", "x".repeat(2044)))
+            .collect()
+    };
+    let short_names: Vec<String> = (0..1025).map(|i| format!("n{i}")).collect();
     vec![
         (
             "seed-sotw-ack-rotate",
@@ -288,6 +341,26 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     ),
                 ),
                 op(0, sotw(&["default"], "1", false)),
+            ]
+            .concat(),
+        ),
+        (
+            // Refused: a name longer than a SPIFFE ID may be (then the stream is over).
+            "seed-delta-long-name",
+            [
+                op(1, delta(&["default", &"x".repeat(2049)], &[], "")),
+                op(1, delta(&["ROOTCA"], &[], "")),
+            ]
+            .concat(),
+        ),
+        (
+            // Refused: more bytes of names than a delta stream may hold (over two
+            // requests), and more names than a state-of-the-world request may carry.
+            "seed-bounds",
+            [
+                op(1, delta(&refs(&long_names(0..20)), &[], "")),
+                op(1, delta(&refs(&long_names(20..40)), &[], "")),
+                op(0, sotw(&refs(&short_names), "", false)),
             ]
             .concat(),
         ),
