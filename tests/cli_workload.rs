@@ -472,7 +472,7 @@ fn fetch_watch_out_dir_replaces_the_files_as_a_set() {
     let scratch = Scratch::new("watch-dir");
     let dir = &scratch.0;
     let socket = dir.join("api.sock");
-    let _server = serve(dir, &socket, &["--ttl", "2s"]);
+    let _server = serve(dir, &socket, &["--ttl", "5s"]);
     let endpoint = format!("unix://{}", socket.display());
 
     std::fs::create_dir(dir.join("open")).unwrap();
@@ -502,7 +502,7 @@ fn fetch_watch_out_dir_replaces_the_files_as_a_set() {
     );
     let got = dir.join("got");
     let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(6);
+    let deadline = Instant::now() + Duration::from_secs(12);
     while Instant::now() < deadline {
         let (Ok(pem), Ok(key), Ok(again)) = (
             std::fs::read(got.join("svid.pem")),
