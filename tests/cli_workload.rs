@@ -534,3 +534,35 @@ fn fetch_watch_out_dir_replaces_the_files_as_a_set() {
         .count();
     assert!(versions <= 3, "{versions} versions kept"); // two, or three mid-write
 }
+
+/// A TTL the CA will not issue is refused at once, naming the minimum, by both servers.
+#[test]
+fn serve_refuses_a_ttl_under_the_minimum_at_once() {
+    let scratch = Scratch::new("short-ttl");
+    let dir = &scratch.0;
+    for server in ["workload-api", "sds"] {
+        let started = Instant::now();
+        let out = meshid(
+            dir,
+            &[
+                "serve",
+                server,
+                "--socket",
+                "api.sock",
+                "--ca",
+                "ca",
+                "--id",
+                "spiffe://example.org/web",
+                "--ttl",
+                "2s",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{server}: {}", text(&out));
+        assert!(text(&out).contains("5s"), "{server}: {}", text(&out));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{server}: not at once"
+        );
+        assert!(!dir.join("api.sock").exists());
+    }
+}

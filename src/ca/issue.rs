@@ -1,5 +1,5 @@
 //! Certificate encoding for the issuing CA: the RFC 5280 structures and the SPIFFE issuance
-//! profile (DESIGN rules 13 and 14), extension by extension.
+//! profile (X509-SVID §4: leaf and signing certificates; RFC 5280 §4.2), extension by extension.
 //!
 //! Issuance is on the hot path of a busy CA, so what does not change between certificates is
 //! encoded once: the issuer's name and the AKI of what it issues (per authority), the

@@ -20,6 +20,10 @@ pub enum LocalSvidError {
     /// The root does not make a bundle.
     #[error("the authority's root: {0}")]
     Bundle(#[from] BundleError),
+    /// The authority will not issue what was asked (for example a TTL under
+    /// [`Authority::MIN_SVID_TTL`]); refused before anything starts.
+    #[error(transparent)]
+    Ca(#[from] crate::ca::CaError),
     /// No SVID was issued and verified in time.
     #[error("{id}: no SVID could be issued within {waited:?}{}", last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
     NotIssued {
@@ -79,6 +83,13 @@ impl LocalSvid {
         ttl: Duration,
         algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
     ) -> Result<Self, LocalSvidError> {
+        if ttl < Authority::MIN_SVID_TTL {
+            return Err(crate::ca::CaError::TtlTooShort {
+                ttl,
+                min: Authority::MIN_SVID_TTL,
+            }
+            .into());
+        }
         let root = ca.root().cloned().ok_or(LocalSvidError::UnknownRoot)?;
         let bundle = X509Bundle::from_authorities(ca.trust_domain().clone(), [root])?;
         let bundles: BundleSet = [bundle].into_iter().collect();

@@ -1,5 +1,5 @@
 //! When to renew: a pure function of the SVID's validity, the time, and a random draw, so
-//! it can be tested without a clock (DESIGN §3: renew at 50 % of the lifetime, ±10 %
+//! it can be tested without a clock (the defaults of SPIRE and Istio: renew at 50 % of the lifetime, ±10 %
 //! jitter, at least 1 s and at most 24 h between attempts; on failure, capped exponential
 //! backoff). Whatever the lifetime and the policy, a valid SVID is renewed strictly before
 //! its NotAfter, with time left to issue the next one and hand over to it.

@@ -352,7 +352,7 @@ impl WorkloadApiClient {
     }
 }
 
-/// Whether a failed call is worth retrying (DESIGN rule 17): `InvalidArgument` and
+/// Whether a failed call is worth retrying (SPIFFE Workload API §4.2, Connection Lifetime): `InvalidArgument` and
 /// `Unimplemented` are final (the server will never answer otherwise), as is a bad
 /// endpoint; everything else, `Unavailable` and `PermissionDenied` (the agent may not have
 /// attested us yet) included, is retried with backoff. A malformed message is retried too:
