@@ -124,19 +124,11 @@ impl Drop for Server {
 }
 
 async fn connect(socket: &Path) -> Channel {
-    let socket = socket.to_path_buf();
-    tonic::transport::Endpoint::from_static("http://sds.invalid")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                    tokio::net::UnixStream::connect(socket).await?,
-                ))
-            }
-        }))
-        .await
-        .unwrap()
+    uds::unix_channel(socket).await
 }
+
+#[path = "common/uds.rs"]
+mod uds;
 
 /// A well-behaved `FetchSecrets` (the server answers, and has warmed up).
 async fn fetch(channel: &Channel) {
