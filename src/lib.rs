@@ -108,15 +108,15 @@ pub use ca::AwsLcKeyPair;
 #[cfg(all(feature = "ca", feature = "ring"))]
 pub use ca::RingKeyPair;
 #[cfg(feature = "ca")]
-pub use ca::{Authority, CaError, Csr, CsrBuilder, KeyPair, Signer, SvidRequest};
+pub use ca::{
+    Authority, CaError, Csr, CsrBuilder, KeyPair, LocalSvid, LocalSvidError, Signer, SvidRequest,
+};
 pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
 pub use key::{KeyError, KeyType, PrivateKey};
 pub use pem::{certificates_to_pem, PemError};
 pub use rotate::{
     Changed, Issuer, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource, SvidStore,
 };
-#[cfg(feature = "ca")]
-pub use rotate::{LocalSvid, LocalSvidError};
 #[cfg(unix)]
 pub use svid::{create_private_dir, DirError, SvidDir};
 pub use svid::{parse_certificates, CertificateInfo, SvidError, X509Svid};

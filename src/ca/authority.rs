@@ -514,3 +514,14 @@ fn cert_trust_domain(
         (None, None) => Err(CaError::NoTrustDomain),
     }
 }
+
+/// The in-process issuer a [`Rotator`](crate::Rotator) drives: each call signs a fresh SVID.
+impl crate::rotate::Issuer for Authority {
+    fn issue_svid(
+        &self,
+        id: &SpiffeId,
+        ttl: Duration,
+    ) -> Result<X509Svid, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.issue(id, ttl)?)
+    }
+}

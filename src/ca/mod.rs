@@ -6,6 +6,7 @@ mod authority;
 mod backend_signer;
 mod csr;
 mod issue;
+mod local;
 mod signer;
 
 pub use authority::{Authority, SvidRequest};
@@ -14,6 +15,7 @@ pub use backend_signer::AwsLcKeyPair;
 #[cfg(feature = "ring")]
 pub use backend_signer::RingKeyPair;
 pub use csr::{Csr, CsrBuilder};
+pub use local::{LocalSvid, LocalSvidError};
 pub use signer::{KeyPair, Signer};
 
 use der::oid::ObjectIdentifier;

@@ -5,14 +5,10 @@
 //! *what* is current (lock-free reads on the handshake path); the rotator is the small
 //! driver that sleeps, asks an [`Issuer`], verifies, and publishes.
 
-#[cfg(feature = "ca")]
-mod local;
 mod policy;
 mod rotator;
 mod store;
 
-#[cfg(feature = "ca")]
-pub use local::{LocalSvid, LocalSvidError};
 pub use policy::RotationPolicy;
 pub use rotator::{Issuer, RotationStatus, Rotator, RotatorConfig};
 pub use store::{Changed, SvidSource, SvidStore};

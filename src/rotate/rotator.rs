@@ -24,17 +24,6 @@ pub trait Issuer: Send + Sync {
     ) -> Result<X509Svid, Box<dyn std::error::Error + Send + Sync>>;
 }
 
-#[cfg(feature = "ca")]
-impl Issuer for crate::Authority {
-    fn issue_svid(
-        &self,
-        id: &SpiffeId,
-        ttl: Duration,
-    ) -> Result<X509Svid, Box<dyn std::error::Error + Send + Sync>> {
-        Ok(self.issue(id, ttl)?)
-    }
-}
-
 /// A snapshot of a rotator, for metrics and health checks.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]

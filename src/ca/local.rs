@@ -6,8 +6,10 @@ use std::time::Duration;
 use rustls_pki_types::SignatureVerificationAlgorithm;
 use thiserror::Error;
 
-use super::{RotationPolicy, Rotator, RotatorConfig, SvidStore};
-use crate::{Authority, BundleError, BundleSet, SpiffeId, X509Bundle};
+use super::{Authority, CaError};
+use crate::bundle::{BundleError, BundleSet, X509Bundle};
+use crate::id::SpiffeId;
+use crate::rotate::{RotationPolicy, Rotator, RotatorConfig, SvidStore};
 
 /// Why a [`LocalSvid`] could not start.
 #[derive(Debug, Error)]
@@ -23,7 +25,7 @@ pub enum LocalSvidError {
     /// The authority will not issue what was asked (for example a TTL under
     /// [`Authority::MIN_SVID_TTL`]); refused before anything starts.
     #[error(transparent)]
-    Ca(#[from] crate::ca::CaError),
+    Ca(#[from] CaError),
     /// No SVID was issued and verified in time.
     #[error("{id}: no SVID could be issued within {waited:?}{}", last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
     NotIssued {
@@ -84,7 +86,7 @@ impl LocalSvid {
         algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
     ) -> Result<Self, LocalSvidError> {
         if ttl < Authority::MIN_SVID_TTL {
-            return Err(crate::ca::CaError::TtlTooShort {
+            return Err(CaError::TtlTooShort {
                 ttl,
                 min: Authority::MIN_SVID_TTL,
             }
