@@ -15,12 +15,9 @@
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use der::asn1::{AnyRef, BitStringRef};
-use der::{Decode, Sequence};
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
 use thiserror::Error;
 use webpki::{EndEntityCert, KeyUsage};
-use x509_cert::time::Time;
 
 use crate::svid::profile::{self, CertView, RootFault};
 use crate::time::Rfc3339;
@@ -306,46 +303,6 @@ struct AnchorFacts {
     not_after: SystemTime,
 }
 
-/// A certificate decoded only as far as its validity (RFC 5280 §4.1.2.5): the shape of
-/// the profile's minimal decode, with everything else left opaque.
-#[derive(Sequence)]
-struct ValidityOnly<'a> {
-    tbs: TbsValidityOnly<'a>,
-    signature_algorithm: AnyRef<'a>,
-    signature: BitStringRef<'a>,
-}
-
-#[derive(Sequence)]
-struct TbsValidityOnly<'a> {
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
-    version: Option<u8>,
-    serial_number: AnyRef<'a>,
-    signature: AnyRef<'a>,
-    issuer: AnyRef<'a>,
-    validity: ValidityTimes,
-    subject: AnyRef<'a>,
-    subject_public_key_info: AnyRef<'a>,
-    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
-    issuer_unique_id: Option<BitStringRef<'a>>,
-    #[asn1(context_specific = "2", tag_mode = "IMPLICIT", optional = "true")]
-    subject_unique_id: Option<BitStringRef<'a>>,
-    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
-    extensions: Option<AnyRef<'a>>,
-}
-
-#[derive(Sequence)]
-struct ValidityTimes {
-    not_before: Time,
-    not_after: Time,
-}
-
-/// A certificate's notBefore and notAfter.
-fn validity_of(der: &[u8]) -> Option<(SystemTime, SystemTime)> {
-    let cert = ValidityOnly::from_der(der).ok()?;
-    let v = cert.tbs.validity;
-    Some((v.not_before.to_system_time(), v.not_after.to_system_time()))
-}
-
 /// The position of `anchor` among `anchors`: by identity first, since webpki hands back a
 /// reference into the slice it was given, so that two authorities making the same trust
 /// anchor (a root renewed with the same key and name) keep their own facts.
@@ -365,10 +322,9 @@ pub(crate) fn anchors_of(roots: &[CertificateDer<'_>]) -> Anchors {
         facts: Vec::with_capacity(roots.len()),
     };
     for root in roots {
-        let (Ok(anchor), Ok(view), Some((not_before, not_after))) = (
+        let (Ok(anchor), Ok(view)) = (
             webpki::anchor_from_trusted_cert(root),
             CertView::parse(root, 0),
-            validity_of(root),
         ) else {
             continue;
         };
@@ -377,8 +333,8 @@ pub(crate) fn anchors_of(roots: &[CertificateDer<'_>]) -> Anchors {
         anchors.facts.push(AnchorFacts {
             fault,
             path_len,
-            not_before,
-            not_after,
+            not_before: view.not_before(),
+            not_after: view.not_after(),
         });
     }
     anchors

@@ -618,3 +618,31 @@ fn svid_ttls_under_the_minimum_are_refused_on_every_issuing_path() {
     let chain = int.sign_csr(&csr, &SvidRequest::new().ttl(min)).unwrap();
     assert_eq!(chain.len(), 2);
 }
+
+/// A wildcard anywhere in a DNS name (leading, or a partial label such as `w*.x`) is
+/// granted only when the request allows wildcards.
+#[test]
+fn wildcard_dns_names_anywhere_need_an_explicit_allow() {
+    let root = Authority::new_root(td("example.org"), DAY, KeyType::P256).unwrap();
+    let key = KeyPair::generate(KeyType::P256).unwrap();
+    let csr = CsrBuilder::new(id("spiffe://example.org/web"))
+        .build(&key)
+        .unwrap();
+    for name in ["*.example.org", "w*.example.org"] {
+        let refused = root
+            .sign_csr(&csr, &SvidRequest::new().dns_name(name))
+            .unwrap_err();
+        assert!(
+            matches!(&refused, CaError::WildcardDnsName { name: n } if n == name),
+            "{name}: {refused:?}"
+        );
+    }
+    assert!(root
+        .sign_csr(
+            &csr,
+            &SvidRequest::new()
+                .dns_name("*.example.org")
+                .allow_wildcard_dns(true)
+        )
+        .is_ok());
+}

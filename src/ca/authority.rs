@@ -348,7 +348,7 @@ impl Authority {
             .ok_or(CaError::NoSpiffeId)?;
         self.check_id(id)?;
         if !request.allow_wildcard_dns {
-            if let Some(name) = request.dns_names.iter().find(|n| n.starts_with('*')) {
+            if let Some(name) = request.dns_names.iter().find(|n| n.contains('*')) {
                 return Err(CaError::WildcardDnsName { name: name.clone() });
             }
         }

@@ -41,6 +41,7 @@ struct Ext<'a> {
 /// from its DER.
 pub(crate) struct CertView<'a> {
     exts: Vec<Ext<'a>>,
+    not_before: SystemTime,
     not_after: SystemTime,
     index: usize,
 }
@@ -59,6 +60,7 @@ impl<'a> CertView<'a> {
                     value: e.extn_value.as_bytes(),
                 })
                 .collect(),
+            not_before: tbs.validity().not_before.to_system_time(),
             not_after: tbs.validity().not_after.to_system_time(),
             index,
         }
@@ -81,6 +83,7 @@ impl<'a> CertView<'a> {
                     value: e.extn_value.as_bytes(),
                 })
                 .collect(),
+            not_before: cert.tbs.validity.not_before.to_system_time(),
             not_after: cert.tbs.validity.not_after.to_system_time(),
             index,
         })
@@ -93,6 +96,11 @@ impl<'a> CertView<'a> {
         LiteCertificate::from_der(der)
             .ok()
             .and_then(|c| der::Encode::to_der(&c.tbs.subject).ok())
+    }
+
+    /// The certificate's notBefore.
+    pub(crate) fn not_before(&self) -> SystemTime {
+        self.not_before
     }
 
     /// The certificate's notAfter.

@@ -166,12 +166,6 @@ impl WorkloadApiClient {
         self.grpc.ready().await.map_err(WorkloadApiError::Transport)
     }
 
-    fn stalled(&self) -> WorkloadApiError {
-        WorkloadApiError::Stalled {
-            waited: self.message_timeout,
-        }
-    }
-
     async fn stream<Req, Resp>(
         &mut self,
         path: &'static str,
@@ -181,7 +175,6 @@ impl WorkloadApiClient {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
-        let stalled = self.stalled();
         let limit = self.message_timeout;
         let call = async {
             self.ready().await?;
@@ -191,10 +184,7 @@ impl WorkloadApiClient {
                 .await
                 .map_err(status_error)
         };
-        let response = tokio::time::timeout(limit, call)
-            .await
-            .map_err(|_| stalled)??;
-        Ok(response.into_inner())
+        within(limit, call).await.map(tonic::Response::into_inner)
     }
 
     async fn unary<Req, Resp>(
@@ -206,7 +196,6 @@ impl WorkloadApiClient {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
-        let stalled = self.stalled();
         let limit = self.message_timeout;
         let call = async {
             self.ready().await?;
@@ -216,10 +205,7 @@ impl WorkloadApiClient {
                 .await
                 .map_err(status_error)
         };
-        let response = tokio::time::timeout(limit, call)
-            .await
-            .map_err(|_| stalled)??;
-        Ok(response.into_inner())
+        within(limit, call).await.map(tonic::Response::into_inner)
     }
 
     /// The workload's SVIDs and bundles now: the first message of `FetchX509SVID`.
@@ -370,6 +356,17 @@ pub(crate) fn retryable(error: &WorkloadApiError) -> bool {
 
 /// A status from the call, or the [`Stalled`] error of our body guard that tonic wrapped in
 /// one.
+/// Runs a call within the message timeout: an answer that does not come in time makes the
+/// call [`WorkloadApiError::Stalled`].
+async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, WorkloadApiError>>,
+) -> Result<T, WorkloadApiError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .map_err(|_| WorkloadApiError::Stalled { waited: limit })?
+}
+
 fn status_error(status: tonic::Status) -> WorkloadApiError {
     match std::error::Error::source(&status).and_then(|e| e.downcast_ref::<Stalled>()) {
         Some(stalled) => WorkloadApiError::Stalled { waited: stalled.0 },
