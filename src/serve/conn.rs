@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
 use super::authority::AuthorityRewriter;
-use super::H2RewriteError;
+use super::{Caller, H2RewriteError};
 
 /// The socket under a connection.
 pub(crate) enum Stream {
@@ -43,6 +43,8 @@ impl Stream {
 pub(crate) struct Peer {
     /// Unix peer credentials (`SO_PEERCRED`); `None` over TCP.
     pub(crate) cred: Option<UCred>,
+    /// The same, with the caller's process start time read at accept.
+    pub(crate) caller: Caller,
     pub(crate) activity: Arc<Activity>,
 }
 
@@ -146,10 +148,22 @@ impl Conn {
         permit: OwnedSemaphorePermit,
     ) -> Self {
         let cred = inner.peer_cred();
+        let caller = match cred {
+            Some(c) => match c.pid() {
+                Some(pid) => Caller::unix(pid, c.uid(), c.gid()),
+                None => Caller {
+                    uid: Some(c.uid()),
+                    gid: Some(c.gid()),
+                    ..Caller::unknown()
+                },
+            },
+            None => Caller::unknown(),
+        };
         Self {
             inner,
             peer: Peer {
                 cred,
+                caller,
                 activity: Arc::new(Activity::new()),
             },
             closed: Box::pin(async move {

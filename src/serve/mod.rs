@@ -40,6 +40,7 @@ use tonic::codegen::http;
 use tonic::Status;
 
 mod authority;
+mod caller;
 mod conn;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -48,6 +49,9 @@ mod incoming;
 mod listener;
 
 pub use authority::H2RewriteError;
+pub use caller::Caller;
+#[cfg(feature = "agent")]
+pub(crate) use caller::process_start_time;
 pub use hpack::HpackError;
 
 /// Why a server could not serve.
