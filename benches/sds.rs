@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
-use meshid::sds::{Feed, SdsServer, SECRET_TYPE_URL};
+use meshid::sds::{SdsServer, SECRET_TYPE_URL};
 use meshid::{Authority, BundleSet, KeyType, SpiffeId, SvidStore, TrustDomain, X509Bundle};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -100,8 +100,8 @@ fn serve(
     bundles: &BundleSet,
 ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let (stop, stopped) = oneshot::channel::<()>();
-    let feed = Feed::Store(Arc::clone(store), bundles.clone());
-    let serving = SdsServer::new(feed).serve(socket.to_path_buf(), async {
+    let sds = SdsServer::for_store(Arc::clone(store), bundles.clone());
+    let serving = sds.serve(socket.to_path_buf(), async {
         let _ = stopped.await;
     });
     let served = runtime.spawn(async move { serving.await.unwrap() });

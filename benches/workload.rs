@@ -371,12 +371,11 @@ async fn source_loop(agent: &Agent, source: &X509Source, svids: Vec<X509Svid>) -
     let mut out = Loop::default();
     for (i, svid) in svids.into_iter().enumerate() {
         let expected = svid.leaf().clone();
-        let mut updated = source.updated();
-        updated.borrow_and_update();
+        let seen = source.generation();
         let t0 = Instant::now();
         agent.store.publish(svid);
-        let latency = match tokio::time::timeout(PATIENCE, updated.changed()).await {
-            Ok(Ok(())) => Some(t0.elapsed()),
+        let latency = match tokio::time::timeout(PATIENCE, source.changes().changed(seen)).await {
+            Ok(_) => Some(t0.elapsed()),
             _ => None,
         };
         let leaf_ok = source

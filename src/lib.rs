@@ -100,6 +100,7 @@ pub mod time;
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
 mod verify;
+pub mod watch;
 #[cfg(all(feature = "workload-api", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "workload-api")))]
 pub mod workload;
@@ -118,7 +119,7 @@ pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
 pub use key::{KeyError, KeyType, PrivateKey};
 pub use pem::{certificates_to_pem, PemError};
 pub use rotate::{
-    Changed, Issuer, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource, SvidStore,
+    Issuer, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource, SvidStore,
 };
 #[cfg(unix)]
 pub use svid::{create_private_dir, DirError, SvidDir};

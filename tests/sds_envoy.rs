@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshid::sds::{Feed, SdsServer};
+use meshid::sds::SdsServer;
 use meshid::workload::{Endpoint, WorkloadApiServer, X509Source, X509SourceOptions};
 use meshid::{
     authorize, tls, Authority, BundleSet, CertificateInfo, KeyType, RotationPolicy, Rotator,
@@ -263,8 +263,8 @@ fn listener_follows_rotations(tag: &str, google_grpc: bool, min_requests: usize)
     let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let feed = Feed::Store(Arc::clone(&store), bundles.clone());
-    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
+    let sds = SdsServer::for_store(Arc::clone(&store), bundles.clone());
+    let served = runtime.spawn(sds.serve(socket.clone(), async {
         let _ = stopped.await;
     }));
     until("the SDS socket", Duration::from_secs(10), || {
@@ -346,12 +346,14 @@ fn meshid_bridges_a_workload_api_agent_to_envoy() {
             .unwrap(),
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = runtime.spawn(SdsServer::new(Feed::Source(Arc::clone(&source))).serve(
-        sds_socket.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let served = runtime.spawn(
+        SdsServer::new(Arc::clone(&source) as _, Arc::clone(&source) as _).serve(
+            sds_socket.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ),
+    );
     until("the SDS socket", Duration::from_secs(10), || {
         sds_socket.exists().then_some(())
     });
@@ -384,8 +386,8 @@ fn envoy_loads_and_rotates_over_delta_sds() {
     let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let feed = Feed::Store(Arc::clone(&store), bundles.clone());
-    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
+    let sds = SdsServer::for_store(Arc::clone(&store), bundles.clone());
+    let served = runtime.spawn(sds.serve(socket.clone(), async {
         let _ = stopped.await;
     }));
     until("the SDS socket", Duration::from_secs(10), || {
@@ -431,7 +433,7 @@ fn envoy_verifies_clients_with_its_spiffe_validator_fed_by_us() {
     all.insert(X509Bundle::from_authorities(other_td, other.root().cloned()).unwrap());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sds = SdsServer::new(Feed::Store(Arc::clone(&store), all.clone())).spiffe_validator(true);
+    let sds = SdsServer::for_store(Arc::clone(&store), all.clone()).spiffe_validator(true);
     let served = runtime.spawn(sds.serve(socket.clone(), async {
         let _ = stopped.await;
     }));
@@ -536,8 +538,8 @@ fn envoy_as_a_tls_client_presents_our_svid_to_a_meshid_backend() {
     let (ca, bundles, store, rotator) = pki(Duration::from_secs(5));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let feed = Feed::Store(Arc::clone(&store), bundles.clone());
-    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
+    let sds = SdsServer::for_store(Arc::clone(&store), bundles.clone());
+    let served = runtime.spawn(sds.serve(socket.clone(), async {
         let _ = stopped.await;
     }));
     until("the SDS socket", Duration::from_secs(10), || {

@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use meshid::sds::{Feed, SdsServer, SECRET_TYPE_URL};
+use meshid::sds::{SdsServer, SECRET_TYPE_URL};
 use meshid::{Authority, BundleSet, KeyType, SpiffeId, SvidStore, TrustDomain, X509Bundle};
 use prost::Message as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -58,8 +58,8 @@ impl Server {
         let store = Arc::new(SvidStore::new());
         store.publish(ca.issue(&envoy_id(), Duration::from_secs(600)).unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let feed = Feed::Store(Arc::clone(&store), bundles);
-        let served = tokio::spawn(SdsServer::new(feed).serve(socket.clone(), async {
+        let sds = SdsServer::for_store(Arc::clone(&store), bundles);
+        let served = tokio::spawn(sds.serve(socket.clone(), async {
             let _ = stopped.await;
         }));
         let deadline = Instant::now() + LIVE;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
-use meshid::sds::{Feed, SdsServer, SECRET_TYPE_URL};
+use meshid::sds::{SdsServer, SECRET_TYPE_URL};
 use meshid::{Authority, BundleSet, KeyType, SpiffeId, SvidStore, TrustDomain, X509Bundle};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -55,7 +55,7 @@ fn sds_server_process() {
         let stdin_closed = tokio::task::spawn_blocking(|| {
             let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         });
-        SdsServer::new(Feed::Store(store, bundles))
+        SdsServer::for_store(store, bundles)
             .shutdown_grace(Duration::from_millis(100))
             .serve(socket, async {
                 let _ = stdin_closed.await;

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meshid::sds::{Feed, SdsServer};
+use meshid::sds::SdsServer;
 use meshid::{
     Authority, BundleSet, KeyType, RotationPolicy, Rotator, RotatorConfig, SpiffeId, SvidSource,
     SvidStore, TrustDomain, X509Bundle,
@@ -129,8 +129,8 @@ fn a_python_sds_client_sees_fetches_acks_nacks_rotations_and_unknown_names_handl
     let (bundles, store, rotator) = pki();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let feed = Feed::Store(Arc::clone(&store), bundles);
-    let served = runtime.spawn(SdsServer::new(feed).serve(socket.clone(), async {
+    let sds = SdsServer::for_store(Arc::clone(&store), bundles);
+    let served = runtime.spawn(sds.serve(socket.clone(), async {
         let _ = stopped.await;
     }));
     let deadline = Instant::now() + Duration::from_secs(10);

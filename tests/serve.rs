@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
-use meshid::sds::{Feed, SdsServer};
+use meshid::sds::SdsServer;
 use meshid::serve::{ServeError, ServeLimits};
 use meshid::workload::{Endpoint, WorkloadApiClient, WorkloadApiError, WorkloadApiServer};
 use meshid::{Authority, BundleSet, KeyType, SpiffeId, SvidStore, TrustDomain, X509Bundle};
@@ -57,7 +57,7 @@ impl Fixture {
     }
 
     fn sds(&self) -> SdsServer {
-        SdsServer::new(Feed::Store(Arc::clone(&self.store), self.bundles.clone()))
+        SdsServer::for_store(Arc::clone(&self.store), self.bundles.clone())
     }
 
     fn workload(&self) -> WorkloadApiServer {

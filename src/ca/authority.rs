@@ -324,6 +324,36 @@ impl Authority {
         Ok(X509Svid::new(chain, key.to_private_key()?)?)
     }
 
+    /// Issues an X509-SVID as [`issue`](Self::issue) does, for what `request` says: its ID
+    /// (required: [`CaError::NoSpiffeId`] without one), TTL and DNS SANs (a wildcard
+    /// only if `request` allows it).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use meshid::{Authority, KeyType, SpiffeId, SvidRequest, TrustDomain};
+    ///
+    /// let ca = Authority::new_root(TrustDomain::new("example.org")?, Duration::from_secs(3600), KeyType::P256)?;
+    /// let request = SvidRequest::new()
+    ///     .id(SpiffeId::new("spiffe://example.org/web")?)
+    ///     .ttl(Duration::from_secs(60))
+    ///     .dns_name("web.example.org");
+    /// let svid = ca.issue_for(&request)?;
+    /// assert_eq!(svid.id().as_str(), "spiffe://example.org/web");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn issue_for(&self, request: &SvidRequest) -> Result<X509Svid, CaError> {
+        let id = request.id.as_ref().ok_or(CaError::NoSpiffeId)?;
+        self.check_id(id)?;
+        if !request.allow_wildcard_dns {
+            if let Some(name) = request.dns_names.iter().find(|n| n.contains('*')) {
+                return Err(CaError::WildcardDnsName { name: name.clone() });
+            }
+        }
+        let key = KeyPair::generate(KeyType::P256)?;
+        let chain = self.sign(id, &request.dns_names, &key.public_key_der(), request.ttl)?;
+        Ok(X509Svid::new(chain, key.to_private_key()?)?)
+    }
+
     /// Signs a CSR. The ID is `request`'s when it names one (the authority's decision),
     /// else the CSR's; either way it must belong to this trust domain and have a path, and a
     /// CSR asking for more than one URI SAN is refused, and so is a TTL under

@@ -11,4 +11,4 @@ mod store;
 
 pub use policy::RotationPolicy;
 pub use rotator::{Issuer, RotationStatus, Rotator, RotatorConfig};
-pub use store::{Changed, SvidSource, SvidStore};
+pub use store::{SvidSource, SvidStore};

@@ -1,15 +1,10 @@
 //! Where the current X509-SVID lives: [`SvidSource`] to read it, [`SvidStore`] to hold a
 //! rotating one.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
-
+use crate::watch::{Changed, Changes, Watch};
 use crate::X509Svid;
 
 /// Gives the current X509-SVID: "who am I right now". Implemented by a fixed
@@ -32,7 +27,8 @@ impl SvidSource for Arc<X509Svid> {
 /// A rotating SVID: readers get the current one without locking; a writer publishes a new
 /// one atomically, bumps the generation and wakes whoever waits for a change, from sync
 /// code ([`wait_for_change`](Self::wait_for_change)) or async code
-/// ([`changed`](Self::changed)).
+/// ([`changed`](Self::changed)). A [`Watch`] of the SVID, with the expiry guard of
+/// [`SvidSource`].
 ///
 /// ```
 /// use meshid::{SvidSource, SvidStore};
@@ -42,12 +38,7 @@ impl SvidSource for Arc<X509Svid> {
 /// assert_eq!(store.generation(), 0);
 /// ```
 #[derive(Default)]
-pub struct SvidStore {
-    current: ArcSwapOption<X509Svid>,
-    generation: AtomicU64,
-    waiters: Mutex<Vec<Waker>>,
-    changed: Condvar,
-}
+pub struct SvidStore(Watch<X509Svid>);
 
 impl SvidStore {
     /// An empty store.
@@ -57,55 +48,39 @@ impl SvidStore {
 
     /// Publishes `svid` as the current SVID and returns the new generation.
     pub fn publish(&self, svid: X509Svid) -> u64 {
-        self.current.store(Some(Arc::new(svid)));
-        self.bump()
+        self.0.publish(svid)
     }
 
     /// Drops the current SVID (when it has expired with no replacement): readers get
     /// `None` and handshakes fail closed. Returns the new generation.
     pub fn clear(&self) -> u64 {
-        self.current.store(None);
-        self.bump()
-    }
-
-    fn bump(&self) -> u64 {
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let wakers =
-            std::mem::take(&mut *self.waiters.lock().unwrap_or_else(PoisonError::into_inner));
-        for waker in wakers {
-            waker.wake();
-        }
-        self.changed.notify_all();
-        generation
+        self.0.clear()
     }
 
     /// How many times the SVID has been published or cleared.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.0.generation()
     }
 
     /// Blocks until the generation differs from `seen`, or `timeout` passes; returns the
     /// generation then.
     pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> u64 {
-        let guard = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        let (guard, _) = self
-            .changed
-            .wait_timeout_while(guard, timeout, |_| self.generation() == seen)
-            .unwrap_or_else(PoisonError::into_inner);
-        drop(guard);
-        self.generation()
+        self.0.changes().wait_for_change(seen, timeout)
     }
 
     /// A future that completes with the new generation once it differs from `seen`.
     pub fn changed(&self, seen: u64) -> Changed<'_> {
-        Changed { store: self, seen }
+        self.0.changes().changed(seen)
     }
-}
 
-impl SvidStore {
+    /// Its [`Changes`]: to wait on, or to [forward](Changes::forward_to) to a server's.
+    pub fn changes(&self) -> &Changes {
+        self.0.changes()
+    }
+
     /// What was published last, expired or not.
     pub(crate) fn current(&self) -> Option<Arc<X509Svid>> {
-        self.current.load_full()
+        self.0.get()
     }
 }
 
@@ -113,8 +88,8 @@ impl SvidStore {
 /// second guard behind the [`Rotator`](crate::Rotator)'s own expiry check.
 impl SvidSource for SvidStore {
     fn x509_svid(&self) -> Option<Arc<X509Svid>> {
-        self.current
-            .load_full()
+        self.0
+            .get()
             .filter(|svid| std::time::SystemTime::now() < svid.not_after())
     }
 }
@@ -125,45 +100,11 @@ impl<T: SvidSource + ?Sized> SvidSource for Arc<T> {
     }
 }
 
-/// See [`SvidStore::changed`].
-#[derive(Debug)]
-#[must_use = "a future does nothing unless awaited"]
-pub struct Changed<'a> {
-    store: &'a SvidStore,
-    seen: u64,
-}
-
 impl std::fmt::Debug for SvidStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SvidStore")
             .field("generation", &self.generation())
             .field("id", &self.x509_svid().map(|s| s.id().clone()))
             .finish_non_exhaustive()
-    }
-}
-
-impl Future for Changed<'_> {
-    type Output = u64;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
-        let now = self.store.generation();
-        if now != self.seen {
-            return Poll::Ready(now);
-        }
-        let mut waiters = self
-            .store
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // Check again under the lock: a publish between the load and the lock has already
-        // taken the waker list.
-        let now = self.store.generation();
-        if now != self.seen {
-            return Poll::Ready(now);
-        }
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
-        Poll::Pending
     }
 }

@@ -169,7 +169,10 @@ impl Protocol for DeltaState {
         if names.is_empty() {
             return None;
         }
-        let current = sds.current();
+        let current = match sds.current() {
+            Ok(current) => current,
+            Err(refused) => return Some(Err(refused)),
+        };
         let mut resources = Vec::new();
         let mut removed = Vec::new();
         let mut changes = Vec::new();

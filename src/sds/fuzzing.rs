@@ -14,7 +14,7 @@ use crate::sds::delta::DeltaState;
 use crate::sds::service::Sds;
 use crate::sds::sotw::StreamState;
 use crate::sds::stream::Protocol as _;
-use crate::sds::Feed;
+use crate::serve::{Caller, EveryCaller};
 use crate::{BundleSet, SvidStore, X509Svid};
 
 /// One state-of-the-world stream and one delta stream over a store that can be rotated.
@@ -42,12 +42,14 @@ impl FuzzStreams {
         if let Some(first) = svids.first() {
             store.publish(first.clone());
         }
-        let (version, _) = watch::channel(1);
+        let (_, closed) = watch::channel(false);
         Self {
             sds: Sds {
-                feed: Feed::Store(Arc::clone(&store), bundles),
-                version,
+                identities: Arc::new(EveryCaller::new([Arc::clone(&store)])),
+                bundles: Arc::new(bundles),
+                closed,
                 spiffe_validator: false,
+                caller: Caller::unknown(),
             },
             store,
             svids,

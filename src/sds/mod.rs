@@ -28,19 +28,21 @@
 //! A request costs work in proportion to itself: a delta request looks up only the names
 //! it subscribes to.
 //!
-//! The server is fed by any [`Feed`]: an [`SvidStore`] kept fresh by a
-//! [`Rotator`](crate::Rotator), or (with feature `workload-api`) the Workload API's
-//! `X509Source`, so meshid can bridge SPIRE to Envoy. Sockets, caller admission and
+//! What each caller gets comes from an [`Identities`](crate::serve::Identities) and a
+//! [`Bundles`](crate::serve::Bundles): an [`SvidStore`](crate::SvidStore) kept fresh by a
+//! [`Rotator`](crate::Rotator) ([`SdsServer::for_store`]), a Workload API `X509Source`
+//! (feature `workload-api`), so meshid can bridge SPIRE to Envoy, or an agent's registry
+//! that attests each caller, so an Envoy gets only its own identities: `default` is the
+//! caller's first, an SVID's SPIFFE ID names only the caller's own, and a name the caller
+//! is not entitled to is refused exactly as an unknown name is. A caller with no identity
+//! gets no certificate (bundles are still served); one the identities refuse outright (an
+//! agent that cannot attest it) gets `PermissionDenied`. Sockets, caller admission and
 //! shutdown come from the serving layer every meshid server shares
 //! ([`serve`](crate::serve)), which also lets Envoy's `google_grpc` (gRPC C-core) in.
 
-use std::sync::Arc;
-
-use tokio::sync::watch;
-
-// Here: the feed and what the other files share. `server`: `SdsServer` and its listener;
-// `service`: the gRPC service; `stream`: the one stream loop and the ACK/NACK reading;
-// `sotw` and `delta`: the two protocols; `secrets`: secret names to secrets.
+// Here: what the other files share. `server`: `SdsServer` and its listener; `service`:
+// the gRPC service; `stream`: the one stream loop and the ACK/NACK reading; `sotw` and
+// `delta`: the two protocols; `secrets`: secret names to secrets.
 mod delta;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -51,71 +53,8 @@ mod sotw;
 mod stream;
 
 pub use server::SdsServer;
-
-#[cfg(feature = "workload-api")]
-use crate::workload::X509Source;
-use crate::{BundleSet, SvidSource, SvidStore, X509Svid};
+pub(crate) use service::{Sds as Service, SERVICE as SERVICE_PATH};
 
 /// The type URL of an SDS `Secret`.
 pub const SECRET_TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-/// A version that never occurs: the server is closing, streams end.
-const CLOSING: u64 = u64::MAX;
-
-/// Where an [`SdsServer`] gets the SVID and bundles it serves.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Feed {
-    /// A local store (kept fresh by a `Rotator`) and a fixed bundle set.
-    Store(Arc<SvidStore>, BundleSet),
-    /// A live Workload API source (for example SPIRE's agent); feature `workload-api`.
-    #[cfg(feature = "workload-api")]
-    Source(Arc<X509Source>),
-}
-
-impl Feed {
-    fn svid(&self) -> Option<Arc<X509Svid>> {
-        match self {
-            Self::Store(store, _) => store.x509_svid(),
-            #[cfg(feature = "workload-api")]
-            Self::Source(source) => source.x509_svid(),
-        }
-    }
-
-    fn bundles(&self) -> BundleSet {
-        match self {
-            Self::Store(_, bundles) => bundles.clone(),
-            #[cfg(feature = "workload-api")]
-            Self::Source(source) => source.bundles().map(|b| (*b).clone()).unwrap_or_default(),
-        }
-    }
-
-    /// Bumps `version` on every change of the feed, until aborted.
-    async fn follow(self, version: watch::Sender<u64>) {
-        let bump = || {
-            version.send_if_modified(|v| {
-                if *v == CLOSING {
-                    return false;
-                }
-                *v += 1;
-                true
-            })
-        };
-        match self {
-            Self::Store(store, _) => {
-                let mut seen = store.generation();
-                loop {
-                    seen = store.changed(seen).await;
-                    bump();
-                }
-            }
-            #[cfg(feature = "workload-api")]
-            Self::Source(source) => {
-                let mut updates = source.updated();
-                while updates.changed().await.is_ok() {
-                    bump();
-                }
-            }
-        }
-    }
-}

@@ -75,21 +75,30 @@ fn spiffe_validation(name: &str, bundles: &BundleSet) -> Secret {
     }
 }
 
-/// What names are looked up in: the feed's SVID and bundles, read once per response.
+/// What names are looked up in: the caller's identities (its default first) and the
+/// bundles, read once per response.
 pub(super) struct Current {
-    svid: Option<Arc<X509Svid>>,
-    bundles: BundleSet,
+    svids: Vec<Arc<X509Svid>>,
+    bundles: Arc<BundleSet>,
     spiffe_validator: bool,
 }
 
 impl Sds {
-    /// The feed's current SVID and bundles.
-    pub(super) fn current(&self) -> Current {
-        Current {
-            svid: self.feed.svid(),
-            bundles: self.feed.bundles(),
+    /// The caller's identities and the bundles now; `PermissionDenied` if the identities
+    /// refuse the caller outright (an agent that cannot attest it).
+    pub(super) fn current(&self) -> Result<Current, Status> {
+        let svids = self
+            .identities
+            .x509_svids(&self.caller)
+            .map_err(|refused| {
+                tracing::info!(caller = ?self.caller, reason = %refused, "SDS caller refused");
+                Status::permission_denied(format!("no identity issued: {refused}"))
+            })?;
+        Ok(Current {
+            svids: svids.into_iter().map(|i| i.svid).collect(),
+            bundles: self.bundles.bundles().unwrap_or_default(),
             spiffe_validator: self.spiffe_validator,
-        }
+        })
     }
 
     /// Every secret `names` asks for (state of the world); as SPIRE's agent does, names it
@@ -97,7 +106,7 @@ impl Sds {
     /// secret: each SVID under its SPIFFE ID and each bundle under `spiffe://td`, as SPIRE
     /// answers. Nothing is copied for an unknown name beyond the few the refusal shows.
     pub(super) fn authorized(&self, names: &[String]) -> Result<Vec<Secret>, Status> {
-        let current = self.current();
+        let current = self.current()?;
         if names.is_empty() {
             return Ok(current
                 .all_names()
@@ -127,9 +136,14 @@ impl Current {
     /// The names of every secret: each SVID under its SPIFFE ID and each bundle under
     /// `spiffe://td`.
     fn all_names(&self) -> Vec<String> {
-        self.svid
-            .iter()
-            .map(|s| s.id().to_string())
+        let mut ids: Vec<String> = Vec::with_capacity(self.svids.len());
+        for svid in &self.svids {
+            let id = svid.id().to_string();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids.into_iter()
             .chain(
                 self.bundles
                     .iter()
@@ -140,11 +154,13 @@ impl Current {
 
     /// The secret `name` stands for, if any.
     pub(super) fn secret(&self, name: &str) -> Option<Secret> {
-        if let Some(svid) = self
-            .svid
-            .as_ref()
-            .filter(|s| name == "default" || name == s.id().as_str())
-        {
+        let svid = if name == "default" {
+            self.svids.first()
+        } else {
+            // Only the caller's own: another workload's SPIFFE ID is an unknown name.
+            self.svids.iter().find(|s| name == s.id().as_str())
+        };
+        if let Some(svid) = svid {
             return Some(Secret {
                 name: name.to_owned(),
                 r#type: Some(secret::Type::TlsCertificate(TlsCertificate {
@@ -157,10 +173,10 @@ impl Current {
         // Which bundles a validation-context name stands for.
         let chosen: BundleSet = match name {
             "ROOTCA" => {
-                let td = self.svid.as_ref()?.id().trust_domain();
+                let td = self.svids.first()?.id().trust_domain();
                 [self.bundles.get(&td)?.clone()].into_iter().collect()
             }
-            "ALL" => Some(self.bundles.clone()).filter(|b| !b.is_empty())?,
+            "ALL" => Some((*self.bundles).clone()).filter(|b| !b.is_empty())?,
             _ if name.starts_with("spiffe://") => {
                 let td = crate::TrustDomain::new(name).ok()?;
                 [self.bundles.get(&td)?.clone()].into_iter().collect()
@@ -254,10 +270,16 @@ fn refusal(count: usize, shown: BTreeSet<String>) -> Status {
 /// An SDS service over example.org (with an SVID for /envoy) and other.org.
 #[cfg(test)]
 pub(super) fn fixture() -> Sds {
+    fixture_rotating().0
+}
+
+/// [`fixture`], with a function that rotates its SVID.
+#[cfg(test)]
+pub(super) fn fixture_rotating() -> (Sds, impl Fn()) {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use crate::sds::Feed;
+    use crate::serve::{Caller, EveryCaller};
     use crate::{Authority, KeyType, SpiffeId, SvidStore, TrustDomain, X509Bundle};
     let td = TrustDomain::new("example.org").unwrap();
     let ca = Authority::new_root(td.clone(), Duration::from_secs(60), KeyType::P256).unwrap();
@@ -273,12 +295,18 @@ pub(super) fn fixture() -> Sds {
     let store = Arc::new(SvidStore::new());
     let id = SpiffeId::new("spiffe://example.org/envoy").unwrap();
     store.publish(ca.issue(&id, Duration::from_secs(60)).unwrap());
-    let (version, _) = tokio::sync::watch::channel(0);
-    Sds {
-        feed: Feed::Store(store, bundles),
-        version,
+    let (_, closed) = tokio::sync::watch::channel(false);
+    let sds = Sds {
+        identities: Arc::new(EveryCaller::new([Arc::clone(&store)])),
+        bundles: Arc::new(bundles),
+        closed,
         spiffe_validator: false,
-    }
+        caller: Caller::unknown(),
+    };
+    let rotate = move || {
+        store.publish(ca.issue(&id, Duration::from_secs(60)).unwrap());
+    };
+    (sds, rotate)
 }
 
 #[cfg(test)]
@@ -300,7 +328,7 @@ mod tests {
         .iter()
         .map(|n| (*n).to_owned())
         .collect();
-        let current = sds.current();
+        let current = sds.current().unwrap();
         let secrets: Vec<Secret> = names.iter().filter_map(|n| current.secret(n)).collect();
         let got: Vec<(&str, bool)> = secrets
             .iter()
@@ -369,7 +397,7 @@ mod tests {
     #[test]
     fn a_built_secret_s_key_is_zeroized_once_encoded() {
         let sds = fixture();
-        let mut secret = sds.current().secret("default").unwrap();
+        let mut secret = sds.current().unwrap().secret("default").unwrap();
         let key = |s: &Secret| match &s.r#type {
             Some(secret::Type::TlsCertificate(TlsCertificate {
                 private_key:

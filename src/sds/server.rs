@@ -8,26 +8,67 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::sds::service::Sds;
-use crate::sds::{Feed, CLOSING};
-use crate::serve::{Listen, ServeError, ServeLimits, Serving};
+use crate::serve::{
+    Bundles, Caller, EveryCaller, Identities, Listen, ServeError, ServeLimits, Serving,
+};
+use crate::watch::Watch;
+use crate::{BundleSet, SvidStore};
+
+/// Envoy opens one stream per secret subscription on its connection; a cap keeps one
+/// client from opening without bound (about 20 KiB of server memory each).
+const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 
 /// An Envoy SDS v3 server over a Unix socket (or TCP). See the [module docs](crate::sds).
-#[derive(Debug)]
 pub struct SdsServer {
-    feed: Feed,
+    identities: Arc<dyn Identities>,
+    bundles: Arc<dyn Bundles>,
     spiffe_validator: bool,
     serving: Serving,
 }
 
+impl std::fmt::Debug for SdsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SdsServer")
+            .field("spiffe_validator", &self.spiffe_validator)
+            .field("serving", &self.serving)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SdsServer {
-    /// A server for what `feed` holds.
-    pub fn new(feed: Feed) -> Self {
+    /// A server handing each caller what `identities` says it is entitled to, with the
+    /// bundles of `bundles`; both are followed for changes. A Workload API source bridges
+    /// as both: `SdsServer::new(source.clone(), source)`.
+    pub fn new(identities: Arc<dyn Identities>, bundles: Arc<dyn Bundles>) -> Self {
         Self {
-            feed,
+            identities,
+            bundles,
             spiffe_validator: false,
-            // Envoy opens one stream per secret subscription on its connection; a cap keeps
-            // one client from opening without bound (about 20 KiB of server memory each).
-            serving: Serving::new("SDS", 1024),
+            serving: Serving::new("SDS", MAX_STREAMS_PER_CONNECTION),
+        }
+    }
+
+    /// The simple case: the SVID in `store` (kept fresh by a
+    /// [`Rotator`](crate::Rotator)) for every caller, with the fixed `bundles`.
+    pub fn for_store(store: Arc<SvidStore>, bundles: BundleSet) -> Self {
+        let fixed = Watch::new();
+        fixed.publish(bundles);
+        Self::new(Arc::new(EveryCaller::new([store])), Arc::new(fixed))
+    }
+
+    /// The stream cap per connection.
+    pub(crate) fn max_streams(&self) -> u32 {
+        self.serving.max_streams
+    }
+
+    /// The gRPC service, ending its streams once `closed` turns true.
+    pub(crate) fn service(self, closed: watch::Receiver<bool>) -> Sds {
+        Sds {
+            identities: self.identities,
+            bundles: self.bundles,
+            closed,
+            spiffe_validator: self.spiffe_validator,
+            caller: Caller::unknown(),
         }
     }
 
@@ -101,18 +142,12 @@ impl SdsServer {
         listen: Listen<'_>,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let (version, _) = watch::channel(0u64);
-        let follower = tokio::spawn(self.feed.clone().follow(version.clone()));
-        let closing = version.clone();
+        let (closing, closed) = watch::channel(false);
         let stop = move || {
-            closing.send_replace(CLOSING);
-            follower.abort();
+            closing.send_replace(true);
         };
-        let service = Sds {
-            feed: self.feed,
-            version,
-            spiffe_validator: self.spiffe_validator,
-        };
-        self.serving.serve(listen, service, shutdown, stop).await
+        let serving = self.serving.clone();
+        let service = self.service(closed);
+        serving.serve(listen, service, shutdown, stop).await
     }
 }

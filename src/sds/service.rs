@@ -1,5 +1,5 @@
-//! The gRPC service: [`Sds`], what every stream shares (the feed, the version channel,
-//! the validator option), and the `SecretDiscoveryService` it serves: `FetchSecrets`
+//! The gRPC service: [`Sds`], what every stream shares (the identities and bundles, the
+//! closing signal, the validator option) and who calls, and the `SecretDiscoveryService` it serves: `FetchSecrets`
 //! answered at once, each stream run by [`stream::spawn`] in a task of its own. Responses
 //! are encoded by [`WipingCodec`], which zeroizes the secrets they carry once encoded.
 
@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -24,29 +25,41 @@ use zeroize::Zeroize as _;
 use crate::sds::delta::DeltaState;
 use crate::sds::sotw::{self, StreamState};
 use crate::sds::stream;
-use crate::sds::{Feed, CLOSING};
+use crate::serve::{Bundles, Caller, Identities};
 
-/// The SDS service: what it serves from, and the version every stream follows (bumped on
-/// every change of the feed; [`CLOSING`] at shutdown).
+/// The SDS service: what it serves from, the signal that ends every stream at shutdown,
+/// and (set per request) who calls.
 #[derive(Clone)]
-pub(super) struct Sds {
-    pub(super) feed: Feed,
-    pub(super) version: watch::Sender<u64>,
+pub(crate) struct Sds {
+    pub(super) identities: Arc<dyn Identities>,
+    pub(super) bundles: Arc<dyn Bundles>,
+    /// True once the server is closing.
+    pub(super) closed: watch::Receiver<bool>,
     pub(super) spiffe_validator: bool,
+    /// The caller of the request being served.
+    pub(super) caller: Caller,
 }
 
 /// The gRPC path of the service's methods, up to the method name.
-const SERVICE: &str = "/envoy.service.secret.v3.SecretDiscoveryService/";
+pub(crate) const SERVICE: &str = "/envoy.service.secret.v3.SecretDiscoveryService/";
 
 impl Sds {
+    /// The version of what is served: it moves whenever the identities or the bundles
+    /// may have changed.
+    pub(super) fn version(&self) -> u64 {
+        self.identities
+            .changes()
+            .generation()
+            .wrapping_add(self.bundles.changes().generation())
+    }
+
     /// `FetchSecrets`: the current secrets for the request's names (or its refusal).
     fn fetch(&self, request: &DiscoveryRequest) -> Result<DiscoveryResponse, Status> {
-        let version = *self.version.borrow();
-        if version == CLOSING {
+        if *self.closed.borrow() {
             return Err(Status::unavailable("the SDS server is shutting down"));
         }
         stream::check_request("FetchSecrets", &request.resource_names)?;
-        sotw::response(self, &request.resource_names, version, 0)
+        sotw::response(self, &request.resource_names, self.version(), 0)
     }
 }
 
@@ -64,7 +77,10 @@ impl tower::Service<http::Request<Body>> for Sds {
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let sds = self.clone();
+        let mut sds = self.clone();
+        if let Some(peer) = req.extensions().get::<crate::serve::Peer>() {
+            sds.caller = peer.caller;
+        }
         match req.uri().path().strip_prefix(SERVICE) {
             Some("DeltaSecrets") => Box::pin(async move {
                 let handler =
@@ -200,7 +216,13 @@ mod tests {
 
     /// The PEM key of the fixture's SVID, and whether `bytes` hold it.
     fn holds_key(sds: &Sds, bytes: &[u8]) -> bool {
-        let Some(svid) = sds.feed.svid() else {
+        let Some(svid) = sds
+            .identities
+            .x509_svids(&sds.caller)
+            .unwrap()
+            .first()
+            .map(|i| Arc::clone(&i.svid))
+        else {
             return false;
         };
         let pem = svid.key_pem();

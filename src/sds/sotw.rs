@@ -7,7 +7,7 @@ use envoy_types::pb::google::protobuf::Any;
 use tonic::Status;
 
 use crate::sds::secrets;
-use crate::sds::service::Sds;
+use crate::sds::service::{Sds, Wipe as _};
 use crate::sds::stream::{check_request, other_type, Ack, Protocol};
 use crate::sds::SECRET_TYPE_URL;
 
@@ -45,6 +45,20 @@ pub(super) struct StreamState {
     nonce: u64,
     sent: Option<u64>,
     nacked: Option<u64>,
+    /// A digest of the secrets last sent, and of those last rejected: a new version with
+    /// the same secrets for this stream (another caller's identity rotated) is not sent.
+    sent_digest: Option<u64>,
+    nacked_digest: Option<u64>,
+}
+
+/// A digest of a response's secrets (not a security boundary: it only spares a resend).
+fn digest(response: &DiscoveryResponse) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for any in &response.resources {
+        any.value.hash(&mut h);
+    }
+    h.finish()
 }
 
 impl StreamState {
@@ -79,6 +93,7 @@ impl Protocol for StreamState {
         );
         if answer == Ack::Rejected {
             self.nacked = self.sent;
+            self.nacked_digest = self.sent_digest;
         }
         check_request(Self::NAME, &request.resource_names)?;
         let mut names = request.resource_names;
@@ -116,11 +131,29 @@ impl Protocol for StreamState {
         }
         if self.names_changed {
             self.nacked = None;
+            self.nacked_digest = None;
+        }
+        let answer = response(sds, &self.names, version, self.nonce + 1);
+        if let Ok(mut unchanged) = answer {
+            let digest = digest(&unchanged);
+            if !self.names_changed
+                && (self.sent_digest == Some(digest) || self.nacked_digest == Some(digest))
+            {
+                // Nothing new for this stream at this version.
+                self.sent = Some(version);
+                unchanged.wipe();
+                return None;
+            }
+            self.sent_digest = Some(digest);
+            self.nonce += 1;
+            self.sent = Some(version);
+            self.names_changed = false;
+            return Some(Ok(unchanged));
         }
         self.nonce += 1;
         self.sent = Some(version);
         self.names_changed = false;
-        Some(response(sds, &self.names, version, self.nonce))
+        Some(answer)
     }
 }
 
@@ -207,7 +240,7 @@ mod tests {
 
     #[test]
     fn nacks_new_names_and_acks_racing_a_bump() {
-        let sds = fixture();
+        let (sds, rotate) = crate::sds::secrets::fixture_rotating();
         // A NACKed version is not resent for the same names, but new names are answered
         // at once (Envoy must not wait a rotation for a secret it just asked for).
         let mut stream = StreamState::default();
@@ -241,11 +274,18 @@ mod tests {
         assert!(!acked
             .on_request(request(&["default"], &first.nonce, "1", false))
             .unwrap());
+        // A new version with the same secrets for this stream (another caller's identity
+        // rotated) is not sent.
+        assert!(
+            acked.update(&sds, false, 2).is_none(),
+            "same secrets resent"
+        );
+        rotate();
         let pushed = acked
-            .update(&sds, false, 2)
+            .update(&sds, false, 3)
             .expect("bump not swallowed")
             .unwrap();
-        assert_eq!(pushed.version_info, "2");
-        assert!(acked.update(&sds, false, 2).is_none(), "sent once");
+        assert_eq!(pushed.version_info, "3");
+        assert!(acked.update(&sds, false, 3).is_none(), "sent once");
     }
 }

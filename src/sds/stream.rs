@@ -12,7 +12,7 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Status, Streaming};
 
 use crate::sds::service::{Sds, Wipe};
-use crate::sds::{CLOSING, SECRET_TYPE_URL};
+use crate::sds::SECRET_TYPE_URL;
 
 /// What a stream sends its client.
 pub(super) type Pushes<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -48,9 +48,18 @@ pub(super) fn spawn<P: Protocol>(
     mut incoming: Streaming<P::Request>,
 ) -> Pushes<P::Response> {
     let (tx, rx) = mpsc::channel(4);
-    let mut changes = sds.version.subscribe();
+    let mut closed = sds.closed.clone();
     tokio::spawn(async move {
         let mut stream = P::default();
+        // What the stream has been brought up to: read before what it describes is looked
+        // up, so a change in between is seen as one.
+        let generations = |sds: &Sds| {
+            (
+                sds.identities.changes().generation(),
+                sds.bundles.changes().generation(),
+            )
+        };
+        let mut seen = generations(&sds);
         loop {
             let push = tokio::select! {
                 message = incoming.message() => match message {
@@ -72,20 +81,18 @@ pub(super) fn spawn<P: Protocol>(
                         break;
                     }
                 },
-                moved = changes.changed() => {
-                    if moved.is_err() {
-                        break;
-                    }
-                    false
-                }
+                _ = sds.identities.changes().changed(seen.0) => false,
+                _ = sds.bundles.changes().changed(seen.1) => false,
+                () = crate::serve::closing(&mut closed) => break,
             };
-            let version = *changes.borrow_and_update();
-            if version == CLOSING {
+            if *closed.borrow_and_update() {
                 break;
             }
+            seen = generations(&sds);
+            let version = seen.0.wrapping_add(seen.1);
             // Whatever woke us, the stream is offered the current version: a request
-            // arriving together with a version bump must not swallow the push (the watch
-            // channel has marked the bump as seen by now). `update` sends only what is new.
+            // arriving together with a change must not swallow the push. `update` sends
+            // only what is new.
             let Some(response) = stream.update(&sds, push, version) else {
                 continue;
             };

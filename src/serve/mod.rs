@@ -45,14 +45,17 @@ mod conn;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hpack;
+mod identities;
 mod incoming;
 mod listener;
 
 pub use authority::H2RewriteError;
-pub use caller::Caller;
 #[cfg(feature = "agent")]
 pub(crate) use caller::process_start_time;
+pub use caller::Caller;
+pub(crate) use conn::Peer;
 pub use hpack::HpackError;
+pub use identities::{Bundles, EveryCaller, Identities, Identity, Refused};
 
 /// Why a server could not serve.
 #[derive(Debug, Error)]
@@ -358,4 +361,9 @@ impl http_body::Body for Tracked {
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
     }
+}
+
+/// Completes once `closed` turns true (or its sender is gone): a server is closing.
+pub(crate) async fn closing(closed: &mut watch::Receiver<bool>) {
+    let _ = closed.wait_for(|c| *c).await;
 }

@@ -1,6 +1,7 @@
-//! A local Workload API server: hands out the SVIDs of [`SvidStore`]s (kept fresh by
-//! [`Rotator`](crate::Rotator)s) and their bundles over a Unix socket, streaming a new
-//! message on every rotation.
+//! A local Workload API server: hands each caller the X509-SVIDs it is entitled to (from
+//! any [`Identities`]: stores for everyone, a re-served `X509Source`, an agent's registry)
+//! and the trust bundles (from any [`Bundles`]), streaming a new message whenever they
+//! change.
 
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
@@ -12,9 +13,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio_stream::wrappers::WatchStream;
-use tokio_stream::{Stream, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::server::Grpc;
@@ -25,51 +26,100 @@ use super::proto::{
     self, X509BundlesRequest, X509BundlesResponse, X509SvidMessage, X509SvidRequest,
     X509SvidResponse,
 };
-use crate::serve::{Listen, ServeError, ServeLimits, Serving};
-use crate::{BundleSet, SvidSource, SvidStore, X509Bundle};
+use crate::serve::{
+    Bundles, Caller, EveryCaller, Identities, Identity, Listen, ServeError, ServeLimits, Serving,
+};
+use crate::watch::Watch;
+use crate::{BundleSet, SvidStore, X509Bundle};
 
 /// The largest request the server decodes (Workload API requests are tiny).
 const MAX_REQUEST: usize = 64 * 1024;
-/// A version that never occurs: the server is closing, streams end.
-const CLOSING: u64 = u64::MAX;
 
 /// A SPIFFE Workload API server over a Unix socket (or TCP), per the
 /// [Workload API standard](https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE_Workload_API.md).
 ///
-/// It serves `FetchX509SVID` (every identity it holds, each with its trust domain's
-/// bundle, plus the other bundles as federated bundles) and `FetchX509Bundles`, each as a
-/// stream that sends the current state at once and again on every change of any SVID.
-/// JWT methods answer `Unimplemented`. Calls without the `workload.spiffe.io: true`
-/// header get `InvalidArgument`; with [`allow_uids`](Self::allow_uids), callers whose Unix
-/// user is not listed get `PermissionDenied` ("no identity issued"), as SPIRE answers a
-/// workload it has no registration for.
+/// It serves `FetchX509SVID` (the identities the caller is entitled to, each with its
+/// trust domain's bundle, plus the other bundles as federated bundles) and
+/// `FetchX509Bundles`, each as a stream that sends the current state at once and again
+/// whenever it changes for that caller. JWT methods answer `Unimplemented`. Calls without
+/// the `workload.spiffe.io: true` header get `InvalidArgument`; a caller with no identity
+/// gets `PermissionDenied` ("no identity issued"), as SPIRE answers a workload it has no
+/// registration for, and a stream whose caller loses its last identity ends with it. With
+/// [`allow_uids`](Self::allow_uids), callers whose Unix user is not listed are refused
+/// the same way before anything else.
+///
+/// What each caller gets comes from an [`Identities`] and a [`Bundles`]
+/// ([`from_sources`](Self::from_sources)); [`new`](Self::new) and
+/// [`with_svid`](Self::with_svid) build the simple case, the same stores for everyone.
 ///
 /// Every gRPC client stack is served: the serving layer normalises the `:authority` that
 /// gRPC C-core, grpc-java and grpc-swift clients derive from the socket path (which `h2`
 /// alone refuses), so py-spiffe, java-spiffe and go-spiffe clients all get answers.
-#[derive(Debug)]
 pub struct WorkloadApiServer {
-    svids: Vec<Arc<SvidStore>>,
-    bundles: BundleSet,
+    identities: Option<Arc<dyn Identities>>,
+    stores: Vec<Arc<SvidStore>>,
+    bundles: Arc<dyn Bundles>,
+    #[cfg(feature = "sds")]
+    sds: Option<crate::sds::SdsServer>,
     serving: Serving,
+}
+
+impl std::fmt::Debug for WorkloadApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkloadApiServer")
+            .field("stores", &self.stores)
+            .field("serving", &self.serving)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WorkloadApiServer {
     /// A server trusting `bundles` (the bundle of each served SVID's trust domain, and any
-    /// federated ones). It serves no identity until [`with_svid`](Self::with_svid).
+    /// federated ones) that hands every caller the same stores' SVIDs. It serves no
+    /// identity until [`with_svid`](Self::with_svid).
     pub fn new(bundles: BundleSet) -> Self {
+        let fixed = Watch::new();
+        fixed.publish(bundles);
+        Self::build(None, Arc::new(fixed))
+    }
+
+    /// A server handing each caller what `identities` says it is entitled to, with the
+    /// bundles of `bundles`; both are followed for changes.
+    pub fn from_sources(identities: Arc<dyn Identities>, bundles: Arc<dyn Bundles>) -> Self {
+        Self::build(Some(identities), bundles)
+    }
+
+    fn build(identities: Option<Arc<dyn Identities>>, bundles: Arc<dyn Bundles>) -> Self {
         Self {
-            svids: Vec::new(),
+            identities,
+            stores: Vec::new(),
             bundles,
+            #[cfg(feature = "sds")]
+            sds: None,
             serving: Serving::new("Workload API", MAX_STREAMS_PER_CONNECTION),
         }
     }
 
-    /// Serves the SVID held in `store` (in the order added; the first is the default
-    /// SVID clients pick).
+    /// Serves the SVID held in `store` to every caller (in the order added; the first is
+    /// the default SVID clients pick). Only for a server made by [`new`](Self::new): one
+    /// made [`from_sources`](Self::from_sources) serves what its sources say and ignores
+    /// this.
     #[must_use]
     pub fn with_svid(mut self, store: Arc<SvidStore>) -> Self {
-        self.svids.push(store);
+        self.stores.push(store);
+        self
+    }
+
+    /// Also serves Envoy SDS v3 on the same socket, as SPIRE's agent does: each protocol
+    /// routed by its gRPC service name, one listener, one set of limits (this server's,
+    /// with SDS's larger stream cap). `sds`'s own socket settings are not used.
+    #[cfg(feature = "sds")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sds")))]
+    #[must_use]
+    pub fn with_sds(mut self, sds: crate::sds::SdsServer) -> Self {
+        self.serving.max_streams = self.serving.max_streams.max(sds.max_streams());
+        self.serving.name = "Workload API and SDS";
+        self.sds = Some(sds);
         self
     }
 
@@ -82,7 +132,8 @@ impl WorkloadApiServer {
     }
 
     /// The permission bits of the socket file (default `0o600`: the server's own user
-    /// only; widen it together with [`allow_uids`](Self::allow_uids)).
+    /// only; widen it together with [`allow_uids`](Self::allow_uids), or when an agent
+    /// attests every caller).
     #[must_use]
     pub fn socket_mode(mut self, mode: u32) -> Self {
         self.serving.socket_mode = mode & 0o777;
@@ -123,7 +174,8 @@ impl WorkloadApiServer {
 
     /// Serves on a TCP address (the Workload Endpoint standard's `tcp://IP:port`) as
     /// [`serve`](Self::serve) does on a Unix socket. TCP carries no peer credentials: with
-    /// [`allow_uids`](Self::allow_uids) every TCP caller is refused.
+    /// [`allow_uids`](Self::allow_uids) every TCP caller is refused, and an agent attests
+    /// none.
     pub async fn serve_tcp(
         self,
         addr: SocketAddr,
@@ -137,54 +189,40 @@ impl WorkloadApiServer {
         listen: Listen<'_>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
-        let (version, _) = watch::channel(0u64);
-        let watchers: Vec<_> = self
-            .svids
-            .iter()
-            .map(|store| {
-                let seen = store.generation();
-                tokio::spawn(follow(Arc::clone(store), seen, version.clone()))
-            })
-            .collect();
-        let closing = version.clone();
+        let (closing, closed) = watch::channel(false);
         let stop = move || {
-            closing.send_replace(CLOSING);
-            for watcher in &watchers {
-                watcher.abort();
-            }
+            closing.send_replace(true);
+        };
+        let identities = match self.identities {
+            Some(identities) => identities,
+            None => Arc::new(EveryCaller::new(self.stores)),
         };
         let state = Arc::new(State {
-            svids: self.svids,
+            identities,
             bundles: self.bundles,
-            version,
+            closed: closed.clone(),
         });
-        self.serving
-            .serve(listen, WorkloadService(state), shutdown, stop)
-            .await
+        let service = WorkloadService(state);
+        #[cfg(feature = "sds")]
+        if let Some(sds) = self.sds {
+            let both = WithSds {
+                workload: service,
+                sds: sds.service(closed),
+            };
+            return self.serving.serve(listen, both, shutdown, stop).await;
+        }
+        self.serving.serve(listen, service, shutdown, stop).await
     }
 }
 
 /// Streams one connection may hold open (a workload needs two).
 const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 
-/// Bumps `version` whenever `store` changes from generation `seen` on.
-async fn follow(store: Arc<SvidStore>, mut seen: u64, version: watch::Sender<u64>) {
-    loop {
-        seen = store.changed(seen).await;
-        version.send_if_modified(|v| {
-            if *v == CLOSING {
-                return false;
-            }
-            *v += 1;
-            true
-        });
-    }
-}
-
 struct State {
-    svids: Vec<Arc<SvidStore>>,
-    bundles: BundleSet,
-    version: watch::Sender<u64>,
+    identities: Arc<dyn Identities>,
+    bundles: Arc<dyn Bundles>,
+    /// True once the server is closing: streams end.
+    closed: watch::Receiver<bool>,
 }
 
 fn concat_der(bundle: &X509Bundle) -> Vec<u8> {
@@ -193,6 +231,25 @@ fn concat_der(bundle: &X509Bundle) -> Vec<u8> {
         .iter()
         .flat_map(|c| c.as_ref().iter().copied())
         .collect()
+}
+
+/// What one message was built from: a stream resends only when it changes (the same
+/// SVIDs, by identity, and equal bundles are the same message).
+struct Basis {
+    svids: Vec<(Arc<crate::X509Svid>, String)>,
+    bundles: Option<Arc<BundleSet>>,
+}
+
+impl PartialEq for Basis {
+    fn eq(&self, other: &Self) -> bool {
+        self.svids.len() == other.svids.len()
+            && self
+                .svids
+                .iter()
+                .zip(&other.svids)
+                .all(|((a, ha), (b, hb))| Arc::ptr_eq(a, b) && ha == hb)
+            && self.bundles == other.bundles
+    }
 }
 
 impl State {
@@ -208,15 +265,34 @@ impl State {
         Ok(())
     }
 
-    /// The `FetchX509SVID` message for the current SVIDs. Each key is copied into its
+    fn no_identity() -> Status {
+        Status::permission_denied("no identity issued")
+    }
+
+    /// The caller's identities now, refused when it gets none.
+    fn identities(&self, caller: &Caller) -> Result<Vec<Identity>, Status> {
+        let identities = self.identities.x509_svids(caller).map_err(|refused| {
+            tracing::info!(?caller, reason = %refused, "Workload API caller refused");
+            Status::permission_denied(format!("no identity issued: {refused}"))
+        })?;
+        if identities.is_empty() {
+            return Err(Self::no_identity());
+        }
+        Ok(identities)
+    }
+
+    /// The `FetchX509SVID` message for `identities`. Each key is copied into its
     /// [`X509SvidMessage`], which zeroizes it when dropped: once tonic has encoded the
     /// message (the encoded frame in tonic's and hyper's buffers is not zeroized).
-    fn x509_svids(&self) -> Result<X509SvidResponse, Status> {
+    fn x509_svids(identities: &[Identity], bundles: Option<&BundleSet>) -> X509SvidResponse {
+        let empty = BundleSet::new();
+        let bundles = bundles.unwrap_or(&empty);
         let mut svids = Vec::new();
         let mut own = BTreeSet::new();
-        for svid in self.svids.iter().filter_map(SvidSource::x509_svid) {
+        for identity in identities {
+            let svid = &identity.svid;
             let td = svid.id().trust_domain();
-            let bundle = self.bundles.get(&td).map(concat_der).unwrap_or_default();
+            let bundle = bundles.get(&td).map(concat_der).unwrap_or_default();
             own.insert(td);
             svids.push(X509SvidMessage {
                 spiffe_id: svid.id().to_string(),
@@ -227,33 +303,29 @@ impl State {
                     .collect(),
                 x509_svid_key: svid.private_key().secret_pkcs8_der().to_vec(),
                 bundle,
-                hint: String::new(),
+                hint: identity.hint.clone(),
             });
         }
-        if svids.is_empty() {
-            return Err(Status::permission_denied("no identity issued"));
-        }
-        let federated_bundles = self
-            .bundles
+        let federated_bundles = bundles
             .iter()
             .filter(|b| !own.contains(b.trust_domain()))
             .map(|b| (b.trust_domain().id().to_string(), concat_der(b)))
             .collect();
-        Ok(X509SvidResponse {
+        X509SvidResponse {
             svids,
             crl: Vec::new(),
             federated_bundles,
-        })
+        }
     }
 
-    fn x509_bundles(&self) -> Result<X509BundlesResponse, Status> {
-        let bundles: HashMap<_, _> = self
-            .bundles
+    fn x509_bundles(bundles: Option<&BundleSet>) -> Result<X509BundlesResponse, Status> {
+        let bundles: HashMap<_, _> = bundles
             .iter()
+            .flat_map(|set| set.iter())
             .map(|b| (b.trust_domain().id().to_string(), concat_der(b)))
             .collect();
         if bundles.is_empty() {
-            return Err(Status::permission_denied("no identity issued"));
+            return Err(Self::no_identity());
         }
         Ok(X509BundlesResponse {
             crl: Vec::new(),
@@ -261,27 +333,117 @@ impl State {
         })
     }
 
-    /// The current state now and after every change, until the server closes.
-    fn stream<T: Send + 'static>(
+    /// One message for `caller` now (`svids`: `FetchX509SVID`, else `FetchX509Bundles`),
+    /// with what it was built from.
+    fn message(&self, caller: &Caller, svids: bool) -> Result<(Basis, Message), Status> {
+        let bundles = self.bundles.bundles();
+        if svids {
+            let identities = self.identities(caller)?;
+            let basis = Basis {
+                svids: identities
+                    .iter()
+                    .map(|i| (Arc::clone(&i.svid), i.hint.clone()))
+                    .collect(),
+                bundles: bundles.clone(),
+            };
+            let message = Self::x509_svids(&identities, bundles.as_deref());
+            Ok((basis, Message::Svids(message)))
+        } else {
+            // Bundles are for callers with an identity too (SPIRE answers the same).
+            self.identities(caller)?;
+            let message = Self::x509_bundles(bundles.as_deref())?;
+            let basis = Basis {
+                svids: Vec::new(),
+                bundles,
+            };
+            Ok((basis, Message::Bundles(message)))
+        }
+    }
+
+    /// Streams `caller`'s messages: the current one now, then a new one whenever what it
+    /// is built from changes, until the caller leaves, loses its last identity (the stream
+    /// ends with `PermissionDenied`) or the server closes.
+    fn stream(
         self: &Arc<Self>,
-        make: fn(&Self) -> Result<T, Status>,
-    ) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>> {
+        caller: Caller,
+        svids: bool,
+    ) -> Result<mpsc::Receiver<Result<Message, Status>>, Status> {
+        // What the stream has been brought up to: read before what it describes is looked
+        // up, so a change in between is seen as one.
+        let generations = |state: &Self| {
+            (
+                state.identities.changes().generation(),
+                state.bundles.changes().generation(),
+            )
+        };
+        let mut seen = generations(self);
+        // Fail the call itself (not only the stream) when nothing is issued.
+        let (mut sent, first) = self.message(&caller, svids)?;
+        let (tx, rx) = mpsc::channel(1);
         let state = Arc::clone(self);
-        let changes = WatchStream::new(self.version.subscribe());
-        Box::pin(
-            changes
-                .take_while(|v| *v != CLOSING)
-                .map(move |_| make(&state)),
-        )
+        tokio::spawn(async move {
+            let mut closed = state.closed.clone();
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    _ = state.identities.changes().changed(seen.0) => {}
+                    _ = state.bundles.changes().changed(seen.1) => {}
+                    () = crate::serve::closing(&mut closed) => return,
+                    () = tx.closed() => return,
+                }
+                seen = generations(&state);
+                match state.message(&caller, svids) {
+                    Ok((basis, _)) if basis == sent => {}
+                    Ok((basis, message)) => {
+                        sent = basis;
+                        if tx.send(Ok(message)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(status) => {
+                        tracing::info!(?caller, %status, "Workload API stream ended: no identity left");
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
     }
 }
 
-type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+/// One pushed message.
+enum Message {
+    Svids(X509SvidResponse),
+    Bundles(X509BundlesResponse),
+}
+
+/// The caller of a request, as the serving layer recorded it at accept.
+fn caller_of<T>(request: &Request<T>) -> Caller {
+    request
+        .extensions()
+        .get::<crate::serve::Peer>()
+        .map_or_else(Caller::unknown, |peer| peer.caller)
+}
 
 #[derive(Clone)]
 struct WorkloadService(Arc<State>);
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A stream of one kind of message out of a stream of [`Message`]s.
+fn pushes<T: Send + 'static>(
+    rx: mpsc::Receiver<Result<Message, Status>>,
+    pick: fn(Message) -> Option<T>,
+) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>> {
+    use tokio_stream::StreamExt as _;
+    Box::pin(ReceiverStream::new(rx).filter_map(move |m| match m {
+        Ok(m) => pick(m).map(Ok),
+        Err(status) => Some(Err(status)),
+    }))
+}
 
 impl tower::Service<http::Request<Body>> for WorkloadService {
     type Response = http::Response<Body>;
@@ -301,9 +463,11 @@ impl tower::Service<http::Request<Body>> for WorkloadService {
                     let state = Arc::clone(&state);
                     async move {
                         State::admit(&r)?;
-                        // Fail the call itself (not only the stream) when nothing is held.
-                        state.x509_svids()?;
-                        Ok::<_, Status>(Response::new(state.stream(State::x509_svids)))
+                        let rx = state.stream(caller_of(&r), true)?;
+                        Ok::<_, Status>(Response::new(pushes(rx, |m| match m {
+                            Message::Svids(m) => Some(m),
+                            Message::Bundles(_) => None,
+                        })))
                     }
                 });
                 let mut grpc = Grpc::new(codec).max_decoding_message_size(MAX_REQUEST);
@@ -315,10 +479,11 @@ impl tower::Service<http::Request<Body>> for WorkloadService {
                     let state = Arc::clone(&state);
                     async move {
                         State::admit(&r)?;
-                        state.x509_bundles()?;
-                        let stream: Stream_<X509BundlesResponse> =
-                            state.stream(State::x509_bundles);
-                        Ok::<_, Status>(Response::new(stream))
+                        let rx = state.stream(caller_of(&r), false)?;
+                        Ok::<_, Status>(Response::new(pushes(rx, |m| match m {
+                            Message::Bundles(m) => Some(m),
+                            Message::Svids(_) => None,
+                        })))
                     }
                 });
                 let mut grpc = Grpc::new(codec).max_decoding_message_size(MAX_REQUEST);
@@ -338,6 +503,33 @@ impl tower::Service<http::Request<Body>> for WorkloadService {
                 };
                 Box::pin(async move { Ok(status.into_http()) })
             }
+        }
+    }
+}
+
+/// The Workload API and SDS on one socket, routed by gRPC service name.
+#[cfg(feature = "sds")]
+#[derive(Clone)]
+struct WithSds {
+    workload: WorkloadService,
+    sds: crate::sds::Service,
+}
+
+#[cfg(feature = "sds")]
+impl tower::Service<http::Request<Body>> for WithSds {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        if req.uri().path().starts_with(crate::sds::SERVICE_PATH) {
+            self.sds.call(req)
+        } else {
+            self.workload.call(req)
         }
     }
 }

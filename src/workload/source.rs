@@ -4,13 +4,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwapOption;
 use rustls_pki_types::SignatureVerificationAlgorithm;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
 use super::accept::{accept_x509_context, Reconnect};
 use super::{Endpoint, WorkloadApiClient, WorkloadApiError, X509Context, MESSAGE_TIMEOUT};
+use crate::watch::{Changes, Watch};
 use crate::{BundleSet, BundleSource, RotationPolicy, SpiffeId, SvidSource, TrustDomain};
 use crate::{X509Bundle, X509Svid};
 
@@ -138,8 +138,7 @@ struct Current {
 }
 
 struct Shared {
-    current: ArcSwapOption<Current>,
-    updates: watch::Sender<u64>,
+    current: Watch<Current>,
     status: Mutex<SourceStatus>,
 }
 
@@ -149,7 +148,7 @@ impl Shared {
     }
 
     fn notify(&self) {
-        self.updates.send_modify(|n| *n += 1);
+        self.current.changes().notify();
     }
 }
 
@@ -179,10 +178,8 @@ impl X509Source {
         endpoint: Endpoint,
         options: X509SourceOptions,
     ) -> Result<Self, WorkloadApiError> {
-        let (updates, mut seen) = watch::channel(0);
         let shared = Arc::new(Shared {
-            current: ArcSwapOption::empty(),
-            updates,
+            current: Watch::new(),
             status: Mutex::new(SourceStatus::default()),
         });
         let (stop, stopped) = watch::channel(false);
@@ -195,7 +192,8 @@ impl X509Source {
         };
         let synced = tokio::time::timeout(timeout, async {
             loop {
-                if source.shared.current.load().is_some() {
+                let seen = source.shared.current.generation();
+                if source.shared.current.get().is_some() {
                     return Ok(());
                 }
                 let status = source.status();
@@ -204,9 +202,7 @@ impl X509Source {
                         reason: status.last_error.unwrap_or_default(),
                     });
                 }
-                if seen.changed().await.is_err() {
-                    return Err(WorkloadApiError::StreamEnded);
-                }
+                source.shared.current.changes().changed(seen).await;
             }
         })
         .await;
@@ -220,10 +216,16 @@ impl X509Source {
         }
     }
 
-    /// A receiver whose value changes on every accepted update (and when the source
-    /// stops): `updated().changed().await` waits for the next one.
-    pub fn updated(&self) -> watch::Receiver<u64> {
-        self.shared.updates.subscribe()
+    /// The generation of the source's state: it moves on every accepted update, when
+    /// the SVID is dropped (expired, or no longer issued) and when the source stops.
+    pub fn generation(&self) -> u64 {
+        self.shared.current.generation()
+    }
+
+    /// The [`Changes`] behind [`generation`](Self::generation):
+    /// `source.changes().changed(seen).await` waits for the next move.
+    pub fn changes(&self) -> &Changes {
+        self.shared.current.changes()
     }
 
     /// A snapshot of the source's state.
@@ -243,17 +245,15 @@ impl X509Source {
     /// # }
     /// ```
     pub async fn stopped(&self) -> String {
-        let mut updates = self.shared.updates.subscribe();
         loop {
+            let seen = self.generation();
             {
                 let status = self.shared.status();
                 if status.stopped {
                     return status.last_error.clone().unwrap_or_default();
                 }
             }
-            if updates.changed().await.is_err() {
-                return "the Workload API source ended".to_owned();
-            }
+            self.changes().changed(seen).await;
         }
     }
 
@@ -264,11 +264,7 @@ impl X509Source {
 
     /// Every bundle of the last good update.
     pub fn bundles(&self) -> Option<Arc<BundleSet>> {
-        self.shared
-            .current
-            .load()
-            .as_ref()
-            .map(|c| Arc::clone(&c.bundles))
+        self.shared.current.get().map(|c| Arc::clone(&c.bundles))
     }
 
     /// Stops the background task and waits for it. What was held stays readable.
@@ -299,20 +295,44 @@ impl std::fmt::Debug for X509Source {
 
 impl SvidSource for X509Source {
     fn x509_svid(&self) -> Option<Arc<X509Svid>> {
-        let current = self.shared.current.load();
-        let current = current.as_ref()?;
+        let current = self.shared.current.get()?;
         (SystemTime::now() < current.valid_until).then(|| Arc::clone(&current.svid))
     }
 }
 
 impl BundleSource for X509Source {
     fn x509_bundle(&self, trust_domain: &TrustDomain) -> Option<X509Bundle> {
-        self.shared
-            .current
-            .load()
-            .as_ref()?
-            .bundles
-            .x509_bundle(trust_domain)
+        self.shared.current.get()?.bundles.x509_bundle(trust_domain)
+    }
+}
+
+/// Every caller of a server re-serving the source gets the SVID it serves (a Workload API
+/// bridged to Envoy, or re-served on another socket).
+impl crate::serve::Identities for X509Source {
+    fn x509_svids(
+        &self,
+        _: &crate::serve::Caller,
+    ) -> Result<Vec<crate::serve::Identity>, crate::serve::Refused> {
+        Ok(self
+            .x509_svid()
+            .map(crate::serve::Identity::new)
+            .into_iter()
+            .collect())
+    }
+
+    fn changes(&self) -> &Changes {
+        self.shared.current.changes()
+    }
+}
+
+/// The bundles of the last good update.
+impl crate::serve::Bundles for X509Source {
+    fn bundles(&self) -> Option<Arc<BundleSet>> {
+        X509Source::bundles(self)
+    }
+
+    fn changes(&self) -> &Changes {
+        self.shared.current.changes()
     }
 }
 
@@ -356,10 +376,9 @@ async fn run(
         // PermissionDenied is "no identity issued": the workload lost its identity, and
         // each answer replaces the whole state, so stop serving the old one.
         if matches!(&error, WorkloadApiError::Status(s) if s.code() == tonic::Code::PermissionDenied)
-            && shared.current.swap(None).is_some()
+            && shared.current.take().is_some()
         {
             tracing::warn!(%endpoint, "the Workload API no longer issues an identity to us");
-            shared.notify();
         }
         let fatal = !error.is_retryable();
         {
@@ -375,7 +394,7 @@ async fn run(
             return;
         }
         drop_if_expired(&shared);
-        let held_until = shared.current.load().as_ref().map(|c| c.valid_until);
+        let held_until = shared.current.get().map(|c| c.valid_until);
         let delay = reconnect.next_delay(held_until);
         tracing::warn!(%endpoint, %error, retry_in = ?delay, "Workload API stream lost; keeping the last good SVID and reconnecting");
         tokio::select! {
@@ -391,12 +410,10 @@ async fn run(
 fn drop_if_expired(shared: &Shared) {
     let expired = shared
         .current
-        .load()
-        .as_ref()
+        .get()
         .is_some_and(|c| c.valid_until <= SystemTime::now());
     if expired {
-        shared.current.store(None);
-        shared.notify();
+        shared.current.clear();
     }
 }
 
@@ -434,7 +451,6 @@ async fn follow(
             Ok(current) => {
                 reconnect.reset();
                 let (id, not_after) = (current.svid.id().clone(), current.valid_until);
-                shared.current.store(Some(Arc::new(current)));
                 {
                     let mut status = shared.status();
                     status.updates += 1;
@@ -442,8 +458,8 @@ async fn follow(
                     status.not_after = Some(not_after);
                     status.last_error = None;
                 }
+                shared.current.publish(current);
                 tracing::info!(%id, valid_until = ?not_after, "Workload API update accepted");
-                shared.notify();
             }
             Err(error) => {
                 tracing::warn!(%endpoint, %error, "Workload API update refused; keeping the last good one");
@@ -456,7 +472,7 @@ async fn follow(
 }
 
 fn unchanged(shared: &Shared, new: &Current) -> bool {
-    shared.current.load().as_ref().is_some_and(|held| {
+    shared.current.get().is_some_and(|held| {
         held.svid.chain() == new.svid.chain()
             && held.svid.private_key().secret_pkcs8_der()
                 == new.svid.private_key().secret_pkcs8_der()

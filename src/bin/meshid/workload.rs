@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
-use meshid::sds::{Feed, SdsServer};
+use meshid::sds::SdsServer;
 use meshid::workload::{
     accept_x509_context, AcceptedX509Context, Endpoint, Reconnect, WorkloadApiClient,
     WorkloadApiError, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
@@ -172,12 +172,12 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
     let runtime = runtime()?;
     let mut rotator = None;
     let mut bridged = None;
-    let feed = match (&args.ca, &args.id, &args.workload_api) {
+    let sds = match (&args.ca, &args.id, &args.workload_api) {
         (Some(dir), Some(id), None) => {
             let local = local_svid(dir, Arc::new(load_ca(dir)?), id, args.ttl)?;
             rotator = Some(local.rotator);
             println!("serving SDS for {id} on {}", args.socket.display());
-            Feed::Store(local.store, local.bundles)
+            SdsServer::for_store(local.store, local.bundles)
         }
         (None, _, Some(endpoint)) => {
             let endpoint = Endpoint::parse(endpoint).map_err(|e| Failure {
@@ -193,7 +193,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             println!("serving SDS from {endpoint} on {}", args.socket.display());
             let source = Arc::new(source);
             bridged = Some(Arc::clone(&source));
-            Feed::Source(source)
+            SdsServer::new(source.clone(), source)
         }
         _ => {
             return Err(Failure {
@@ -202,7 +202,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             })
         }
     };
-    let sds = SdsServer::new(feed).spiffe_validator(args.spiffe_validator);
+    let sds = sds.spiffe_validator(args.spiffe_validator);
     // A bridged Workload API that stops for good (it answered InvalidArgument or
     // Unimplemented) ends the server with exit 1, so a supervisor restarts or alerts,
     // instead of serving nothing once the held SVID expires.

@@ -1,0 +1,293 @@
+//! The one change primitive every store and source is built on: [`Changes`] (a generation
+//! and whoever waits for it to move) and [`Watch`] (a current value beside its `Changes`).
+//!
+//! Readers take the current value without locking; a writer publishes a new one, bumps the
+//! generation and wakes every waiter, async ([`Changes::changed`]) or blocking
+//! ([`Changes::wait_for_change`]). A `Changes` can also forward its bumps to others
+//! ([`Changes::forward_to`]), so a server waits on one generation for many stores: an
+//! agent's thousand rotating SVIDs, or the few stores a server hands out.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use meshid::watch::{Changes, Watch};
+//!
+//! let all = Arc::new(Changes::new());
+//! let a: Watch<String> = Watch::new();
+//! let b: Watch<String> = Watch::new();
+//! a.changes().forward_to(&all);
+//! b.changes().forward_to(&all);
+//! assert_eq!(a.publish("one".to_owned()), 1);
+//! b.publish("two".to_owned());
+//! assert_eq!(all.generation(), 2); // one bump for each publish, wherever it happened
+//! assert_eq!(a.get().as_deref().map(String::as_str), Some("one"));
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+
+/// A generation counter and its waiters. Each [`notify`](Self::notify) bumps the
+/// generation by one, wakes every waiter and forwards the bump to the `Changes` this one
+/// [forwards to](Self::forward_to).
+#[derive(Default)]
+pub struct Changes {
+    generation: AtomicU64,
+    waiters: Mutex<Waiters>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Waiters {
+    wakers: Vec<Waker>,
+    forward: Vec<Weak<Changes>>,
+}
+
+impl Changes {
+    /// Generation 0, nobody waiting.
+    pub const fn new() -> Self {
+        Self {
+            generation: AtomicU64::new(0),
+            waiters: Mutex::new(Waiters {
+                wakers: Vec::new(),
+                forward: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The generation: how many times [`notify`](Self::notify) ran (here, or in a
+    /// `Changes` that forwards to this one).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Bumps the generation, wakes every waiter and forwards the bump; returns the new
+    /// generation.
+    pub fn notify(&self) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let (wakers, forward) = {
+            let mut waiters = self.lock();
+            waiters.forward.retain(|w| w.strong_count() > 0);
+            (std::mem::take(&mut waiters.wakers), waiters.forward.clone())
+        };
+        self.changed.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
+        for target in forward.iter().filter_map(Weak::upgrade) {
+            target.notify();
+        }
+        generation
+    }
+
+    /// From now on, every bump of this `Changes` bumps `target` too (while `target` lives;
+    /// it holds no reference back). Chains must not form a cycle.
+    pub fn forward_to(&self, target: &Arc<Changes>) {
+        self.lock().forward.push(Arc::downgrade(target));
+    }
+
+    /// A future that completes with the generation once it differs from `seen`.
+    pub fn changed(&self, seen: u64) -> Changed<'_> {
+        Changed {
+            changes: self,
+            seen,
+        }
+    }
+
+    /// Blocks until the generation differs from `seen`, or `timeout` passes; returns the
+    /// generation then.
+    pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> u64 {
+        let guard = self.lock();
+        let (guard, _) = self
+            .changed
+            .wait_timeout_while(guard, timeout, |_| self.generation() == seen)
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(guard);
+        self.generation()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Changes")
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+/// See [`Changes::changed`].
+#[derive(Debug)]
+#[must_use = "a future does nothing unless awaited"]
+pub struct Changed<'a> {
+    changes: &'a Changes,
+    seen: u64,
+}
+
+impl Future for Changed<'_> {
+    type Output = u64;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
+        let now = self.changes.generation();
+        if now != self.seen {
+            return Poll::Ready(now);
+        }
+        let mut waiters = self.changes.lock();
+        // Check again under the lock: a notify between the load and the lock has already
+        // taken the waker list.
+        let now = self.changes.generation();
+        if now != self.seen {
+            return Poll::Ready(now);
+        }
+        if !waiters.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// A current value (or none) and the [`Changes`] that count its replacements.
+///
+/// ```
+/// use meshid::watch::Watch;
+///
+/// let watch = Watch::new();
+/// assert!(watch.get().is_none());
+/// let seen = watch.generation();
+/// watch.publish(7_u32);
+/// assert_eq!(watch.changes().wait_for_change(seen, std::time::Duration::ZERO), seen + 1);
+/// assert_eq!(watch.get().as_deref(), Some(&7));
+/// ```
+pub struct Watch<T> {
+    current: ArcSwapOption<T>,
+    changes: Changes,
+}
+
+impl<T> Default for Watch<T> {
+    fn default() -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            changes: Changes::new(),
+        }
+    }
+}
+
+impl<T> Watch<T> {
+    /// Holding nothing, at generation 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current value, if any (no lock taken).
+    pub fn get(&self) -> Option<Arc<T>> {
+        self.current.load_full()
+    }
+
+    /// Publishes `value`; returns the new generation.
+    pub fn publish(&self, value: T) -> u64 {
+        self.publish_arc(Arc::new(value))
+    }
+
+    /// Publishes a shared `value`; returns the new generation.
+    pub fn publish_arc(&self, value: Arc<T>) -> u64 {
+        self.current.store(Some(value));
+        self.changes.notify()
+    }
+
+    /// Drops the current value; returns the new generation.
+    pub fn clear(&self) -> u64 {
+        self.current.store(None);
+        self.changes.notify()
+    }
+
+    /// Takes the current value out, if any (and then bumps the generation, as
+    /// [`clear`](Self::clear) does); taking from an empty watch changes nothing.
+    pub fn take(&self) -> Option<Arc<T>> {
+        let held = self.current.swap(None);
+        if held.is_some() {
+            self.changes.notify();
+        }
+        held
+    }
+
+    /// The generation: how many times a value was published or cleared.
+    pub fn generation(&self) -> u64 {
+        self.changes.generation()
+    }
+
+    /// Its [`Changes`]: wait on them, or forward them.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+}
+
+impl<T> std::fmt::Debug for Watch<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("generation", &self.generation())
+            .field("holds", &self.current.load().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_bumps_reach_every_target_and_dead_targets_are_dropped() {
+        let a = Changes::new();
+        let all = Arc::new(Changes::new());
+        let gone = Arc::new(Changes::new());
+        a.forward_to(&all);
+        a.forward_to(&gone);
+        drop(gone);
+        assert_eq!(a.notify(), 1);
+        assert_eq!(all.generation(), 1);
+        assert_eq!(a.lock().forward.len(), 1);
+        // A chain: a -> all -> top.
+        let top = Arc::new(Changes::new());
+        all.forward_to(&top);
+        a.notify();
+        assert_eq!((all.generation(), top.generation()), (2, 1));
+    }
+
+    #[test]
+    fn a_blocked_waiter_wakes_on_a_bump_from_another_thread() {
+        let changes = Arc::new(Changes::new());
+        let writer = Arc::clone(&changes);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            writer.notify()
+        });
+        assert_eq!(changes.wait_for_change(0, Duration::from_secs(10)), 1);
+        assert_eq!(t.join().unwrap(), 1);
+        // Nothing moves: the wait times out at the same generation.
+        assert_eq!(changes.wait_for_change(1, Duration::from_millis(1)), 1);
+    }
+
+    #[test]
+    fn the_future_completes_only_once_the_generation_moves() {
+        let changes = Arc::new(Changes::new());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let pending = tokio::time::timeout(Duration::from_millis(10), changes.changed(0)).await;
+            assert!(pending.is_err());
+            let writer = Arc::clone(&changes);
+            tokio::spawn(async move { writer.notify() });
+            assert_eq!(changes.changed(0).await, 1);
+            assert_eq!(changes.changed(0).await, 1, "already moved: ready at once");
+        });
+    }
+}
