@@ -7,6 +7,7 @@
 //! rotations) go to stderr, filtered by `RUST_LOG` (default `warn`), with untrusted text
 //! escaped like everything else printed.
 
+mod agent;
 mod check;
 mod files;
 mod id;

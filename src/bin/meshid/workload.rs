@@ -23,20 +23,31 @@ pub(crate) enum ServeCommand {
     WorkloadApi(ServeArgs),
     /// Serve Envoy SDS v3 from a local CA or a Workload API until SIGINT/SIGTERM.
     Sds(SdsArgs),
+    /// A node agent: the Workload API and SDS on one socket, each caller attested and
+    /// handed only the identities its registration entries give it.
+    Agent(crate::agent::AgentArgs),
 }
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("from").required(true).args(["ca", "workload_api"])))]
+#[command(group(clap::ArgGroup::new("what").args(["id", "entries"])))]
 pub(crate) struct SdsArgs {
-    /// The Unix socket to listen on (created mode 0600; removed on exit).
+    /// The Unix socket to listen on (created mode 0600, 0666 with --entries; removed on
+    /// exit).
     #[arg(long)]
     socket: PathBuf,
-    /// Issue from this CA directory (with --id).
-    #[arg(long, requires = "id")]
+    /// Issue from this CA directory (with --id or --entries).
+    #[arg(long, requires = "what")]
     ca: Option<PathBuf>,
     /// The SPIFFE ID to serve (with --ca).
     #[arg(long)]
     id: Option<SpiffeId>,
+    /// Serve registration entries (with --ca): each caller attested and given only its
+    /// own; re-read on SIGHUP and when the file changes.
+    #[arg(long, requires = "ca")]
+    entries: Option<PathBuf>,
+    #[command(flatten)]
+    agent: crate::agent::AgentOptions,
     /// Each SVID's lifetime (with --ca); renewed at about half of it.
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     ttl: Duration,
@@ -51,15 +62,23 @@ pub(crate) struct SdsArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The Unix socket to listen on (created mode 0600; removed on exit).
+    /// The Unix socket to listen on (created mode 0600, 0666 with --entries; removed on
+    /// exit).
     #[arg(long)]
     socket: PathBuf,
     /// The CA's directory (ca.pem, ca.key, and bundle.pem for an intermediate).
     #[arg(long)]
     ca: PathBuf,
-    /// A SPIFFE ID to serve an SVID for (repeat for several; the first is the default).
-    #[arg(long = "id", required = true)]
+    /// A SPIFFE ID to serve an SVID for to every caller (repeat for several; the first is
+    /// the default).
+    #[arg(long = "id", required_unless_present = "entries", conflicts_with = "entries")]
     ids: Vec<SpiffeId>,
+    /// Serve registration entries instead: each caller attested and given only its own;
+    /// re-read on SIGHUP and when the file changes.
+    #[arg(long)]
+    entries: Option<PathBuf>,
+    #[command(flatten)]
+    agent: crate::agent::AgentOptions,
     /// Each SVID's lifetime; renewed at about half of it.
     #[arg(long, value_parser = parse_duration, default_value = "1h")]
     ttl: Duration,
@@ -93,7 +112,7 @@ pub(crate) struct FetchArgs {
     message_timeout: Duration,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -102,7 +121,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -119,7 +138,19 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
     let args = match cmd {
         ServeCommand::WorkloadApi(args) => args,
         ServeCommand::Sds(args) => return run_sds(&args),
+        ServeCommand::Agent(args) => return crate::agent::run(&args),
     };
+    if let Some(entries) = &args.entries {
+        let running = crate::agent::start(&args.ca, entries, &args.agent)?;
+        let agent = Arc::new(running.agent.clone());
+        let server = WorkloadApiServer::from_sources(agent.clone(), agent).socket_mode(0o666);
+        println!(
+            "serving the Workload API for {} entries on {}",
+            running.agent.entries().len(),
+            args.socket.display()
+        );
+        return running.serve(server, &args.socket, &args.agent.allow_uids);
+    }
     let ca = Arc::new(load_ca(&args.ca)?);
     let mut locals = Vec::new();
     for id in &args.ids {
@@ -131,6 +162,9 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
     let mut api = WorkloadApiServer::new(first.bundles.clone());
     for local in &locals {
         api = api.with_svid(Arc::clone(&local.store));
+    }
+    if !args.agent.allow_uids.is_empty() {
+        api = api.allow_uids(args.agent.allow_uids.iter().copied());
     }
     println!(
         "serving {} on {}",
@@ -169,6 +203,19 @@ fn local_svid(
 }
 
 fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
+    if let (Some(dir), Some(entries)) = (&args.ca, &args.entries) {
+        let running = crate::agent::start(dir, entries, &args.agent)?;
+        let agent = Arc::new(running.agent.clone());
+        let sds = SdsServer::new(agent.clone(), agent)
+            .spiffe_validator(args.spiffe_validator)
+            .socket_mode(0o666);
+        println!(
+            "serving SDS for {} entries on {}",
+            running.agent.entries().len(),
+            args.socket.display()
+        );
+        return running.serve(sds, &args.socket, &args.agent.allow_uids);
+    }
     let runtime = runtime()?;
     let mut rotator = None;
     let mut bridged = None;
@@ -202,7 +249,10 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             })
         }
     };
-    let sds = sds.spiffe_validator(args.spiffe_validator);
+    let mut sds = sds.spiffe_validator(args.spiffe_validator);
+    if !args.agent.allow_uids.is_empty() {
+        sds = sds.allow_uids(args.agent.allow_uids.iter().copied());
+    }
     // A bridged Workload API that stops for good (it answered InvalidArgument or
     // Unimplemented) ends the server with exit 1, so a supervisor restarts or alerts,
     // instead of serving nothing once the held SVID expires.

@@ -1,0 +1,240 @@
+//! `meshid serve agent`, and `--entries` on `serve workload-api` and `serve sds`: a node
+//! agent that attests its callers and hands each only the identities registered for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use meshid::agent::{Agent, AgentError, Registry, UnixAttestor};
+use meshid::sds::SdsServer;
+use meshid::workload::WorkloadApiServer;
+use meshid::Authority;
+
+use crate::files::{parse_duration, Failure};
+use crate::pki::load_ca;
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// The Unix socket to serve the Workload API and SDS on (created mode 0666: any local
+    /// process may connect, attestation decides what it gets; removed on exit).
+    #[arg(long)]
+    socket: PathBuf,
+    /// The registration entries (TOML); re-read on SIGHUP and when it changes on disk.
+    #[arg(long)]
+    entries: PathBuf,
+    /// The CA's directory (ca.pem, ca.key, and bundle.pem for an intermediate).
+    #[arg(long)]
+    ca: PathBuf,
+    #[command(flatten)]
+    options: AgentOptions,
+    /// Serve SDS validation contexts as Envoy's SPIFFE certificate validator.
+    #[arg(long)]
+    spiffe_validator: bool,
+}
+
+/// What every command serving registration entries takes.
+#[derive(Debug, Args)]
+pub(crate) struct AgentOptions {
+    /// With entries: the lifetime of the SVIDs of entries that name no ttl; renewed at
+    /// about half of it.
+    #[arg(long = "entry-ttl", value_parser = parse_duration, default_value = "1h")]
+    pub(crate) ttl: Duration,
+    /// Admit only callers running as this uid (repeat for several); others are refused
+    /// before they are attested.
+    #[arg(long = "allow-uid")]
+    pub(crate) allow_uids: Vec<u32>,
+    /// With entries: hash callers' executables (up to this many MiB) for `unix:sha256`
+    /// selectors; on (256 MiB) when the entries at start use one.
+    #[arg(long)]
+    pub(crate) hash_executables: Option<u64>,
+}
+
+/// A running agent and what reloads its entries.
+pub(crate) struct Running {
+    pub(crate) agent: Agent,
+    entries: PathBuf,
+}
+
+/// Loads the CA and the entries and starts issuing them.
+pub(crate) fn start(ca_dir: &Path, entries: &Path, options: &AgentOptions) -> Result<Running, Failure> {
+    let ca = Arc::new(load_ca(ca_dir)?);
+    let registry = load(entries, &ca)?;
+    let uses_sha256 = registry
+        .entries()
+        .iter()
+        .flat_map(|e| e.selectors().iter())
+        .any(|s| s.kind() == "unix" && s.value().starts_with("sha256:"));
+    let mut attestor = UnixAttestor::new();
+    match options.hash_executables {
+        Some(mib) => attestor = attestor.hash_executables(mib.saturating_mul(1 << 20)),
+        None if uses_sha256 => attestor = attestor.hash_executables(256 << 20),
+        None => {}
+    }
+    let count = registry.len();
+    let agent = Agent::start_with_ttl(
+        ca,
+        registry,
+        Arc::new(attestor),
+        meshid::ring_algorithms(),
+        options.ttl,
+    )
+    .map_err(|e| match e {
+        AgentError::UnknownRoot => Failure::refused(format!(
+            "{}: the root is unknown (no bundle.pem beside ca.pem)",
+            ca_dir.display()
+        )),
+        e => Failure::refused(e),
+    })?;
+    println!("issued {count} entries from {}", entries.display());
+    Ok(Running {
+        agent,
+        entries: entries.to_path_buf(),
+    })
+}
+
+fn load(path: &Path, ca: &Authority) -> Result<Registry, Failure> {
+    Registry::load(path, ca.trust_domain())
+        .map_err(|e| Failure::refused(format!("{}: {e}", path.display())))
+}
+
+/// What identifies a version of the entries file on disk.
+fn fingerprint(path: &Path) -> Option<(SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
+impl Running {
+    /// Re-reads the entries on SIGHUP and whenever the file changes on disk (checked every
+    /// second), until dropped; a bad file is refused and logged, the entries in force stay.
+    pub(crate) async fn follow_entries(&self) {
+        let mut hup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut seen = fingerprint(&self.entries);
+        loop {
+            let why = tokio::select! {
+                () = async {
+                    match hup.as_mut() {
+                        Some(hup) => { hup.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => "SIGHUP",
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    let now = fingerprint(&self.entries);
+                    if now == seen {
+                        continue;
+                    }
+                    "changed on disk"
+                }
+            };
+            seen = fingerprint(&self.entries);
+            self.reload(why);
+        }
+    }
+
+    fn reload(&self, why: &str) {
+        let path = self.entries.display();
+        let registry = match Registry::load(&self.entries, self.agent.trust_domain()) {
+            Ok(registry) => registry,
+            Err(e) => {
+                tracing::error!(reason = why, "{path}: {e}; the entries in force stay");
+                println!("entries refused ({why}): {path}: {e}");
+                return;
+            }
+        };
+        match self.agent.reload(registry) {
+            Ok(r) => println!(
+                "entries reloaded ({why}): {} added, {} removed, {} kept",
+                r.added, r.removed, r.kept
+            ),
+            Err(e) => {
+                tracing::error!(reason = why, "{path}: {e}; the entries in force stay");
+                println!("entries refused ({why}): {path}: {e}");
+            }
+        }
+    }
+}
+
+/// A server an agent runs: the Workload API (with or without SDS), or SDS alone.
+pub(crate) trait Server: Sized {
+    /// Narrows admission to `uids`.
+    #[must_use]
+    fn allow(self, uids: &[u32]) -> Self;
+    /// Serves on `path` until `shutdown`.
+    fn serve_on(
+        self,
+        path: &Path,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> impl std::future::Future<Output = Result<(), meshid::serve::ServeError>>;
+}
+
+impl Server for WorkloadApiServer {
+    fn allow(self, uids: &[u32]) -> Self {
+        self.allow_uids(uids.iter().copied())
+    }
+
+    fn serve_on(
+        self,
+        path: &Path,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> impl std::future::Future<Output = Result<(), meshid::serve::ServeError>> {
+        self.serve(path.to_path_buf(), shutdown)
+    }
+}
+
+impl Server for SdsServer {
+    fn allow(self, uids: &[u32]) -> Self {
+        self.allow_uids(uids.iter().copied())
+    }
+
+    fn serve_on(
+        self,
+        path: &Path,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> impl std::future::Future<Output = Result<(), meshid::serve::ServeError>> {
+        self.serve(path.to_path_buf(), shutdown)
+    }
+}
+
+impl Running {
+    /// Serves `server` on `socket` (narrowed to `allow_uids` if any) until SIGINT or
+    /// SIGTERM, following the entries file meanwhile; then stops the rotators.
+    pub(crate) fn serve(
+        self,
+        server: impl Server,
+        socket: &Path,
+        allow_uids: &[u32],
+    ) -> Result<(), Failure> {
+        let server = if allow_uids.is_empty() {
+            server
+        } else {
+            server.allow(allow_uids)
+        };
+        let runtime = crate::workload::runtime()?;
+        let served = runtime.block_on(server.serve_on(socket, async {
+            tokio::select! {
+                () = crate::workload::interrupted() => println!("stopping"),
+                () = self.follow_entries() => {}
+            }
+        }));
+        self.agent.stop();
+        served.map_err(Failure::refused)
+    }
+}
+
+/// `meshid serve agent`.
+pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
+    let running = start(&args.ca, &args.entries, &args.options)?;
+    let agent = Arc::new(running.agent.clone());
+    let sds = SdsServer::new(agent.clone(), agent.clone()).spiffe_validator(args.spiffe_validator);
+    let server = WorkloadApiServer::from_sources(agent.clone(), agent)
+        .with_sds(sds)
+        .socket_mode(0o666);
+    println!(
+        "serving the Workload API and SDS for {} entries on {}",
+        running.agent.entries().len(),
+        args.socket.display()
+    );
+    running.serve(server, &args.socket, &args.options.allow_uids)
+}
