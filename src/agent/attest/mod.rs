@@ -6,6 +6,7 @@
 //! `/proc/PID/{stat,status}`, `users.rs` looks names up in `/etc/passwd` and `/etc/group`,
 //! `exe.rs` hashes executables (with its cache).
 
+mod exe;
 mod proc;
 mod unix;
 mod users;
