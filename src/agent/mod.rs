@@ -10,6 +10,9 @@
 //! Workload API and SDS servers, which serve both protocols on one socket with
 //! [`WorkloadApiServer::with_sds`](crate::workload::WorkloadApiServer::with_sds): what
 //! `meshid serve agent` runs.
+//!
+//! [`UnixAttestor`] describes callers with SPIRE's `unix` selectors; its documentation
+//! lists them and explains how a caller whose PID was reused is told apart.
 
 mod attest;
 mod node;
