@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use meshid::sds::{Feed, SdsServer};
+use meshid::time::parse_duration;
 use meshid::workload::{
     accept_x509_context, AcceptedX509Context, Endpoint, Reconnect, WorkloadApiClient,
     WorkloadApiError, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
@@ -13,7 +14,7 @@ use meshid::workload::{
 use meshid::{CertificateInfo, LocalSvid, LocalSvidError, SpiffeId};
 use tokio_stream::StreamExt;
 
-use crate::files::{self, parse_duration, Failure};
+use crate::files::{self, Failure};
 use crate::lines::shown;
 use crate::pki::load_ca;
 
