@@ -3,7 +3,9 @@
 //! it (feature `agent`).
 
 mod attest;
+mod registry;
 mod selector;
 
 pub use attest::{AttestError, Attestor, UnixAttestor};
+pub use registry::{Entry, Registry, RegistryError};
 pub use selector::{Selector, Selectors};
