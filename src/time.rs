@@ -1,5 +1,6 @@
 //! RFC 3339 timestamps: the one place meshid reads and writes them (verification errors,
-//! [`CertificateInfo`](crate::CertificateInfo), the `meshid` CLI).
+//! [`CertificateInfo`](crate::CertificateInfo), the `meshid` CLI); and lifetimes such as
+//! `1h` ([`parse_duration`]: the CLI's options, registration entries).
 //!
 //! Only what X.509 validity needs: UTC times from 1970 to 9999, to the second. Reading
 //! accepts a fraction (dropped) and a `±hh:mm` offset; writing is always
@@ -20,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-/// Why a timestamp was refused.
+/// Why a timestamp or a duration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum TimeError {
@@ -30,6 +31,53 @@ pub enum TimeError {
     /// The time is before 1970-01-01T00:00:00Z.
     #[error("{0:?} is before 1970")]
     BeforeEpoch(String),
+    /// The text is not a duration: a whole number followed by `s`, `m`, `h` or `d`.
+    #[error(
+        "{0:?} is not a duration like 30s, 10m, 1h, 24h or 7d (a whole number, then s, m, h or d)"
+    )]
+    MalformedDuration(String),
+    /// The duration is zero (`0s`, `0h`).
+    #[error("{0:?}: a duration must be more than zero")]
+    ZeroDuration(String),
+    /// The duration does not fit in 64-bit seconds.
+    #[error("{0:?} is too long")]
+    DurationTooLong(String),
+}
+
+/// Parses a lifetime: a whole number and one unit, `s`, `m`, `h` or `d` (`30s`, `10m`,
+/// `1h`, `24h`, `7d`). Zero, combinations (`1h30m`), signs and fractions are refused.
+///
+/// ```
+/// use std::time::Duration;
+/// use meshid::time::{parse_duration, TimeError};
+///
+/// assert_eq!(parse_duration("10m")?, Duration::from_secs(600));
+/// assert!(matches!(parse_duration("1h30m"), Err(TimeError::MalformedDuration(_))));
+/// # Ok::<(), TimeError>(())
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, TimeError> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let scale: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(TimeError::MalformedDuration(s.to_owned())),
+    };
+    if digits.is_empty() {
+        return Err(TimeError::MalformedDuration(s.to_owned()));
+    }
+    // Only ASCII digits are left: parsing fails only by overflow.
+    let secs = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale));
+    match secs {
+        Some(0) => Err(TimeError::ZeroDuration(s.to_owned())),
+        Some(secs) => Ok(Duration::from_secs(secs)),
+        None => Err(TimeError::DurationTooLong(s.to_owned())),
+    }
 }
 
 /// Parses an RFC 3339 date-time (`2026-11-21T10:00:00Z`; an optional fraction, which is
@@ -195,6 +243,45 @@ mod tests {
             parse_rfc3339("1969-12-31T23:59:59Z"),
             Err(TimeError::BeforeEpoch(_))
         ));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in [
+            "",
+            "h",
+            "10",
+            "10x",
+            "-1h",
+            "+1h",
+            "1h30m",
+            "1.5h",
+            " 1h",
+            "1h ",
+            "1H",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                parse_duration(bad),
+                Err(TimeError::MalformedDuration(bad.to_owned())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_duration("0s"),
+            Err(TimeError::ZeroDuration("0s".to_owned()))
+        );
+        for long in ["99999999999999999999d", "213503982334602d"] {
+            assert_eq!(
+                parse_duration(long),
+                Err(TimeError::DurationTooLong(long.to_owned())),
+                "{long}"
+            );
+        }
     }
 
     #[test]

@@ -218,3 +218,31 @@ fn generate_h2_authority_seeds() {
         std::fs::write(dir.join(name), seed).unwrap();
     }
 }
+
+#[cfg(all(feature = "agent", unix))]
+#[path = "checks/entries.rs"]
+mod entries_checks;
+
+#[cfg(all(feature = "agent", unix))]
+#[test]
+fn entries_corpus() {
+    assert!(replay("entries", entries_checks::check) >= 8);
+}
+
+/// The corpus starts from the example file, which must stay accepted (or the invariants
+/// of accepted files would hold vacuously) and stay the same as the example.
+#[cfg(all(feature = "agent", unix))]
+#[test]
+fn the_entries_check_is_not_trivial() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read(root.join("examples/agent/entries.toml")).unwrap();
+    let seed = std::fs::read(root.join("fuzz/corpus/entries/seed-example.toml")).unwrap();
+    assert_eq!(
+        seed, example,
+        "fuzz/corpus/entries/seed-example.toml is not the example"
+    );
+    let td = meshid::TrustDomain::new("example.org").unwrap();
+    let text = String::from_utf8(example).unwrap();
+    assert!(meshid::agent::Registry::parse(&text, &td).unwrap().len() >= 5);
+    entries_checks::check(text.as_bytes());
+}

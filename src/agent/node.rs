@@ -154,7 +154,7 @@ struct Inner {
 ///     &format!("[[entry]]\nspiffe_id = \"spiffe://example.org/me\"\nselectors = [\"unix:uid:{uid}\"]\n"),
 ///     &td,
 /// )?;
-/// let agent = Agent::start(ca, entries, Arc::new(UnixAttestor::new()), meshid::ring_algorithms())?;
+/// let agent = Agent::start(ca, &entries, Arc::new(UnixAttestor::new()), meshid::ring_algorithms())?;
 /// let me = Caller::unix(std::process::id() as i32, uid, 0);
 /// let mine = agent.x509_svids(&me)?;
 /// assert_eq!(mine[0].svid.id().as_str(), "spiffe://example.org/me");
@@ -186,7 +186,7 @@ impl Agent {
     /// an SVID. Entries without a `ttl` get [`Self::DEFAULT_TTL`].
     pub fn start(
         ca: Arc<Authority>,
-        registry: Registry,
+        registry: &Registry,
         attestor: Arc<dyn Attestor>,
         algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
     ) -> Result<Self, AgentError> {
@@ -200,12 +200,12 @@ impl Agent {
     /// [`start`](Self::start), with `default_ttl` for entries that name no `ttl`.
     pub fn start_with_ttl(
         ca: Arc<Authority>,
-        registry: Registry,
+        registry: &Registry,
         attestor: Arc<dyn Attestor>,
         algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
         default_ttl: Duration,
     ) -> Result<Self, AgentError> {
-        check_trust_domain(&registry, ca.trust_domain())?;
+        check_trust_domain(registry, ca.trust_domain())?;
         let root = ca.root().cloned().ok_or(AgentError::UnknownRoot)?;
         let bundle = X509Bundle::from_authorities(ca.trust_domain().clone(), [root])?;
         let bundles = Watch::new();
@@ -235,8 +235,8 @@ impl Agent {
     /// withdrawn from their callers, and entries in both (same ID, selectors, TTL and DNS
     /// names) keep their SVID and rotator. A registry with an entry outside the
     /// authority's trust domain is refused whole, and the entries in force stay.
-    pub fn reload(&self, registry: Registry) -> Result<Reloaded, AgentError> {
-        check_trust_domain(&registry, self.inner.ca.trust_domain())?;
+    pub fn reload(&self, registry: &Registry) -> Result<Reloaded, AgentError> {
+        check_trust_domain(registry, self.inner.ca.trust_domain())?;
         let _one_at_a_time = self
             .inner
             .reloading
@@ -247,9 +247,11 @@ impl Agent {
         let mut taken = vec![false; old.len()];
         let mut next = Vec::with_capacity(registry.entries().len());
         for entry in registry.entries() {
-            let same = old.iter().enumerate().position(|(i, held)| {
-                !taken[i] && same_issuance(&held.entry, entry)
-            });
+            let same = old
+                .iter()
+                .enumerate()
+                .position(|(i, held)| !taken[i] && same_issuance(&held.entry, entry));
+            #[allow(clippy::single_match_else)]
             let issued = match same {
                 Some(i) => {
                     taken[i] = true;
@@ -306,7 +308,13 @@ impl Agent {
                 ca: Arc::clone(&self.inner.ca),
                 dns_names: entry.dns_names().to_vec(),
             }),
-            bundles: Arc::new(self.inner.bundles.get().map(|b| (*b).clone()).unwrap_or_default()),
+            bundles: Arc::new(
+                self.inner
+                    .bundles
+                    .get()
+                    .map(|b| (*b).clone())
+                    .unwrap_or_default(),
+            ),
             algorithms: self.inner.algorithms,
             store: Arc::clone(&store),
         });
@@ -386,17 +394,17 @@ fn same_issuance(a: &Entry, b: &Entry) -> bool {
 
 /// Refuses a registry with an entry outside `authority`.
 fn check_trust_domain(registry: &Registry, authority: &TrustDomain) -> Result<(), AgentError> {
-    match registry
+    if let Some(outside) = registry
         .entries()
         .iter()
         .find(|e| !e.spiffe_id().is_member_of(authority))
     {
-        Some(outside) => Err(AgentError::OutsideTrustDomain {
+        return Err(AgentError::OutsideTrustDomain {
             id: outside.spiffe_id().clone(),
             authority: authority.clone(),
-        }),
-        None => Ok(()),
+        });
     }
+    Ok(())
 }
 
 impl Identities for Agent {

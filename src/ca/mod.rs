@@ -15,6 +15,8 @@ pub use backend_signer::AwsLcKeyPair;
 #[cfg(feature = "ring")]
 pub use backend_signer::RingKeyPair;
 pub use csr::{Csr, CsrBuilder};
+#[cfg(feature = "agent")]
+pub(crate) use issue::is_dns_name;
 pub use local::{LocalSvid, LocalSvidError};
 pub use signer::{KeyPair, Signer};
 

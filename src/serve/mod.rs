@@ -50,8 +50,6 @@ mod incoming;
 mod listener;
 
 pub use authority::H2RewriteError;
-#[cfg(feature = "agent")]
-pub(crate) use caller::process_start_time;
 pub use caller::Caller;
 pub(crate) use conn::Peer;
 pub use hpack::HpackError;

@@ -236,7 +236,10 @@ mod tests {
         let stat = read_stat(pid).unwrap();
         // The main thread's state: it may be running or waiting for the test threads.
         assert!(!stat.is_gone());
-        assert_eq!(Some(stat.start_time), crate::serve::process_start_time(pid));
+        assert_eq!(
+            Some(stat.start_time),
+            crate::serve::Caller::unix(pid, 0, 0).start_time
+        );
         let status = read_status(pid).unwrap();
         let me = std::fs::metadata("/proc/self").unwrap();
         assert_eq!(

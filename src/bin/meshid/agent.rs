@@ -11,7 +11,9 @@ use meshid::sds::SdsServer;
 use meshid::workload::WorkloadApiServer;
 use meshid::Authority;
 
-use crate::files::{parse_duration, Failure};
+use meshid::time::parse_duration;
+
+use crate::files::Failure;
 use crate::pki::load_ca;
 
 #[derive(Debug, Args)]
@@ -57,7 +59,11 @@ pub(crate) struct Running {
 }
 
 /// Loads the CA and the entries and starts issuing them.
-pub(crate) fn start(ca_dir: &Path, entries: &Path, options: &AgentOptions) -> Result<Running, Failure> {
+pub(crate) fn start(
+    ca_dir: &Path,
+    entries: &Path,
+    options: &AgentOptions,
+) -> Result<Running, Failure> {
     let ca = Arc::new(load_ca(ca_dir)?);
     let registry = load(entries, &ca)?;
     let uses_sha256 = registry
@@ -74,7 +80,7 @@ pub(crate) fn start(ca_dir: &Path, entries: &Path, options: &AgentOptions) -> Re
     let count = registry.len();
     let agent = Agent::start_with_ttl(
         ca,
-        registry,
+        &registry,
         Arc::new(attestor),
         meshid::ring_algorithms(),
         options.ttl,
@@ -109,8 +115,7 @@ impl Running {
     /// Re-reads the entries on SIGHUP and whenever the file changes on disk (checked every
     /// second), until dropped; a bad file is refused and logged, the entries in force stay.
     pub(crate) async fn follow_entries(&self) {
-        let mut hup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut seen = fingerprint(&self.entries);
         loop {
             let why = tokio::select! {
@@ -143,7 +148,7 @@ impl Running {
                 return;
             }
         };
-        match self.agent.reload(registry) {
+        match self.agent.reload(&registry) {
             Ok(r) => println!(
                 "entries reloaded ({why}): {} added, {} removed, {} kept",
                 r.added, r.removed, r.kept
@@ -212,14 +217,14 @@ impl Running {
             server.allow(allow_uids)
         };
         let runtime = crate::workload::runtime()?;
-        let served = runtime.block_on(server.serve_on(socket, async {
+        let result = runtime.block_on(server.serve_on(socket, async {
             tokio::select! {
                 () = crate::workload::interrupted() => println!("stopping"),
                 () = self.follow_entries() => {}
             }
         }));
         self.agent.stop();
-        served.map_err(Failure::refused)
+        result.map_err(Failure::refused)
     }
 }
 

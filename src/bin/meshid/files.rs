@@ -1,12 +1,12 @@
 //! File and value handling shared by the subcommands: atomic writes (a refusal never leaves a
 //! partial file), key files with mode 0600, private directories, sets of files published
-//! exclusively, bounded reads and durations. SVID directories and timestamps are the
+//! exclusively, and bounded reads. SVID directories, timestamps and durations are the
 //! library's ([`meshid::SvidDir`], [`meshid::time`]).
 
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Inputs larger than this are refused before they are parsed.
 const MAX_INPUT: u64 = 16 * 1024 * 1024;
@@ -176,50 +176,4 @@ pub(crate) fn publish_new(dir: &Path, set: &[(&str, &[u8], Mode)]) -> Result<(),
         let _ = d.sync_all();
     }
     result
-}
-
-/// Parses `30s`, `10m`, `1h`, `24h`, `7d` (clap value parser: errors are usage errors).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 10m, 1h, 24h or 7d"))?;
-    let secs = match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        "d" => n.checked_mul(86_400),
-        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
-    };
-    match secs {
-        Some(0) => Err("a duration must be more than zero".to_owned()),
-        Some(secs) => Ok(Duration::from_secs(secs)),
-        None => Err(format!("{s:?} is too long")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
-        for bad in [
-            "",
-            "h",
-            "10",
-            "10x",
-            "-1h",
-            "0s",
-            "99999999999999999999d",
-            "1h30m",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use meshid::time::parse_duration;
 use meshid::{
     Authority, Csr, CsrBuilder, KeyPair, KeyType, SpiffeId, SvidDir, SvidRequest, TrustDomain,
 };
 use rustls_pki_types::CertificateDer;
 
-use crate::files::{self, parse_duration, Failure, Mode};
+use crate::files::{self, Failure, Mode};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CaCommand {
@@ -316,4 +317,48 @@ fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
 
 fn chain_pem(chain: &[CertificateDer<'_>]) -> String {
     meshid::certificates_to_pem(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: CaCommand,
+    }
+
+    fn ttl_of(ttl: &str) -> Result<Duration, String> {
+        use clap::Parser;
+        let ttl = format!("--ttl={ttl}");
+        let args = [
+            "ca",
+            "init",
+            "--trust-domain",
+            "example.org",
+            "--out",
+            "ca",
+            &ttl,
+        ];
+        match Cli::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .command
+        {
+            CaCommand::Init { ttl, .. } => Ok(ttl),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Durations are `meshid::time::parse_duration`'s, refusals with its message.
+    #[test]
+    fn durations() {
+        assert_eq!(ttl_of("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(ttl_of("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["", "10", "1h30m", "-1h", "0s", "99999999999999999999d"] {
+            let err = ttl_of(bad).unwrap_err();
+            let reason = parse_duration(bad).unwrap_err().to_string();
+            assert!(err.contains(&reason), "{bad:?}: {err}");
+        }
+    }
 }

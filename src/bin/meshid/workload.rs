@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
 use meshid::sds::SdsServer;
+use meshid::time::parse_duration;
 use meshid::workload::{
     accept_x509_context, AcceptedX509Context, Endpoint, Reconnect, WorkloadApiClient,
     WorkloadApiError, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
@@ -13,7 +14,7 @@ use meshid::workload::{
 use meshid::{CertificateInfo, LocalSvid, LocalSvidError, SpiffeId};
 use tokio_stream::StreamExt;
 
-use crate::files::{self, parse_duration, Failure};
+use crate::files::{self, Failure};
 use crate::lines::shown;
 use crate::pki::load_ca;
 
@@ -71,7 +72,11 @@ pub(crate) struct ServeArgs {
     ca: PathBuf,
     /// A SPIFFE ID to serve an SVID for to every caller (repeat for several; the first is
     /// the default).
-    #[arg(long = "id", required_unless_present = "entries", conflicts_with = "entries")]
+    #[arg(
+        long = "id",
+        required_unless_present = "entries",
+        conflicts_with = "entries"
+    )]
     ids: Vec<SpiffeId>,
     /// Serve registration entries instead: each caller attested and given only its own;
     /// re-read on SIGHUP and when the file changes.
