@@ -88,7 +88,14 @@ impl Changes {
     /// From now on, every bump of this `Changes` bumps `target` too (while `target` lives;
     /// it holds no reference back). Chains must not form a cycle.
     pub fn forward_to(&self, target: &Arc<Changes>) {
-        self.lock().forward.push(Arc::downgrade(target));
+        let mut waiters = self.lock();
+        // Targets that are gone are dropped on every notify, and here whenever the list
+        // doubles, so a `Changes` that rarely moves does not collect them without bound.
+        let len = waiters.forward.len();
+        if len >= 32 && len.is_power_of_two() {
+            waiters.forward.retain(|w| w.strong_count() > 0);
+        }
+        waiters.forward.push(Arc::downgrade(target));
     }
 
     /// A future that completes with the generation once it differs from `seen`.
@@ -258,6 +265,22 @@ mod tests {
         all.forward_to(&top);
         a.notify();
         assert_eq!((all.generation(), top.generation()), (2, 1));
+    }
+
+    #[test]
+    fn forwarding_to_targets_that_are_gone_does_not_grow_without_bound() {
+        let a = Changes::new();
+        for _ in 0..10_000 {
+            a.forward_to(&Arc::new(Changes::new()));
+        }
+        assert!(a.lock().forward.len() <= 64, "{}", a.lock().forward.len());
+        let kept: Vec<_> = (0..100).map(|_| Arc::new(Changes::new())).collect();
+        for target in &kept {
+            a.forward_to(target);
+        }
+        a.notify();
+        assert_eq!(a.lock().forward.len(), 100);
+        assert!(kept.iter().all(|t| t.generation() == 1));
     }
 
     #[test]

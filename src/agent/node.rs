@@ -122,6 +122,8 @@ struct Inner {
     reloading: Mutex<()>,
     /// Bumped by every entry's store (forwarded) and by every reload.
     changes: Arc<Changes>,
+    /// Bumped by every reload (and forwarded to `changes`).
+    reloads: Changes,
     bundles: Watch<BundleSet>,
 }
 
@@ -219,9 +221,11 @@ impl Agent {
                 issued: ArcSwap::from_pointee(Vec::new()),
                 reloading: Mutex::new(()),
                 changes: Arc::new(Changes::new()),
+                reloads: Changes::new(),
                 bundles,
             }),
         };
+        agent.inner.reloads.forward_to(&agent.inner.changes);
         agent.reload(registry)?;
         if let Err(e) = agent.wait_issued(Self::FIRST_SVIDS_WITHIN) {
             agent.stop();
@@ -281,7 +285,7 @@ impl Agent {
             next.push(issued);
         }
         self.inner.issued.store(Arc::new(next));
-        self.inner.changes.notify();
+        self.inner.reloads.notify();
         for (held, kept) in old.iter().zip(taken) {
             if !kept {
                 reloaded.removed += 1;
@@ -429,6 +433,29 @@ impl Identities for Agent {
 
     fn changes(&self) -> &Changes {
         &self.inner.changes
+    }
+
+    /// Moves when one of the entries `caller` matches is renewed, or the entries are
+    /// reloaded: with many entries, a rotation wakes only its own callers' streams. A
+    /// caller that cannot be attested gets every change (its next call is refused).
+    fn changes_for(&self, caller: &Caller) -> Arc<Changes> {
+        let mine = Arc::new(Changes::new());
+        self.inner.reloads.forward_to(&mine);
+        match self.inner.attestor.attest(caller) {
+            Ok(selectors) => {
+                for issued in self
+                    .inner
+                    .issued
+                    .load()
+                    .iter()
+                    .filter(|i| selectors.includes(i.entry.selectors()))
+                {
+                    issued.store.changes().forward_to(&mine);
+                }
+            }
+            Err(_) => self.inner.changes.forward_to(&mine),
+        }
+        mine
     }
 }
 

@@ -51,15 +51,12 @@ pub(super) fn spawn<P: Protocol>(
     let mut closed = sds.closed.clone();
     tokio::spawn(async move {
         let mut stream = P::default();
-        // What the stream has been brought up to: read before what it describes is looked
-        // up, so a change in between is seen as one.
-        let generations = |sds: &Sds| {
-            (
-                sds.identities.changes().generation(),
-                sds.bundles.changes().generation(),
-            )
-        };
-        let mut seen = generations(&sds);
+        // The stream's own version of what it serves: one more on every change that may
+        // concern its caller. Subscribed (and the generations read) before anything is
+        // looked up, so a change in between is seen.
+        let mut version = 1u64;
+        let mut mine = sds.identities.changes_for(&sds.caller);
+        let mut seen = (mine.generation(), sds.bundles.changes().generation());
         loop {
             let push = tokio::select! {
                 message = incoming.message() => match message {
@@ -81,18 +78,21 @@ pub(super) fn spawn<P: Protocol>(
                         break;
                     }
                 },
-                _ = sds.identities.changes().changed(seen.0) => false,
+                _ = mine.changed(seen.0) => false,
                 _ = sds.bundles.changes().changed(seen.1) => false,
                 () = crate::serve::closing(&mut closed) => break,
             };
             if *closed.borrow_and_update() {
                 break;
             }
-            seen = generations(&sds);
-            let version = seen.0.wrapping_add(seen.1);
-            // Whatever woke us, the stream is offered the current version: a request
-            // arriving together with a change must not swallow the push. `update` sends
-            // only what is new.
+            // Whatever woke the stream, a change is a new version (a request arriving
+            // together with a change must not swallow the push).
+            if mine.generation() != seen.0 || sds.bundles.changes().generation() != seen.1 {
+                version += 1;
+                mine = sds.identities.changes_for(&sds.caller);
+                seen = (mine.generation(), sds.bundles.changes().generation());
+            }
+            // `update` sends only what is new.
             let Some(response) = stream.update(&sds, push, version) else {
                 continue;
             };

@@ -58,6 +58,20 @@ pub trait Identities: Send + Sync {
 
     /// Moves whenever what any caller would receive may have changed.
     fn changes(&self) -> &Changes;
+
+    /// Changes that move when what `caller` receives may have changed: a server's stream
+    /// for `caller` waits on these, then asks [`x509_svids`](Self::x509_svids) again and
+    /// takes new ones (what concerns a caller can change with what it is entitled to).
+    /// Subscribe before reading, so no change is missed in between.
+    ///
+    /// The default moves with [`changes`](Self::changes); an agent with many entries
+    /// narrows it to the caller's own, so one rotation wakes only its own callers.
+    fn changes_for(&self, caller: &Caller) -> Arc<Changes> {
+        let _ = caller;
+        let mine = Arc::new(Changes::new());
+        self.changes().forward_to(&mine);
+        mine
+    }
 }
 
 /// The trust bundles a server hands out (every caller gets the same).
@@ -101,6 +115,10 @@ impl<T: Identities + ?Sized> Identities for Arc<T> {
 
     fn changes(&self) -> &Changes {
         (**self).changes()
+    }
+
+    fn changes_for(&self, caller: &Caller) -> Arc<Changes> {
+        (**self).changes_for(caller)
     }
 }
 

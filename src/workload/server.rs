@@ -368,15 +368,10 @@ impl State {
         caller: Caller,
         svids: bool,
     ) -> Result<mpsc::Receiver<Result<Message, Status>>, Status> {
-        // What the stream has been brought up to: read before what it describes is looked
-        // up, so a change in between is seen as one.
-        let generations = |state: &Self| {
-            (
-                state.identities.changes().generation(),
-                state.bundles.changes().generation(),
-            )
-        };
-        let mut seen = generations(self);
+        // Subscribe (and read the generations) before reading what the message describes,
+        // so a change in between is seen.
+        let mut mine = self.identities.changes_for(&caller);
+        let mut seen = (mine.generation(), self.bundles.changes().generation());
         // Fail the call itself (not only the stream) when nothing is issued.
         let (mut sent, first) = self.message(&caller, svids)?;
         let (tx, rx) = mpsc::channel(1);
@@ -388,12 +383,13 @@ impl State {
             }
             loop {
                 tokio::select! {
-                    _ = state.identities.changes().changed(seen.0) => {}
+                    _ = mine.changed(seen.0) => {}
                     _ = state.bundles.changes().changed(seen.1) => {}
                     () = crate::serve::closing(&mut closed) => return,
                     () = tx.closed() => return,
                 }
-                seen = generations(&state);
+                mine = state.identities.changes_for(&caller);
+                seen = (mine.generation(), state.bundles.changes().generation());
                 match state.message(&caller, svids) {
                     Ok((basis, _)) if basis == sent => {}
                     Ok((basis, message)) => {
