@@ -59,8 +59,9 @@
 //! | `ring` | yes | `ring_algorithms()` for verification, `RingKeyPair`, a ring-backed [`Signer`], and rustls's ring provider |
 //! | `aws-lc-rs` | no | `aws_lc_rs_algorithms()` for verification, `AwsLcKeyPair`, an aws-lc-rs-backed [`Signer`], and rustls's aws-lc-rs provider |
 //! | `workload-api` | no | the [`workload`] module: a SPIFFE Workload API client, a live `X509Source`, and a server (tokio, tonic, prost; enables `rustls`) |
-//! | `sds` | no | the [`sds`] module: an Envoy SDS v3 server fed by an `SvidStore` or the Workload API (adds `envoy-types`; needs Rust 1.88) |
-//! | `cli` | no | the `meshid` operator binary (enables `ca`, `ring`, `workload-api` and `sds`) |
+//! | `sds` | no | the [`sds`] module: an Envoy SDS v3 server over any `serve::Identities` (a store, the Workload API, an agent) (adds `envoy-types`; needs Rust 1.88) |
+//! | `agent` | no | the [`agent`] module: registration entries, unix workload attestation and an `Agent` serving each caller only its own identities (enables `workload-api`, `sds` and `ca`) |
+//! | `cli` | no | the `meshid` operator binary (enables `ca`, `ring`, `workload-api`, `sds` and `agent`) |
 //!
 //! # Specifications
 //!
