@@ -49,6 +49,7 @@ impl FuzzStreams {
                 bundles: Arc::new(bundles),
                 closed,
                 spiffe_validator: false,
+                trust_domain: None,
                 caller: Caller::unknown(),
             },
             store,

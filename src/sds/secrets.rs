@@ -81,6 +81,7 @@ pub(super) struct Current {
     svids: Vec<Arc<X509Svid>>,
     bundles: Arc<BundleSet>,
     spiffe_validator: bool,
+    trust_domain: Option<crate::TrustDomain>,
 }
 
 impl Sds {
@@ -98,6 +99,7 @@ impl Sds {
             svids: svids.into_iter().map(|i| i.svid).collect(),
             bundles: self.bundles.bundles().unwrap_or_default(),
             spiffe_validator: self.spiffe_validator,
+            trust_domain: self.trust_domain.clone(),
         })
     }
 
@@ -173,7 +175,10 @@ impl Current {
         // Which bundles a validation-context name stands for.
         let chosen: BundleSet = match name {
             "ROOTCA" => {
-                let td = self.svids.first()?.id().trust_domain();
+                let td = match &self.trust_domain {
+                    Some(td) => td.clone(),
+                    None => self.svids.first()?.id().trust_domain(),
+                };
                 [self.bundles.get(&td)?.clone()].into_iter().collect()
             }
             "ALL" => Some((*self.bundles).clone()).filter(|b| !b.is_empty())?,
@@ -301,6 +306,7 @@ pub(super) fn fixture_rotating() -> (Sds, impl Fn()) {
         bundles: Arc::new(bundles),
         closed,
         spiffe_validator: false,
+        trust_domain: None,
         caller: Caller::unknown(),
     };
     let rotate = move || {
@@ -312,6 +318,7 @@ pub(super) fn fixture_rotating() -> (Sds, impl Fn()) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::EveryCaller;
 
     #[test]
     fn names_map_to_the_right_secrets_and_unknown_names_are_refused() {
@@ -367,6 +374,25 @@ mod tests {
         assert_eq!(sds.authorized(known).unwrap().len(), 5);
         // No names: every secret (the SVID under its ID, each bundle under spiffe://td).
         assert_eq!(sds.authorized(&[]).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_caller_with_no_identity_gets_no_certificate_and_rootca_only_with_a_local_trust_domain() {
+        let mut sds = fixture();
+        sds.identities = Arc::new(EveryCaller::new(Vec::new()));
+        let current = sds.current().unwrap();
+        assert!(current.secret("default").is_none());
+        assert!(current.secret("spiffe://example.org/envoy").is_none());
+        assert!(current.secret("ROOTCA").is_none());
+        assert!(current.secret("ALL").is_some());
+        sds.trust_domain = Some(crate::TrustDomain::new("example.org").unwrap());
+        let current = sds.current().unwrap();
+        assert!(current.secret("default").is_none());
+        let Some(secret::Type::ValidationContext(root)) = current.secret("ROOTCA").unwrap().r#type
+        else {
+            panic!("ROOTCA is not a validation context");
+        };
+        assert!(root.trusted_ca.is_some());
     }
 
     #[test]

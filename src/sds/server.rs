@@ -12,7 +12,7 @@ use crate::serve::{
     Bundles, Caller, EveryCaller, Identities, Listen, ServeError, ServeLimits, Serving,
 };
 use crate::watch::Watch;
-use crate::{BundleSet, SvidStore};
+use crate::{BundleSet, SvidStore, TrustDomain};
 
 /// Envoy opens one stream per secret subscription on its connection; a cap keeps one
 /// client from opening without bound (about 20 KiB of server memory each).
@@ -23,6 +23,7 @@ pub struct SdsServer {
     identities: Arc<dyn Identities>,
     bundles: Arc<dyn Bundles>,
     spiffe_validator: bool,
+    trust_domain: Option<TrustDomain>,
     serving: Serving,
 }
 
@@ -44,6 +45,7 @@ impl SdsServer {
             identities,
             bundles,
             spiffe_validator: false,
+            trust_domain: None,
             serving: Serving::new("SDS", MAX_STREAMS_PER_CONNECTION),
         }
     }
@@ -68,6 +70,7 @@ impl SdsServer {
             bundles: self.bundles,
             closed,
             spiffe_validator: self.spiffe_validator,
+            trust_domain: self.trust_domain,
             caller: Caller::unknown(),
         }
     }
@@ -79,6 +82,15 @@ impl SdsServer {
     #[must_use]
     pub fn spiffe_validator(mut self, on: bool) -> Self {
         self.spiffe_validator = on;
+        self
+    }
+
+    /// The local trust domain: `ROOTCA` is its bundle for every caller, as SPIRE's agent
+    /// answers, including callers with no identity. Without it, `ROOTCA` is the bundle of
+    /// the caller's default SVID's trust domain (and absent for a caller with none).
+    #[must_use]
+    pub fn trust_domain(mut self, trust_domain: TrustDomain) -> Self {
+        self.trust_domain = Some(trust_domain);
         self
     }
 

@@ -36,6 +36,8 @@ pub(crate) struct Sds {
     /// True once the server is closing.
     pub(super) closed: watch::Receiver<bool>,
     pub(super) spiffe_validator: bool,
+    /// Whose bundle `ROOTCA` is (else the caller's default SVID's trust domain).
+    pub(super) trust_domain: Option<crate::TrustDomain>,
     /// The caller of the request being served.
     pub(super) caller: Caller,
 }

@@ -18,6 +18,12 @@
 //! - **Shutdown:** graceful (the server's streams end, connections close), then forced
 //!   after a grace period; the same cleanup runs if the serving future is dropped.
 //!
+//! What a server hands out is behind two traits, so the servers hold no SVID of their own:
+//! [`Identities`] (what each [`Caller`] is entitled to: [`EveryCaller`] for a few stores
+//! served to everyone, a Workload API `X509Source` re-served, or an agent's registry that
+//! attests each caller) and [`Bundles`] (the trust bundles beside them), each with the
+//! [`Changes`](crate::watch::Changes) a stream waits on before it pushes again.
+//!
 //! [`ServeError`] and [`ServeLimits`] are public; each server exposes the settings that
 //! apply to it.
 

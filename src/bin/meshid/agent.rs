@@ -40,8 +40,8 @@ pub(crate) struct AgentArgs {
 pub(crate) struct AgentOptions {
     /// With entries: the lifetime of the SVIDs of entries that name no ttl; renewed at
     /// about half of it.
-    #[arg(long = "entry-ttl", value_parser = parse_duration, default_value = "1h")]
-    pub(crate) ttl: Duration,
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub(crate) entry_ttl: Duration,
     /// Admit only callers running as this uid (repeat for several); others are refused
     /// before they are attested.
     #[arg(long = "allow-uid")]
@@ -83,7 +83,7 @@ pub(crate) fn start(
         &registry,
         Arc::new(attestor),
         meshid::ring_algorithms(),
-        options.ttl,
+        options.entry_ttl,
     )
     .map_err(|e| match e {
         AgentError::UnknownRoot => Failure::refused(format!(
@@ -232,7 +232,9 @@ impl Running {
 pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
     let running = start(&args.ca, &args.entries, &args.options)?;
     let agent = Arc::new(running.agent.clone());
-    let sds = SdsServer::new(agent.clone(), agent.clone()).spiffe_validator(args.spiffe_validator);
+    let sds = SdsServer::new(agent.clone(), agent.clone())
+        .spiffe_validator(args.spiffe_validator)
+        .trust_domain(running.agent.trust_domain().clone());
     let server = WorkloadApiServer::from_sources(agent.clone(), agent)
         .with_sds(sds)
         .socket_mode(0o666);

@@ -111,3 +111,13 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_subcommand_s_arguments_are_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -213,6 +213,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
         let agent = Arc::new(running.agent.clone());
         let sds = SdsServer::new(agent.clone(), agent)
             .spiffe_validator(args.spiffe_validator)
+            .trust_domain(running.agent.trust_domain().clone())
             .socket_mode(0o666);
         println!(
             "serving SDS for {} entries on {}",
