@@ -65,6 +65,19 @@ pub fn google_grpc_sds_config(socket: &Path) -> String {
     )
 }
 
+/// `sds_config` (one of the above) with Envoy's initial fetch timeout (15 s by default)
+/// switched off: a secret that never arrives keeps Envoy initializing for good, instead
+/// of letting its listener start without the secret after the timeout.
+pub fn waiting_forever(sds_config: &str) -> String {
+    let head = "{ resource_api_version: V3,";
+    assert!(sds_config.starts_with(head), "{sds_config}");
+    sds_config.replacen(
+        head,
+        "{ resource_api_version: V3, initial_fetch_timeout: 0s,",
+        1,
+    )
+}
+
 fn sds_config_with(api_type: &str, grpc_service: &str) -> String {
     format!("{{ resource_api_version: V3, api_config_source: {{ api_type: {api_type}, transport_api_version: V3, grpc_services: [ {{ {grpc_service} }} ] }} }}")
 }
