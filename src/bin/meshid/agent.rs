@@ -56,6 +56,18 @@ pub(crate) struct AgentOptions {
 pub(crate) struct Running {
     pub(crate) agent: Agent,
     entries: PathBuf,
+    /// Whether callers' executables are looked up (`unix:path`) and hashed (`unix:sha256`).
+    paths: bool,
+    hashes: bool,
+}
+
+/// Whether an entry of `registry` has a `unix` selector starting with `key`.
+fn uses(registry: &Registry, key: &str) -> bool {
+    registry
+        .entries()
+        .iter()
+        .flat_map(|e| e.selectors().iter())
+        .any(|s| s.kind() == "unix" && s.value().starts_with(key))
 }
 
 /// Loads the CA and the entries and starts issuing them.
@@ -66,17 +78,24 @@ pub(crate) fn start(
 ) -> Result<Running, Failure> {
     let ca = Arc::new(load_ca(ca_dir)?);
     let registry = load(entries, &ca)?;
-    let uses_sha256 = registry
-        .entries()
-        .iter()
-        .flat_map(|e| e.selectors().iter())
-        .any(|s| s.kind() == "unix" && s.value().starts_with("sha256:"));
-    let mut attestor = UnixAttestor::new();
-    match options.hash_executables {
-        Some(mib) => attestor = attestor.hash_executables(mib.saturating_mul(1 << 20)),
-        None if uses_sha256 => attestor = attestor.hash_executables(256 << 20),
-        None => {}
-    }
+    let uses_sha256 = uses(&registry, "sha256:");
+    // Reading other users' /proc/PID/exe needs root (or CAP_SYS_PTRACE): the path is
+    // looked up only when an entry asks for it, so an unprivileged agent serving uid
+    // entries attests every caller.
+    let needs_path =
+        uses_sha256 || uses(&registry, "path:") || options.hash_executables.is_some();
+    let mut attestor = UnixAttestor::new().discover_path(needs_path);
+    let hashes = match options.hash_executables {
+        Some(mib) => {
+            attestor = attestor.hash_executables(mib.saturating_mul(1 << 20));
+            true
+        }
+        None if uses_sha256 => {
+            attestor = attestor.hash_executables(256 << 20);
+            true
+        }
+        None => false,
+    };
     let count = registry.len();
     let agent = Agent::start_with_ttl(
         ca,
@@ -96,6 +115,8 @@ pub(crate) fn start(
     Ok(Running {
         agent,
         entries: entries.to_path_buf(),
+        paths: needs_path,
+        hashes,
     })
 }
 
@@ -148,6 +169,14 @@ impl Running {
                 return;
             }
         };
+        for (key, looked_up) in [("path:", self.paths), ("sha256:", self.hashes)] {
+            if !looked_up && uses(&registry, key) {
+                tracing::warn!(
+                    "{path}: entries with unix:{key} selectors match no caller: this agent \
+                     started without them (restart it, or give --hash-executables)"
+                );
+            }
+        }
         match self.agent.reload(&registry) {
             Ok(r) => println!(
                 "entries reloaded ({why}): {} added, {} removed, {} kept",
