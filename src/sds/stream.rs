@@ -55,7 +55,7 @@ pub(super) fn spawn<P: Protocol>(
         // concern its caller. Subscribed (and the generations read) before anything is
         // looked up, so a change in between is seen.
         let mut version = 1u64;
-        let mut mine = sds.identities.changes_for(&sds.caller);
+        let mut mine = crate::serve::blocking(|| sds.identities.changes_for(&sds.caller));
         let mut seen = (mine.generation(), sds.bundles.changes().generation());
         loop {
             let push = tokio::select! {
@@ -89,11 +89,12 @@ pub(super) fn spawn<P: Protocol>(
             // together with a change must not swallow the push).
             if mine.generation() != seen.0 || sds.bundles.changes().generation() != seen.1 {
                 version += 1;
-                mine = sds.identities.changes_for(&sds.caller);
+                mine = crate::serve::blocking(|| sds.identities.changes_for(&sds.caller));
                 seen = (mine.generation(), sds.bundles.changes().generation());
             }
             // `update` sends only what is new.
-            let Some(response) = stream.update(&sds, push, version) else {
+            let Some(response) = crate::serve::blocking(|| stream.update(&sds, push, version))
+            else {
                 continue;
             };
             let refused = response.is_err();

@@ -370,10 +370,10 @@ impl State {
     ) -> Result<mpsc::Receiver<Result<Message, Status>>, Status> {
         // Subscribe (and read the generations) before reading what the message describes,
         // so a change in between is seen.
-        let mut mine = self.identities.changes_for(&caller);
+        let mut mine = crate::serve::blocking(|| self.identities.changes_for(&caller));
         let mut seen = (mine.generation(), self.bundles.changes().generation());
         // Fail the call itself (not only the stream) when nothing is issued.
-        let (mut sent, first) = self.message(&caller, svids)?;
+        let (mut sent, first) = crate::serve::blocking(|| self.message(&caller, svids))?;
         let (tx, rx) = mpsc::channel(1);
         let state = Arc::clone(self);
         tokio::spawn(async move {
@@ -388,9 +388,9 @@ impl State {
                     () = crate::serve::closing(&mut closed) => return,
                     () = tx.closed() => return,
                 }
-                mine = state.identities.changes_for(&caller);
+                mine = crate::serve::blocking(|| state.identities.changes_for(&caller));
                 seen = (mine.generation(), state.bundles.changes().generation());
-                match state.message(&caller, svids) {
+                match crate::serve::blocking(|| state.message(&caller, svids)) {
                     Ok((basis, _)) if basis == sent => {}
                     Ok((basis, message)) => {
                         sent = basis;

@@ -82,8 +82,7 @@ pub(crate) fn start(
     // Reading other users' /proc/PID/exe needs root (or CAP_SYS_PTRACE): the path is
     // looked up only when an entry asks for it, so an unprivileged agent serving uid
     // entries attests every caller.
-    let needs_path =
-        uses_sha256 || uses(&registry, "path:") || options.hash_executables.is_some();
+    let needs_path = uses_sha256 || uses(&registry, "path:") || options.hash_executables.is_some();
     let mut attestor = UnixAttestor::new().discover_path(needs_path);
     let hashes = match options.hash_executables {
         Some(mib) => {
