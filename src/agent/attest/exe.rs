@@ -79,6 +79,10 @@ impl Cache {
 pub(super) struct ExeHasher {
     limit: u64,
     cache: Mutex<Cache>,
+    /// Held while hashing: one executable is hashed at a time, so callers arriving
+    /// together from one large executable hash it once, and the CPU many callers can make
+    /// the agent spend on hashing is one core's.
+    hashing: Mutex<()>,
 }
 
 impl fmt::Debug for ExeHasher {
@@ -95,6 +99,7 @@ impl ExeHasher {
         Self {
             limit,
             cache: Mutex::new(Cache::default()),
+            hashing: Mutex::new(()),
         }
     }
 
@@ -136,7 +141,12 @@ impl ExeHasher {
         if let Some(digest) = self.lock().get(&before) {
             return Ok(hex(&digest));
         }
-        // The lock is not held while hashing: other callers need not wait for a large file.
+        // The cache lock is not held while hashing (callers whose digests are cached need
+        // not wait); the hashing lock is, and whoever waited for it looks again first.
+        let _one_at_a_time = self.hashing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(digest) = self.lock().get(&before) {
+            return Ok(hex(&digest));
+        }
         let (digest, len) = self.hash(&mut file).map_err(|source| AttestError::Read {
             path: path.clone(),
             source,
