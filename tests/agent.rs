@@ -1,0 +1,357 @@
+//! `meshid serve agent` attests its callers: real processes under different credentials,
+//! each asking over the agent's socket, each served exactly its own identities.
+//!
+//! - `each_process_gets_exactly_its_own_identities` (root): root with two entries (both, in
+//!   file order, the first the default), `nobody` by user name (grpcio), a uid with a
+//!   primary and a supplementary group (two group sets, two different entries), the test
+//!   executable at a registered path (its `path` and `sha256` entries) and at another
+//!   path (the `sha256` entry only), grpcio under the same uid (a different executable:
+//!   refused), and a uid with no entry (the `spiffe` crate reports it refused).
+//!
+//! Workloads in Rust are this test executable run again (`child_fetch`, with
+//! `MESHID_AGENT_CHILD` set), a client of the `spiffe` crate; workloads in Python run
+//! `tests/python/agent_grpcio.py` with the Python peer.
+//! The tests marked root need it (other uids); without it they fail, unless
+//! `MESHID_SKIP_ROOT_TESTS=1` (then they say they were skipped).
+
+#![cfg(target_os = "linux")]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[path = "common/agent.rs"]
+mod agent;
+#[path = "common/peers.rs"]
+mod peers;
+
+use agent::{
+    command_as, root_or_skip, sha256_hex, start_agent, Creds, Proc, Scratch, WorldPython,
+    CHILD_MODE, CHILD_SOCKET,
+};
+
+/// How long a workload may take to report.
+const WORKLOAD_WAIT: Duration = Duration::from_secs(60);
+/// How long a stream stays open at most.
+const STREAM_SECONDS: u64 = 120;
+
+const TD: &str = "spiffe://example.org";
+
+/// This executable as a workload (the `child_fetch` test, with the socket in the
+/// environment), run as `creds` from `exe`.
+fn rust_workload(exe: &Path, creds: &Creds, socket: &Path, mode: &str) -> Command {
+    let mut cmd = command_as(creds, exe);
+    cmd.args([
+        "--exact",
+        "child_fetch",
+        "--nocapture",
+        "--test-threads",
+        "1",
+        "--quiet",
+    ])
+    .env_clear()
+    .env("PATH", "/usr/bin:/bin")
+    .env(CHILD_SOCKET, socket)
+    .env(CHILD_MODE, mode)
+    .current_dir(socket.parent().unwrap());
+    cmd
+}
+
+/// The lines a Rust workload printed as a workload (`child ...`, without the prefix),
+/// from the lines it printed (the test harness prints others).
+fn child_lines(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("child "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn id(path: &str) -> String {
+    format!("{TD}/{path}")
+}
+
+/// What a fetch of these IDs (hint each) prints, in the Rust workload's words.
+fn fetched(ids: &[(&str, &str)]) -> Vec<String> {
+    let mut out: Vec<String> = ids
+        .iter()
+        .map(|(path, hint)| format!("svid {} hint={hint}", id(path)))
+        .collect();
+    if let Some((first, _)) = ids.first() {
+        out.push(format!("default {}", id(first)));
+    }
+    out.push("done".to_owned());
+    out
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one scenario, in order
+fn each_process_gets_exactly_its_own_identities() {
+    if !root_or_skip(
+        "each_process_gets_exactly_its_own_identities",
+        "runs workloads under other uids",
+    ) {
+        return;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(
+        passwd.lines().any(|l| l.starts_with("nobody:x:65534:")),
+        "this test needs the user nobody with uid 65534 in /etc/passwd"
+    );
+    let started = Instant::now();
+    let scratch = Scratch::new("ids");
+    let registered = scratch.exe("registered");
+    let unregistered = scratch.exe("unregistered");
+    let sha256 = sha256_hex(&registered);
+    let python = WorldPython::new(&scratch);
+    let entries = format!(
+        r#"
+[[entry]]
+spiffe_id = "{TD}/root/first"
+selectors = ["unix:uid:0"]
+hint = "first"
+
+[[entry]]
+spiffe_id = "{TD}/exe/by-path"
+selectors = ["unix:path:{registered}"]
+
+[[entry]]
+spiffe_id = "{TD}/nobody"
+selectors = ["unix:user:nobody"]
+
+[[entry]]
+spiffe_id = "{TD}/groups/g3200"
+selectors = ["unix:gid:3100", "unix:supplementary_gid:3200"]
+
+[[entry]]
+spiffe_id = "{TD}/root/second"
+selectors = ["unix:user:root", "unix:gid:0"]
+hint = "second"
+
+[[entry]]
+spiffe_id = "{TD}/exe/by-sha256"
+selectors = ["unix:sha256:{sha256}", "unix:uid:2002"]
+
+[[entry]]
+spiffe_id = "{TD}/groups/g3999"
+selectors = ["unix:gid:3100", "unix:supplementary_gid:3999"]
+"#,
+        registered = registered.display()
+    );
+    scratch.write_entries(&entries);
+    let agent = start_agent(&scratch, 7);
+    let socket = scratch.socket();
+    let this = std::env::current_exe().unwrap();
+
+    let root = Creds::new(0, 0);
+    let member = Creds::new(3000, 3100).groups(&[3300, 3200]);
+    let other_member = Creds::new(3000, 3100).groups(&[3999]);
+    let exe_user = Creds::new(2002, 2002);
+    let stranger = Creds::new(4321, 4321);
+    let nobody = Creds::new(65534, 65534);
+    // Each workload: what it is, who it must say it runs as (root: as this test does),
+    // and what it must print after that.
+    let rust = [
+        (
+            "root, this executable",
+            &this,
+            &root,
+            fetched(&[("root/first", "first"), ("root/second", "second")]),
+        ),
+        (
+            "uid 3000 gid 3100 groups 3200,3300",
+            &unregistered,
+            &member,
+            fetched(&[("groups/g3200", "")]),
+        ),
+        (
+            "uid 3000 gid 3100 groups 3999",
+            &unregistered,
+            &other_member,
+            fetched(&[("groups/g3999", "")]),
+        ),
+        (
+            "uid 2002, the registered path",
+            &registered,
+            &exe_user,
+            fetched(&[("exe/by-path", ""), ("exe/by-sha256", "")]),
+        ),
+        (
+            "uid 2002, the same executable at another path",
+            &unregistered,
+            &exe_user,
+            fetched(&[("exe/by-sha256", "")]),
+        ),
+        (
+            "uid 4321, no entry",
+            &unregistered,
+            &stranger,
+            vec!["refused no-identity-issued".to_owned()],
+        ),
+    ];
+    let python_runs = [
+        (
+            "nobody",
+            &nobody,
+            vec![format!("svid {} hint=", id("nobody")), "done".to_owned()],
+        ),
+        (
+            "uid 2002, Python: not the hashed executable",
+            &exe_user,
+            vec!["status PERMISSION_DENIED no identity issued".to_owned()],
+        ),
+    ];
+    let check = |mut proc: Proc, rust: bool, creds: &Creds, expected: &[String]| {
+        let lines = proc.finish(WORKLOAD_WAIT, &[&agent]);
+        let mut said = if rust { child_lines(&lines) } else { lines };
+        let context = || agent::transcripts(&proc, &[&agent]);
+        assert!(
+            said.first().is_some_and(|l| l.starts_with("who ")),
+            "{}: no `who` line\n{}",
+            proc.name,
+            context()
+        );
+        let who = said.remove(0);
+        if creds.uid != 0 {
+            assert_eq!(
+                who,
+                creds.who(),
+                "{}: not run as intended\n{}",
+                proc.name,
+                context()
+            );
+        }
+        assert_eq!(said, expected, "{}\n{}", proc.name, context());
+    };
+    // The first alone: the agent hashes this executable once (a few seconds in a debug
+    // build), and the others find it cached rather than hashing it each at once.
+    let mut runs = Vec::new();
+    for (name, exe, creds, expected) in rust {
+        let cmd = rust_workload(exe, creds, &socket, "fetch");
+        let proc = Proc::spawn(format!("{name} (spiffe crate)"), cmd);
+        if runs.is_empty() {
+            check(proc, true, creds, &expected);
+            runs.push(None);
+        } else {
+            runs.push(Some((proc, true, creds, expected)));
+        }
+    }
+    for (name, creds, expected) in python_runs {
+        let mut cmd = python.command(creds, Some("agent_grpcio.py"));
+        cmd.arg("fetch").arg(&socket);
+        let proc = Proc::spawn(format!("{name} (grpcio)"), cmd);
+        runs.push(Some((proc, false, creds, expected)));
+    }
+    let count = runs.len();
+    for (proc, rust, creds, expected) in runs.into_iter().flatten() {
+        check(proc, rust, creds, &expected);
+    }
+    eprintln!("{count} workloads checked in {:?}", started.elapsed());
+}
+
+/// Not a test on its own: the Rust workload the tests above run (this executable, with
+/// `MESHID_AGENT_CHILD` set to the agent's socket). Prints `child who ...` (its effective
+/// uid, gid and supplementary groups from /proc), then in `fetch` mode the X.509 context's
+/// SVIDs (`child svid <id> hint=<hint>`, in order), `child default <id>` and `child done`,
+/// or `child refused no-identity-issued` / `child error <error>`; in `stream` mode
+/// `child message <id>,<id>...` for each message until the stream ends (`child ended`,
+/// `child stream-error ...`) or its time is up (`child timeout`).
+#[test]
+fn child_fetch() {
+    let Some(socket) = std::env::var_os(CHILD_SOCKET) else {
+        return;
+    };
+    let mode = std::env::var(CHILD_MODE).unwrap_or_default();
+    println!("child {}", who());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let endpoint = format!("unix://{}", Path::new(&socket).display());
+        let limit = Duration::from_secs(20);
+        let client =
+            match tokio::time::timeout(limit, spiffe::WorkloadApiClient::connect_to(&endpoint))
+                .await
+            {
+                Ok(Ok(client)) => client,
+                Ok(Err(e)) => return println!("child {}", described(&e)),
+                Err(_) => return println!("child error no connection within {limit:?}"),
+            };
+        if mode == "stream" {
+            stream(&client).await;
+            return;
+        }
+        match tokio::time::timeout(limit, client.fetch_x509_context()).await {
+            Ok(Ok(context)) => {
+                for svid in context.svids() {
+                    println!(
+                        "child svid {} hint={}",
+                        svid.spiffe_id(),
+                        svid.hint().unwrap_or_default()
+                    );
+                }
+                if let Some(svid) = context.default_svid() {
+                    println!("child default {}", svid.spiffe_id());
+                }
+                println!("child done");
+            }
+            Ok(Err(e)) => println!("child {}", described(&e)),
+            Err(_) => println!("child error no answer within {limit:?}"),
+        }
+    });
+}
+
+async fn stream(client: &spiffe::WorkloadApiClient) {
+    use tokio_stream::StreamExt as _;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(STREAM_SECONDS);
+    let mut contexts = match client.stream_x509_contexts().await {
+        Ok(contexts) => contexts,
+        Err(e) => return println!("child stream-error {}", described(&e)),
+    };
+    loop {
+        match tokio::time::timeout_at(deadline, contexts.next()).await {
+            Ok(Some(Ok(context))) => {
+                let ids: Vec<String> = context
+                    .svids()
+                    .iter()
+                    .map(|s| s.spiffe_id().to_string())
+                    .collect();
+                println!("child message {}", ids.join(","));
+            }
+            Ok(Some(Err(e))) => return println!("child stream-error {}", described(&e)),
+            Ok(None) => return println!("child ended"),
+            Err(_) => return println!("child timeout"),
+        }
+    }
+}
+
+fn described(e: &spiffe::WorkloadApiError) -> String {
+    match e {
+        spiffe::WorkloadApiError::NoIdentityIssued => "refused no-identity-issued".to_owned(),
+        e => format!("error {e}"),
+    }
+}
+
+/// `who uid=<euid> gid=<egid> groups=<sorted supplementary gids>`, from /proc/self/status.
+fn who() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_ascii_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    let mut groups = field("Groups:");
+    groups.sort_unstable();
+    let groups: Vec<String> = groups.iter().map(u32::to_string).collect();
+    format!(
+        "who uid={} gid={} groups={}",
+        field("Uid:")[1],
+        field("Gid:")[1],
+        groups.join(",")
+    )
+}
