@@ -7,6 +7,12 @@
 //!   executable at a registered path (its `path` and `sha256` entries) and at another
 //!   path (the `sha256` entry only), grpcio under the same uid (a different executable:
 //!   refused), and a uid with no entry (the `spiffe` crate reports it refused).
+//! - `entry_reloads_reach_open_streams` (root): a grpcio stream as `nobody` and a `spiffe`
+//!   crate stream as another uid stay open while the entries file changes: added entries
+//!   arrive in the next message, removed ones leave it, a broken file is refused and
+//!   changes nothing, and a caller's last entry removed ends its stream with
+//!   `PermissionDenied`. Changes by atomic rename (seen by the agent's poll) and by an
+//!   in-place rewrite the poll cannot see, read on SIGHUP.
 //!
 //! Workloads in Rust are this test executable run again (`child_fetch`, with
 //! `MESHID_AGENT_CHILD` set), a client of the `spiffe` crate; workloads in Python run
@@ -27,7 +33,7 @@ mod peers;
 
 use agent::{
     command_as, root_or_skip, sha256_hex, start_agent, Creds, Proc, Scratch, WorldPython,
-    CHILD_MODE, CHILD_SOCKET,
+    AGENT_WAIT, CHILD_MODE, CHILD_SOCKET,
 };
 
 /// How long a workload may take to report.
@@ -65,6 +71,34 @@ fn child_lines(lines: &[String]) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("child "))
         .map(str::to_owned)
         .collect()
+}
+
+/// The next `child ...` line a Rust workload prints (the harness's own lines skipped).
+fn next_child_line(proc: &Proc, limit: Duration, others: &[&Proc]) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let line = proc.expect_line_that(
+            "from the workload",
+            |_| true,
+            deadline.saturating_duration_since(Instant::now()),
+            others,
+        );
+        if let Some(line) = line.strip_prefix("child ") {
+            return line.to_owned();
+        }
+    }
+}
+
+/// The next `child ...` line, which must be `expected`.
+fn expect_child_line(proc: &Proc, expected: &str, limit: Duration, others: &[&Proc]) {
+    let got = next_child_line(proc, limit, others);
+    assert_eq!(
+        got,
+        expected,
+        "{}\n{}",
+        proc.name,
+        agent::transcripts(proc, others)
+    );
 }
 
 fn id(path: &str) -> String {
@@ -247,6 +281,182 @@ selectors = ["unix:gid:3100", "unix:supplementary_gid:3999"]
         check(proc, rust, creds, &expected);
     }
     eprintln!("{count} workloads checked in {:?}", started.elapsed());
+}
+
+/// The entries of the reload test: `(path, selector)` each, this order.
+fn reload_entries(entries: &[(&str, &str)]) -> String {
+    entries
+        .iter()
+        .map(|(path, selector)| {
+            format!("[[entry]]\nspiffe_id = \"{TD}/reload/{path}\"\nselectors = [\"{selector}\"]\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn ids(paths: &[&str]) -> String {
+    paths
+        .iter()
+        .map(|p| format!("{TD}/reload/{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one scenario, in order
+fn entry_reloads_reach_open_streams() {
+    if !root_or_skip(
+        "entry_reloads_reach_open_streams",
+        "runs workloads under other uids",
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let scratch = Scratch::new("reload");
+    let exe = scratch.exe("workload");
+    let python = WorldPython::new(&scratch);
+    let (bystander, py_a, py_b, rs_a, rs_b) = (
+        ("bystander", "unix:uid:9999"),
+        ("py-a", "unix:uid:65534"),
+        ("py-b", "unix:user:nobody"),
+        ("rs-a", "unix:uid:2500"),
+        ("rs-b", "unix:uid:2500"),
+    );
+    scratch.write_entries(&reload_entries(&[bystander, py_a, rs_a]));
+    let mut agent = start_agent(&scratch, 3);
+    let socket = scratch.socket();
+    let nobody = Creds::new(65534, 65534);
+    let rust_uid = Creds::new(2500, 2500);
+
+    let mut cmd = python.command(&nobody, Some("agent_grpcio.py"));
+    cmd.arg("stream")
+        .arg(&socket)
+        .arg(STREAM_SECONDS.to_string());
+    let mut py = Proc::spawn("grpcio stream as nobody", cmd);
+    let mut rs = Proc::spawn(
+        "spiffe crate stream as uid 2500",
+        rust_workload(&exe, &rust_uid, &socket, "stream"),
+    );
+    py.expect_line(&nobody.who(), WORKLOAD_WAIT, &[&agent]);
+    expect_child_line(&rs, &rust_uid.who(), WORKLOAD_WAIT, &[&agent]);
+    py.expect_line(
+        &format!("message {}", ids(&["py-a"])),
+        WORKLOAD_WAIT,
+        &[&agent],
+    );
+    expect_child_line(
+        &rs,
+        &format!("message {}", ids(&["rs-a"])),
+        WORKLOAD_WAIT,
+        &[&agent],
+    );
+
+    // Added (atomic rename, seen by the poll): each in its own next message, in file order.
+    scratch.write_entries(&reload_entries(&[bystander, py_a, py_b, rs_b, rs_a]));
+    agent.expect_line(
+        "entries reloaded (changed on disk): 2 added, 0 removed, 3 kept",
+        AGENT_WAIT,
+        &[&py, &rs],
+    );
+    py.expect_line(
+        &format!("message {}", ids(&["py-a", "py-b"])),
+        WORKLOAD_WAIT,
+        &[&agent, &rs],
+    );
+    expect_child_line(
+        &rs,
+        &format!("message {}", ids(&["rs-b", "rs-a"])),
+        WORKLOAD_WAIT,
+        &[&agent, &py],
+    );
+
+    // Removed, in a rewrite the poll cannot see: only SIGHUP reads it.
+    scratch.rewrite_entries_unseen(&reload_entries(&[bystander, py_a, rs_b, rs_a]));
+    agent.signal("HUP");
+    agent.expect_line(
+        "entries reloaded (SIGHUP): 0 added, 1 removed, 4 kept",
+        AGENT_WAIT,
+        &[&py, &rs],
+    );
+    py.expect_line(
+        &format!("message {}", ids(&["py-a"])),
+        WORKLOAD_WAIT,
+        &[&agent, &rs],
+    );
+
+    // A broken file: refused, nothing changes (no stream hears of it: checked by the next
+    // line each prints), and what is in force is still served to a new caller.
+    let broken = format!(
+        "{}\n[[entry]]\nspiffe_id = \"{TD}/reload/k8s\"\nselectors = [\"k8s:ns:default\"]\n",
+        reload_entries(&[bystander, py_a, rs_b, rs_a])
+    );
+    scratch.write_entries(&broken);
+    let refused = agent.expect_line_that(
+        "refusing the broken file",
+        |l| {
+            l.starts_with(&format!(
+                "entries refused (changed on disk): {}: line ",
+                scratch.entries().display()
+            )) && l.ends_with("unknown selector type \"k8s\" (known: unix)")
+        },
+        AGENT_WAIT,
+        &[&py, &rs],
+    );
+    let mut fresh = Proc::spawn(
+        "spiffe crate fetch as uid 2500, after the broken file",
+        rust_workload(&exe, &rust_uid, &socket, "fetch"),
+    );
+    let said = child_lines(&fresh.finish(WORKLOAD_WAIT, &[&agent]));
+    let mut expected = vec![rust_uid.who()];
+    expected.extend(fetched(&[("reload/rs-b", ""), ("reload/rs-a", "")]));
+    assert_eq!(said, expected, "{}", agent::transcripts(&fresh, &[&agent]));
+
+    // The Rust workload's entries go: its stream ends, refused; the other stream hears
+    // nothing.
+    scratch.write_entries(&reload_entries(&[bystander, py_a]));
+    agent.expect_line(
+        "entries reloaded (changed on disk): 0 added, 2 removed, 2 kept",
+        AGENT_WAIT,
+        &[&py, &rs],
+    );
+    expect_child_line(
+        &rs,
+        "stream-error refused no-identity-issued",
+        WORKLOAD_WAIT,
+        &[&agent, &py],
+    );
+    let rest = rs.finish(WORKLOAD_WAIT, &[&agent]);
+    assert!(
+        child_lines(&rest).is_empty(),
+        "{}",
+        agent::transcripts(&rs, &[&agent])
+    );
+
+    // The Python workload's last entry goes: its stream ends with PermissionDenied.
+    scratch.write_entries(&reload_entries(&[bystander]));
+    agent.expect_line(
+        "entries reloaded (changed on disk): 0 added, 1 removed, 1 kept",
+        AGENT_WAIT,
+        &[&py, &rs],
+    );
+    py.expect_line(
+        "status PERMISSION_DENIED no identity issued",
+        WORKLOAD_WAIT,
+        &[&agent, &rs],
+    );
+    let rest = py.finish(WORKLOAD_WAIT, &[&agent]);
+    assert!(rest.is_empty(), "{}", agent::transcripts(&py, &[&agent]));
+
+    // Nothing else was said: one line per reload, and the refusal.
+    agent.signal("TERM");
+    let rest = agent.finish(AGENT_WAIT, &[]);
+    assert_eq!(
+        rest,
+        ["stopping"],
+        "after {refused}\n{}",
+        agent.transcript()
+    );
+    eprintln!("reloads checked in {:?}", started.elapsed());
 }
 
 /// Not a test on its own: the Rust workload the tests above run (this executable, with
