@@ -13,11 +13,19 @@
 //!   changes nothing, and a caller's last entry removed ends its stream with
 //!   `PermissionDenied`. Changes by atomic rename (seen by the agent's poll) and by an
 //!   in-place rewrite the poll cannot see, read on SIGHUP.
+//! - `a_caller_that_exits_after_connecting_is_refused`: the connecting process forks and
+//!   exits, and its child sends FetchX509SVID over the inherited connection (raw HTTP/2):
+//!   refused while the parent is a zombie and once it is reaped; answered in the control
+//!   run, where the parent lives.
+//! - `a_reused_pid_is_not_attested_as_the_process_that_took_it` (root): the same, and
+//!   before the child asks, a process with an identity of its own (`sleep`, by path) is
+//!   started with the parent's PID (through `/proc/sys/kernel/ns_last_pid`): refused as
+//!   the caller whose PID was reused, not handed that process's identity.
 //!
 //! Workloads in Rust are this test executable run again (`child_fetch`, with
 //! `MESHID_AGENT_CHILD` set), a client of the `spiffe` crate; workloads in Python run
-//! `tests/python/agent_grpcio.py` with the Python peer.
-//! The tests marked root need it (other uids); without it they fail, unless
+//! `tests/python/agent_grpcio.py` and `tests/python/agent_race.py` with the Python peer.
+//! The tests marked root need it (other uids, the next PID); without it they fail, unless
 //! `MESHID_SKIP_ROOT_TESTS=1` (then they say they were skipped).
 
 #![cfg(target_os = "linux")]
@@ -32,8 +40,8 @@ mod agent;
 mod peers;
 
 use agent::{
-    command_as, root_or_skip, sha256_hex, start_agent, Creds, Proc, Scratch, WorldPython,
-    AGENT_WAIT, CHILD_MODE, CHILD_SOCKET,
+    command_as, effective_uid, root_or_skip, sha256_hex, start_agent, Creds, Proc, Scratch, Stray,
+    WorldPython, AGENT_WAIT, CHILD_MODE, CHILD_SOCKET,
 };
 
 /// How long a workload may take to report.
@@ -457,6 +465,147 @@ fn entry_reloads_reach_open_streams() {
         agent.transcript()
     );
     eprintln!("reloads checked in {:?}", started.elapsed());
+}
+
+/// One run of `tests/python/agent_race.py` in `mode` (its parent connects to the agent and
+/// forks; its child asks, over the parent's connection): checks what the child says of the
+/// parent's PID before and after asking (`state`), and returns the parent's PID and the
+/// outcome. In `reaped` and `reused` modes the parent is reaped as soon as it exits; in
+/// `reused` mode `sleep` (`taker`) is then started with the parent's PID.
+fn race(
+    agent: &Proc,
+    scratch: &Scratch,
+    mode: &str,
+    state: &str,
+    taker: Option<&Path>,
+) -> (u32, String) {
+    let python = peers::peer("python").join("bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/agent_race.py");
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script)
+        .arg(scratch.socket())
+        .arg(mode)
+        .args(taker.map(|_| "sleep"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1");
+    let mut parent = Proc::spawn(format!("agent_race.py {mode}"), cmd);
+    let parent_pid = parent.pid();
+    parent.expect_line(&format!("parent {parent_pid}"), WORKLOAD_WAIT, &[agent]);
+    let child = parent.expect_line_that(
+        "naming the child",
+        |l| l.starts_with("child "),
+        WORKLOAD_WAIT,
+        &[agent],
+    );
+    let mut stray = Stray(child["child ".len()..].parse().ok());
+    // Zombie: not reaped until the child has reported (it asks while the parent is one).
+    if mode == "reaped" || mode == "reused" {
+        parent
+            .wait(WORKLOAD_WAIT)
+            .unwrap_or_else(|| panic!("the parent did not exit\n{}", parent.transcript()));
+    }
+    let _taker = taker.map(|sleep| spawn_with_pid(parent_pid, sleep));
+    for _ in 0..2 {
+        parent.expect_line(&format!("parent state {state}"), WORKLOAD_WAIT, &[agent]);
+    }
+    let outcome = parent.expect_line_that("with the outcome", |_| true, WORKLOAD_WAIT, &[agent]);
+    let rest = parent.finish(WORKLOAD_WAIT, &[agent]);
+    assert!(rest.is_empty(), "{}", agent::transcripts(&parent, &[agent]));
+    stray.0 = None; // the child closed the output: it has exited
+    (parent_pid, outcome)
+}
+
+/// `sleep 60` as the process with PID `pid` (free now), killed when dropped: the kernel's
+/// last PID set to `pid - 1` (`/proc/sys/kernel/ns_last_pid`, which needs CAP_SYS_ADMIN),
+/// then a spawn; again while another process takes it first (for at most 30 s).
+fn spawn_with_pid(pid: u32, sleep: &Path) -> Proc {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while Instant::now() < deadline {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+            .unwrap_or_else(|e| panic!("setting /proc/sys/kernel/ns_last_pid: {e}"));
+        let mut cmd = Command::new(sleep);
+        cmd.arg("60");
+        let taker = Proc::spawn(format!("{} taking PID {pid}", sleep.display()), cmd);
+        if taker.pid() == pid {
+            return taker;
+        }
+        got.push(taker.pid());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("could not start a process with PID {pid} in 30 s (got PIDs {got:?})");
+}
+
+#[test]
+fn a_caller_that_exits_after_connecting_is_refused() {
+    let started = Instant::now();
+    let scratch = Scratch::new("race");
+    let uid = effective_uid();
+    scratch.write_entries(&format!(
+        "[[entry]]\nspiffe_id = \"{TD}/race/caller\"\nselectors = [\"unix:uid:{uid}\"]\n"
+    ));
+    let agent = start_agent(&scratch, 1);
+    // The control: the parent lives, and the child is answered over its connection.
+    let (_, outcome) = race(&agent, &scratch, "alive", "alive", None);
+    assert_eq!(
+        outcome,
+        format!("answered {TD}/race/caller"),
+        "{}",
+        agent.transcript()
+    );
+    for (mode, state) in [("zombie", "zombie"), ("reaped", "gone")] {
+        let (pid, outcome) = race(&agent, &scratch, mode, state, None);
+        assert_eq!(
+            outcome,
+            format!(
+                "grpc-status 7 no identity issued: process {pid} has exited (or is a zombie) since it connected"
+            ),
+            "{mode}\n{}",
+            agent.transcript()
+        );
+    }
+    eprintln!("exit races checked in {:?}", started.elapsed());
+}
+
+#[test]
+fn a_reused_pid_is_not_attested_as_the_process_that_took_it() {
+    if !root_or_skip(
+        "a_reused_pid_is_not_attested_as_the_process_that_took_it",
+        "sets the PID the kernel hands out next (/proc/sys/kernel/ns_last_pid)",
+    ) {
+        return;
+    }
+    let started = Instant::now();
+    let sleep = ["/usr/bin/sleep", "/bin/sleep"]
+        .iter()
+        .find_map(|p| std::fs::canonicalize(p).ok())
+        .expect("this test needs sleep (coreutils)");
+    let scratch = Scratch::new("reuse");
+    // The caller is Python as root; whatever takes its PID is `sleep` as root, which has an
+    // identity of its own: an agent attesting the PID would hand it to the caller.
+    scratch.write_entries(&format!(
+        "[[entry]]\nspiffe_id = \"{TD}/race/caller\"\nselectors = [\"unix:uid:0\"]\n\n\
+         [[entry]]\nspiffe_id = \"{TD}/race/pid-taker\"\nselectors = [\"unix:uid:0\", \"unix:path:{}\"]\n",
+        sleep.display()
+    ));
+    let agent = start_agent(&scratch, 2);
+    let (_, outcome) = race(&agent, &scratch, "alive", "alive", None);
+    assert_eq!(
+        outcome,
+        format!("answered {TD}/race/caller"),
+        "{}",
+        agent.transcript()
+    );
+    let (pid, outcome) = race(&agent, &scratch, "reused", "alive sleep", Some(&sleep));
+    assert_eq!(
+        outcome,
+        format!(
+            "grpc-status 7 no identity issued: process {pid} is not the one that connected: its start time differs (the PID was reused)"
+        ),
+        "{}",
+        agent.transcript()
+    );
+    eprintln!("PID reuse checked in {:?}", started.elapsed());
 }
 
 /// Not a test on its own: the Rust workload the tests above run (this executable, with
