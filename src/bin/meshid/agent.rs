@@ -1,7 +1,9 @@
 //! `meshid serve agent`, and `--entries` on `serve workload-api` and `serve sds`: a node
 //! agent that attests its callers and hands each only the identities registered for it.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -189,68 +191,23 @@ impl Running {
     }
 }
 
-/// A server an agent runs: the Workload API (with or without SDS), or SDS alone.
-pub(crate) trait Server: Sized {
-    /// Narrows admission to `uids`.
-    #[must_use]
-    fn allow(self, uids: &[u32]) -> Self;
-    /// Serves on `path` until `shutdown`.
-    fn serve_on(
-        self,
-        path: &Path,
-        shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> impl std::future::Future<Output = Result<(), meshid::serve::ServeError>>;
-}
-
-impl Server for WorkloadApiServer {
-    fn allow(self, uids: &[u32]) -> Self {
-        self.allow_uids(uids.iter().copied())
-    }
-
-    fn serve_on(
-        self,
-        path: &Path,
-        shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> impl std::future::Future<Output = Result<(), meshid::serve::ServeError>> {
-        self.serve(path.to_path_buf(), shutdown)
-    }
-}
-
-impl Server for SdsServer {
-    fn allow(self, uids: &[u32]) -> Self {
-        self.allow_uids(uids.iter().copied())
-    }
-
-    fn serve_on(
-        self,
-        path: &Path,
-        shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> impl std::future::Future<Output = Result<(), meshid::serve::ServeError>> {
-        self.serve(path.to_path_buf(), shutdown)
-    }
-}
-
 impl Running {
-    /// Serves `server` on `socket` (narrowed to `allow_uids` if any) until SIGINT or
-    /// SIGTERM, following the entries file meanwhile; then stops the rotators.
-    pub(crate) fn serve(
-        self,
-        server: impl Server,
-        socket: &Path,
-        allow_uids: &[u32],
-    ) -> Result<(), Failure> {
-        let server = if allow_uids.is_empty() {
-            server
-        } else {
-            server.allow(allow_uids)
-        };
+    /// Runs `serve` (a server serving until the future it is given completes) until
+    /// SIGINT or SIGTERM, following the entries file meanwhile; then stops the rotators.
+    pub(crate) fn serve<F>(
+        &self,
+        serve: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send + '_>>) -> F,
+    ) -> Result<(), Failure>
+    where
+        F: Future<Output = Result<(), meshid::serve::ServeError>>,
+    {
         let runtime = crate::workload::runtime()?;
-        let result = runtime.block_on(server.serve_on(socket, async {
+        let result = runtime.block_on(serve(Box::pin(async {
             tokio::select! {
                 () = crate::workload::interrupted() => println!("stopping"),
                 () = self.follow_entries() => {}
             }
-        }));
+        })));
         self.agent.stop();
         result.map_err(Failure::refused)
     }
@@ -266,10 +223,14 @@ pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
     let server = WorkloadApiServer::from_sources(agent.clone(), agent)
         .with_sds(sds)
         .socket_mode(0o666);
+    let server = match args.options.allow_uids.as_slice() {
+        [] => server,
+        uids => server.allow_uids(uids.iter().copied()),
+    };
     println!(
         "serving the Workload API and SDS for {} entries on {}",
         running.agent.entries().len(),
         args.socket.display()
     );
-    running.serve(server, &args.socket, &args.options.allow_uids)
+    running.serve(|until| server.serve(&args.socket, until))
 }

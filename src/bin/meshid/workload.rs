@@ -149,12 +149,16 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         let running = crate::agent::start(&args.ca, entries, &args.agent)?;
         let agent = Arc::new(running.agent.clone());
         let server = WorkloadApiServer::from_sources(agent.clone(), agent).socket_mode(0o666);
+        let server = match args.agent.allow_uids.as_slice() {
+            [] => server,
+            uids => server.allow_uids(uids.iter().copied()),
+        };
         println!(
             "serving the Workload API for {} entries on {}",
             running.agent.entries().len(),
             args.socket.display()
         );
-        return running.serve(server, &args.socket, &args.agent.allow_uids);
+        return running.serve(|until| server.serve(&args.socket, until));
     }
     let ca = Arc::new(load_ca(&args.ca)?);
     let mut locals = Vec::new();
@@ -215,12 +219,16 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             .spiffe_validator(args.spiffe_validator)
             .trust_domain(running.agent.trust_domain().clone())
             .socket_mode(0o666);
+        let sds = match args.agent.allow_uids.as_slice() {
+            [] => sds,
+            uids => sds.allow_uids(uids.iter().copied()),
+        };
         println!(
             "serving SDS for {} entries on {}",
             running.agent.entries().len(),
             args.socket.display()
         );
-        return running.serve(sds, &args.socket, &args.agent.allow_uids);
+        return running.serve(|until| sds.serve(&args.socket, until));
     }
     let runtime = runtime()?;
     let mut rotator = None;
