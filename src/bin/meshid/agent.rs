@@ -194,9 +194,11 @@ impl Running {
 impl Running {
     /// Runs `serve` (a server serving until the future it is given completes) until
     /// SIGINT or SIGTERM, following the entries file meanwhile; then stops the rotators.
-    pub(crate) fn serve<F>(
-        &self,
-        serve: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send + '_>>) -> F,
+    // The lifetime ties the shutdown future to `self` for the closure's result.
+    #[allow(clippy::needless_lifetimes)]
+    pub(crate) fn serve<'a, F>(
+        &'a self,
+        serve: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send + 'a>>) -> F,
     ) -> Result<(), Failure>
     where
         F: Future<Output = Result<(), meshid::serve::ServeError>>,
