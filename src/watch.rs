@@ -43,7 +43,10 @@ pub struct Changes {
 
 #[derive(Default)]
 struct Waiters {
-    wakers: Vec<Waker>,
+    /// Each pending [`Changed`]'s waker, under the key it registered with; removed when
+    /// the future completes or is dropped, and all taken by a notify.
+    wakers: Vec<(u64, Waker)>,
+    next_key: u64,
     forward: Vec<Weak<Changes>>,
 }
 
@@ -54,6 +57,7 @@ impl Changes {
             generation: AtomicU64::new(0),
             waiters: Mutex::new(Waiters {
                 wakers: Vec::new(),
+                next_key: 0,
                 forward: Vec::new(),
             }),
             changed: Condvar::new(),
@@ -76,7 +80,7 @@ impl Changes {
             (std::mem::take(&mut waiters.wakers), waiters.forward.clone())
         };
         self.changed.notify_all();
-        for waker in wakers {
+        for (_, waker) in wakers {
             waker.wake();
         }
         for target in forward.iter().filter_map(Weak::upgrade) {
@@ -103,6 +107,7 @@ impl Changes {
         Changed {
             changes: self,
             seen,
+            key: None,
         }
     }
 
@@ -131,33 +136,72 @@ impl std::fmt::Debug for Changes {
     }
 }
 
-/// See [`Changes::changed`].
+/// See [`Changes::changed`]. Dropping it unregisters its waker: a future that never
+/// completes (a stream that ended first) leaves nothing behind.
 #[derive(Debug)]
 #[must_use = "a future does nothing unless awaited"]
 pub struct Changed<'a> {
     changes: &'a Changes,
     seen: u64,
+    /// The key its waker is registered under, once polled and pending.
+    key: Option<u64>,
+}
+
+impl Changed<'_> {
+    /// Takes its waker out of the list (if a notify has not taken it already).
+    fn unregister(&mut self, waiters: &mut Waiters) {
+        if let Some(key) = self.key.take() {
+            if let Some(at) = waiters.wakers.iter().position(|(k, _)| *k == key) {
+                waiters.wakers.swap_remove(at);
+            }
+        }
+    }
 }
 
 impl Future for Changed<'_> {
     type Output = u64;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
         let now = self.changes.generation();
-        if now != self.seen {
+        if now != self.seen && self.key.is_none() {
             return Poll::Ready(now);
         }
-        let mut waiters = self.changes.lock();
-        // Check again under the lock: a notify between the load and the lock has already
-        // taken the waker list.
-        let now = self.changes.generation();
+        let changes = self.changes;
+        let mut waiters = changes.lock();
+        // Check under the lock: a notify between the load and the lock has already taken
+        // the waker list.
+        let now = changes.generation();
         if now != self.seen {
+            self.unregister(&mut waiters);
             return Poll::Ready(now);
         }
-        if !waiters.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.wakers.push(cx.waker().clone());
+        match self
+            .key
+            .and_then(|key| waiters.wakers.iter_mut().find(|(k, _)| *k == key))
+        {
+            Some((_, waker)) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+            }
+            None => {
+                let key = waiters.next_key;
+                waiters.next_key = key.wrapping_add(1);
+                waiters.wakers.push((key, cx.waker().clone()));
+                self.key = Some(key);
+            }
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Changed<'_> {
+    fn drop(&mut self) {
+        if self.key.is_some() {
+            let changes = self.changes;
+            let mut waiters = changes.lock();
+            self.unregister(&mut waiters);
+        }
     }
 }
 
@@ -281,6 +325,26 @@ mod tests {
         a.notify();
         assert_eq!(a.lock().forward.len(), 100);
         assert!(kept.iter().all(|t| t.generation() == 1));
+    }
+
+    #[test]
+    fn a_dropped_future_leaves_no_waker_behind() {
+        let changes = Changes::new();
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for _ in 0..1000 {
+            let mut pending = Box::pin(changes.changed(0));
+            assert!(pending.as_mut().poll(&mut cx).is_pending());
+            assert!(pending.as_mut().poll(&mut cx).is_pending(), "polled again: one waker");
+            assert_eq!(changes.lock().wakers.len(), 1);
+        }
+        assert!(changes.lock().wakers.is_empty());
+        // One that a notify woke is gone from the list too, and completes.
+        let mut woken = Box::pin(changes.changed(0));
+        assert!(woken.as_mut().poll(&mut cx).is_pending());
+        changes.notify();
+        assert!(changes.lock().wakers.is_empty());
+        assert_eq!(woken.as_mut().poll(&mut cx), Poll::Ready(1));
     }
 
     #[test]
