@@ -12,7 +12,7 @@
 //!    about every 5 s), and the CPU share that makes with 1 h TTLs (1,000 renewals per
 //!    30 min); and the CPU of 1,000 idle rotators (1 h TTLs, nothing due) over 10 s.
 //! 4. **Fan-out:** 1,000 open streams, one per entry (callers told apart by a stand-in
-//!    attestor): how many streams each renewal wakes through `Agent::changes_for` (the
+//!    attestor): how many streams each renewal wakes through `Agent::subscribe` (the
 //!    caller's own entries) vs the agent's `changes()` (every change), counted over 10 s
 //!    of 10 s-TTL rotations.
 //!
@@ -193,7 +193,10 @@ fn fanout(
     let callers: Vec<Caller> = (0..ENTRIES)
         .map(|i| Caller::unix(1, 100_000 + u32::try_from(i).unwrap(), 0))
         .collect();
-    let narrowed: Vec<Arc<Changes>> = callers.iter().map(|c| byuid.changes_for(c)).collect();
+    let narrowed: Vec<Arc<Changes>> = callers
+        .iter()
+        .map(|c| byuid.subscribe(c).unwrap().changes)
+        .collect();
     std::thread::sleep(Duration::from_secs(6));
     let n0 = renewed(&byuid);
     let g0: Vec<u64> = narrowed.iter().map(|c| c.generation()).collect();

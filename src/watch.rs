@@ -175,21 +175,18 @@ impl Future for Changed<'_> {
             self.unregister(&mut waiters);
             return Poll::Ready(now);
         }
-        match self
+        if let Some((_, waker)) = self
             .key
             .and_then(|key| waiters.wakers.iter_mut().find(|(k, _)| *k == key))
         {
-            Some((_, waker)) => {
-                if !waker.will_wake(cx.waker()) {
-                    waker.clone_from(cx.waker());
-                }
+            if !waker.will_wake(cx.waker()) {
+                waker.clone_from(cx.waker());
             }
-            None => {
-                let key = waiters.next_key;
-                waiters.next_key = key.wrapping_add(1);
-                waiters.wakers.push((key, cx.waker().clone()));
-                self.key = Some(key);
-            }
+        } else {
+            let key = waiters.next_key;
+            waiters.next_key = key.wrapping_add(1);
+            waiters.wakers.push((key, cx.waker().clone()));
+            self.key = Some(key);
         }
         Poll::Pending
     }
@@ -335,7 +332,10 @@ mod tests {
         for _ in 0..1000 {
             let mut pending = Box::pin(changes.changed(0));
             assert!(pending.as_mut().poll(&mut cx).is_pending());
-            assert!(pending.as_mut().poll(&mut cx).is_pending(), "polled again: one waker");
+            assert!(
+                pending.as_mut().poll(&mut cx).is_pending(),
+                "polled again: one waker"
+            );
             assert_eq!(changes.lock().wakers.len(), 1);
         }
         assert!(changes.lock().wakers.is_empty());

@@ -274,3 +274,50 @@ async fn refused_callers_share_a_few_connections_and_cannot_fill_the_cap() {
     }
     stop(running).await;
 }
+
+/// Whether the server closes `conn` at once (a read ends within 2 s).
+async fn closed(conn: &mut tokio::net::UnixStream) -> bool {
+    let mut sink = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), conn.read_to_end(&mut sink))
+        .await
+        .is_ok()
+}
+
+#[tokio::test]
+async fn one_uid_cannot_hold_more_connections_than_its_cap() {
+    let f = Fixture::new("per-uid");
+    let socket = f.dir.join("api.sock");
+    let server = f
+        .workload()
+        .limits(ServeLimits::default().max_connections_per_uid(3));
+    let path = socket.clone();
+    let running = start(
+        move |stopped| server.serve(path, async move { drop(stopped.await) }),
+        Some(&socket),
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::UnixStream::connect(&socket).await.unwrap());
+    }
+    let mut fourth = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    assert!(
+        closed(&mut fourth).await,
+        "a fourth connection of one uid is closed"
+    );
+    assert!(
+        !closed(&mut held[0]).await,
+        "the three within the cap are kept"
+    );
+    // One given back: the uid may connect again, and a client is served.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let endpoint = Endpoint::parse(&format!("unix://{}", socket.display())).unwrap();
+    let mut client = WorkloadApiClient::connect(&endpoint).await.unwrap();
+    assert_eq!(
+        client.fetch_x509_context().await.unwrap().svids().count(),
+        1
+    );
+    drop(held);
+    stop(running).await;
+}

@@ -11,7 +11,7 @@ use thiserror::Error;
 use super::{Attestor, Entry, Registry};
 use crate::bundle::{BundleError, BundleSet, X509Bundle};
 use crate::rotate::{Issuer, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidStore};
-use crate::serve::{Bundles, Caller, Identities, Identity, Refused};
+use crate::serve::{Bundles, Caller, Identities, Identity, Refused, Subscription};
 use crate::watch::{Changes, Watch};
 use crate::{Authority, SpiffeId, SvidRequest, SvidSource, TrustDomain, X509Svid};
 
@@ -411,51 +411,51 @@ fn check_trust_domain(registry: &Registry, authority: &TrustDomain) -> Result<()
     Ok(())
 }
 
+/// The SVIDs of `matched`, with their hints (entries not yet issued are skipped).
+fn identities_of(matched: &[&Arc<Issued>]) -> Vec<Identity> {
+    matched
+        .iter()
+        .filter_map(|i| {
+            let svid = i.store.x509_svid()?;
+            Some(Identity::new(svid).with_hint(i.entry.hint().unwrap_or_default()))
+        })
+        .collect()
+}
+
 impl Identities for Agent {
     fn x509_svids(&self, caller: &Caller) -> Result<Vec<Identity>, Refused> {
-        let selectors = self
-            .inner
-            .attestor
-            .attest(caller)
-            .map_err(|e| Refused(Box::new(e)))?;
+        let selectors = self.inner.attestor.attest(caller).map_err(Refused::new)?;
         let issued = self.inner.issued.load();
-        let mine: Vec<Identity> = issued
+        let matched: Vec<&Arc<Issued>> = issued
             .iter()
             .filter(|i| selectors.includes(i.entry.selectors()))
-            .filter_map(|i| {
-                let svid = i.store.x509_svid()?;
-                Some(Identity::new(svid).with_hint(i.entry.hint().unwrap_or_default()))
-            })
             .collect();
-        tracing::debug!(?caller, %selectors, entries = mine.len(), "caller attested");
-        Ok(mine)
+        tracing::debug!(?caller, %selectors, entries = matched.len(), "caller attested");
+        Ok(identities_of(&matched))
     }
 
     fn changes(&self) -> &Changes {
         &self.inner.changes
     }
 
-    /// Moves when one of the entries `caller` matches is renewed, or the entries are
-    /// reloaded: with many entries, a rotation wakes only its own callers' streams. A
-    /// caller that cannot be attested gets every change (its next call is refused).
-    fn changes_for(&self, caller: &Caller) -> Arc<Changes> {
+    /// Attests `caller` once, then watches only the entries it matches (and reloads): with
+    /// many entries, a rotation wakes only its own callers' streams.
+    fn subscribe(&self, caller: &Caller) -> Result<Subscription, Refused> {
+        let selectors = self.inner.attestor.attest(caller).map_err(Refused::new)?;
         let mine = Arc::new(Changes::new());
+        // Reloads first, then the entries in force, then their SVIDs: nothing that happens
+        // after the subscription is missed.
         self.inner.reloads.forward_to(&mine);
-        match self.inner.attestor.attest(caller) {
-            Ok(selectors) => {
-                for issued in self
-                    .inner
-                    .issued
-                    .load()
-                    .iter()
-                    .filter(|i| selectors.includes(i.entry.selectors()))
-                {
-                    issued.store.changes().forward_to(&mine);
-                }
-            }
-            Err(_) => self.inner.changes.forward_to(&mine),
+        let issued = self.inner.issued.load();
+        let matched: Vec<&Arc<Issued>> = issued
+            .iter()
+            .filter(|i| selectors.includes(i.entry.selectors()))
+            .collect();
+        for issued in &matched {
+            issued.store.changes().forward_to(&mine);
         }
-        mine
+        tracing::debug!(?caller, %selectors, entries = matched.len(), "caller attested");
+        Ok(Subscription::new(identities_of(&matched), mine))
     }
 }
 

@@ -51,6 +51,7 @@ impl FuzzStreams {
                 spiffe_validator: false,
                 trust_domain: None,
                 caller: Caller::unknown(),
+                held: None,
             },
             store,
             svids,

@@ -85,6 +85,22 @@ pub(super) struct Current {
 }
 
 impl Sds {
+    fn refuse(&self, refused: &crate::serve::Refused) -> Status {
+        tracing::info!(caller = ?self.caller, reason = %refused, "SDS caller refused");
+        Status::permission_denied(format!("no identity issued: {refused}"))
+    }
+
+    /// Looks at the caller once: holds its identities for this stream's responses, and
+    /// returns the changes that concern them.
+    pub(super) fn subscribe(&mut self) -> Result<Arc<crate::watch::Changes>, Status> {
+        let subscription = self
+            .identities
+            .subscribe(&self.caller)
+            .map_err(|refused| self.refuse(&refused))?;
+        self.held = Some(Arc::new(subscription.identities));
+        Ok(subscription.changes)
+    }
+
     /// The caller's identities and the bundles now; `PermissionDenied` if the identities
     /// refuse the caller outright (an agent that cannot attest it).
     pub(super) fn current(&self) -> Result<Current, Status> {
@@ -308,6 +324,7 @@ pub(super) fn fixture_rotating() -> (Sds, impl Fn()) {
         spiffe_validator: false,
         trust_domain: None,
         caller: Caller::unknown(),
+        held: None,
     };
     let rotate = move || {
         store.publish(ca.issue(&id, Duration::from_secs(60)).unwrap());

@@ -72,6 +72,7 @@ impl SdsServer {
             spiffe_validator: self.spiffe_validator,
             trust_domain: self.trust_domain,
             caller: Caller::unknown(),
+            held: None,
         }
     }
 

@@ -25,7 +25,7 @@ use zeroize::Zeroize as _;
 use crate::sds::delta::DeltaState;
 use crate::sds::sotw::{self, StreamState};
 use crate::sds::stream;
-use crate::serve::{Bundles, Caller, Identities};
+use crate::serve::{Bundles, Caller, Identities, Identity};
 
 /// The SDS service: what it serves from, the signal that ends every stream at shutdown,
 /// and (set per request) who calls.
@@ -40,6 +40,9 @@ pub(crate) struct Sds {
     pub(super) trust_domain: Option<crate::TrustDomain>,
     /// The caller of the request being served.
     pub(super) caller: Caller,
+    /// On a stream: the caller's identities as last subscribed (looked at once per change,
+    /// not per request); `None`: look now.
+    pub(super) held: Option<Arc<Vec<Identity>>>,
 }
 
 /// The gRPC path of the service's methods, up to the method name.

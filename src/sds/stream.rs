@@ -44,7 +44,7 @@ pub(super) trait Protocol: Default + Send + 'static {
 /// Runs one stream of protocol `P` in a task of its own, until the client leaves, a
 /// refusal is sent or the server closes; what it pushes goes to the returned stream.
 pub(super) fn spawn<P: Protocol>(
-    sds: Sds,
+    mut sds: Sds,
     mut incoming: Streaming<P::Request>,
 ) -> Pushes<P::Response> {
     let (tx, rx) = mpsc::channel(4);
@@ -55,8 +55,15 @@ pub(super) fn spawn<P: Protocol>(
         // concern its caller. Subscribed (and the generations read) before anything is
         // looked up, so a change in between is seen.
         let mut version = 1u64;
-        let mut mine = crate::serve::blocking(|| sds.identities.changes_for(&sds.caller));
-        let mut seen = (mine.generation(), sds.bundles.changes().generation());
+        let mut seen = sds.bundles.changes().generation();
+        // A caller that cannot be looked at (an agent cannot attest it) is refused at once.
+        let mut mine = match crate::serve::blocking(|| sds.subscribe()) {
+            Ok(mine) => mine,
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+                return;
+            }
+        };
         loop {
             let push = tokio::select! {
                 message = incoming.message() => match message {
@@ -78,8 +85,8 @@ pub(super) fn spawn<P: Protocol>(
                         break;
                     }
                 },
-                _ = mine.changed(seen.0) => false,
-                _ = sds.bundles.changes().changed(seen.1) => false,
+                _ = mine.changed(0) => false,
+                _ = sds.bundles.changes().changed(seen) => false,
                 () = crate::serve::closing(&mut closed) => break,
             };
             if *closed.borrow_and_update() {
@@ -87,10 +94,16 @@ pub(super) fn spawn<P: Protocol>(
             }
             // Whatever woke the stream, a change is a new version (a request arriving
             // together with a change must not swallow the push).
-            if mine.generation() != seen.0 || sds.bundles.changes().generation() != seen.1 {
+            if mine.generation() != 0 || sds.bundles.changes().generation() != seen {
                 version += 1;
-                mine = crate::serve::blocking(|| sds.identities.changes_for(&sds.caller));
-                seen = (mine.generation(), sds.bundles.changes().generation());
+                seen = sds.bundles.changes().generation();
+                mine = match crate::serve::blocking(|| sds.subscribe()) {
+                    Ok(mine) => mine,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
             }
             // `update` sends only what is new.
             let Some(response) = crate::serve::blocking(|| stream.update(&sds, push, version))

@@ -137,7 +137,7 @@ pub(crate) struct Conn {
     awaiting_preface: bool,
     timer: Pin<Box<Sleep>>,
     /// Held while the connection lives: its place under the server's connection cap.
-    _permit: OwnedSemaphorePermit,
+    _permit: (OwnedSemaphorePermit, Option<super::incoming::UidSlot>),
 }
 
 impl Conn {
@@ -145,7 +145,7 @@ impl Conn {
         inner: Stream,
         mut closed: watch::Receiver<bool>,
         timeouts: Timeouts,
-        permit: OwnedSemaphorePermit,
+        permit: (OwnedSemaphorePermit, Option<super::incoming::UidSlot>),
     ) -> Self {
         let cred = inner.peer_cred();
         let caller = match cred {

@@ -41,15 +41,48 @@ impl Identity {
 /// Why a caller gets nothing at all: the call is refused with `PermissionDenied`.
 #[derive(Debug, Error)]
 #[error("{0}")]
-pub struct Refused(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+pub struct Refused(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+impl Refused {
+    /// A refusal for `reason`.
+    pub fn new(reason: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self(reason.into())
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.0.as_ref()
+    }
+}
+
+/// What a caller receives now and the changes that concern it, from one look at the
+/// caller ([`Identities::subscribe`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Subscription {
+    /// The caller's identities, its default first (empty: none issued).
+    pub identities: Vec<Identity>,
+    /// Moves when they may have changed: then subscribe again.
+    pub changes: Arc<Changes>,
+}
+
+impl Subscription {
+    /// `identities`, watched through `changes`.
+    pub fn new(identities: Vec<Identity>, changes: Arc<Changes>) -> Self {
+        Self {
+            identities,
+            changes,
+        }
+    }
+}
 
 /// The X509-SVIDs each caller of a server is entitled to: a plain set of stores for
 /// everyone ([`EveryCaller`]), a Workload API [`X509Source`](crate::workload::X509Source)
 /// re-served, or an agent's registry that attests each caller
 /// ([`Agent`](crate::agent::Agent)).
 ///
-/// Servers ask once when a call begins and again whenever [`changes`](Self::changes) move,
-/// before every push; they hold no SVID of their own.
+/// A server's stream [subscribes](Self::subscribe) when it begins and again whenever the
+/// subscription's changes move, before every push; servers hold no SVID of their own.
 pub trait Identities: Send + Sync {
     /// What `caller` receives now, its default first; empty when nothing is issued to it
     /// (the Workload API answers `PermissionDenied` "no identity issued"; SDS sends no
@@ -59,18 +92,18 @@ pub trait Identities: Send + Sync {
     /// Moves whenever what any caller would receive may have changed.
     fn changes(&self) -> &Changes;
 
-    /// Changes that move when what `caller` receives may have changed: a server's stream
-    /// for `caller` waits on these, then asks [`x509_svids`](Self::x509_svids) again and
-    /// takes new ones (what concerns a caller can change with what it is entitled to).
-    /// Subscribe before reading, so no change is missed in between.
+    /// What `caller` receives now, with changes that move when that may change: a
+    /// server's stream pushes the identities, waits on the changes, then subscribes again
+    /// (what concerns a caller can change with what it is entitled to). The changes are
+    /// subscribed to before the identities are read, so nothing is missed in between.
     ///
-    /// The default moves with [`changes`](Self::changes); an agent with many entries
-    /// narrows it to the caller's own, so one rotation wakes only its own callers.
-    fn changes_for(&self, caller: &Caller) -> Arc<Changes> {
-        let _ = caller;
+    /// The default watches all of [`changes`](Self::changes); an agent with many entries
+    /// looks at the caller once and watches only its own entries, so one rotation wakes
+    /// only its own callers.
+    fn subscribe(&self, caller: &Caller) -> Result<Subscription, Refused> {
         let mine = Arc::new(Changes::new());
         self.changes().forward_to(&mine);
-        mine
+        Ok(Subscription::new(self.x509_svids(caller)?, mine))
     }
 }
 
@@ -117,8 +150,8 @@ impl<T: Identities + ?Sized> Identities for Arc<T> {
         (**self).changes()
     }
 
-    fn changes_for(&self, caller: &Caller) -> Arc<Changes> {
-        (**self).changes_for(caller)
+    fn subscribe(&self, caller: &Caller) -> Result<Subscription, Refused> {
+        (**self).subscribe(caller)
     }
 }
 

@@ -3,12 +3,12 @@
 //! serves), pausing after an accept error (such as running out of file descriptors)
 //! instead of spinning on it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -39,13 +39,53 @@ pub(crate) struct Admission {
     pub(crate) allowed: Option<(Arc<BTreeSet<u32>>, Arc<Semaphore>)>,
     pub(crate) timeouts: conn::Timeouts,
     pub(crate) forced: watch::Receiver<bool>,
+    /// The most connections one uid may hold, and how many each holds.
+    per_uid: Option<(usize, UidCounts)>,
     refused: AtomicU64,
+}
+
+/// How many connections each uid holds.
+type UidCounts = Arc<Mutex<HashMap<u32, usize>>>;
+
+/// One connection counted against its uid's cap, given back when the connection closes.
+pub(crate) struct UidSlot {
+    uid: u32,
+    counts: UidCounts,
+}
+
+impl UidSlot {
+    /// A slot for `uid` if it holds fewer than `cap`.
+    fn take(uid: u32, cap: usize, counts: &UidCounts) -> Option<Self> {
+        let mut held = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = held.entry(uid).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            uid,
+            counts: Arc::clone(counts),
+        })
+    }
+}
+
+impl Drop for UidSlot {
+    fn drop(&mut self) {
+        let mut held = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.uid);
+            }
+        }
+    }
 }
 
 impl Admission {
     pub(crate) fn new(
         name: &'static str,
         max_connections: usize,
+        max_per_uid: Option<usize>,
         allowed_uids: Option<Arc<BTreeSet<u32>>>,
         timeouts: conn::Timeouts,
         forced: watch::Receiver<bool>,
@@ -56,6 +96,7 @@ impl Admission {
             allowed: allowed_uids.map(|uids| (uids, Arc::new(Semaphore::new(STRANGER_SLOTS)))),
             timeouts,
             forced,
+            per_uid: max_per_uid.map(|cap| (cap, Arc::new(Mutex::new(HashMap::new())))),
             refused: AtomicU64::new(0),
         }
     }
@@ -73,31 +114,48 @@ impl Admission {
             }
             _ => &self.slots,
         };
+        // Over TCP there is no uid: the server-wide cap alone applies.
+        let uid_slot = match (&self.per_uid, stream.peer_cred()) {
+            (Some((cap, counts)), Some(cred)) => {
+                let slot = UidSlot::take(cred.uid(), *cap, counts);
+                if slot.is_none() {
+                    self.count_refusal("its per-uid cap");
+                    return None;
+                }
+                slot
+            }
+            _ => None,
+        };
         if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
             return Some(Conn::new(
                 stream,
                 self.forced.clone(),
                 self.timeouts,
-                permit,
+                (permit, uid_slot),
             ));
         }
+        self.count_refusal("its connection cap");
+        None
+    }
+
+    /// Counts (and logs, sparingly) a connection closed at `cap`.
+    fn count_refusal(&self, cap: &str) {
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
         // Counted always, logged at warn the first time and every 1,000th (a flood must
         // not flood the logs).
         if refused == 1 || refused % 1000 == 0 {
             tracing::warn!(
                 refused,
-                "{} server at its connection cap: closed a new connection",
+                "{} server at {cap}: closed a new connection",
                 self.name
             );
         } else {
             tracing::debug!(
                 refused,
-                "{} server at its connection cap: closed a new connection",
+                "{} server at {cap}: closed a new connection",
                 self.name
             );
         }
-        None
     }
 }
 

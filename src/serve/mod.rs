@@ -59,7 +59,7 @@ pub use authority::H2RewriteError;
 pub use caller::Caller;
 pub(crate) use conn::Peer;
 pub use hpack::HpackError;
-pub use identities::{Bundles, EveryCaller, Identities, Identity, Refused};
+pub use identities::{Bundles, EveryCaller, Identities, Identity, Refused, Subscription};
 
 /// Why a server could not serve.
 #[derive(Debug, Error)]
@@ -113,6 +113,7 @@ pub enum ServeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServeLimits {
     max_connections: usize,
+    max_per_uid: Option<usize>,
     preface_timeout: Duration,
     idle_timeout: Duration,
 }
@@ -123,6 +124,7 @@ impl Default for ServeLimits {
     fn default() -> Self {
         Self {
             max_connections: 512,
+            max_per_uid: None,
             preface_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
         }
@@ -136,6 +138,16 @@ impl ServeLimits {
     #[must_use]
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
+        self
+    }
+
+    /// The most connections callers of one Unix uid may hold at once (at least 1; default:
+    /// no cap of its own, only [`max_connections`](Self::max_connections)): on a socket
+    /// any local user may open (an agent's), one user cannot take every connection.
+    /// TCP connections carry no uid and are not counted here.
+    #[must_use]
+    pub fn max_connections_per_uid(mut self, n: usize) -> Self {
+        self.max_per_uid = Some(n.max(1));
         self
     }
 
@@ -158,6 +170,11 @@ impl ServeLimits {
     /// The connection cap.
     pub fn connections(&self) -> usize {
         self.max_connections
+    }
+
+    /// The per-uid connection cap, if any.
+    pub fn connections_per_uid(&self) -> Option<usize> {
+        self.max_per_uid
     }
 }
 
@@ -214,6 +231,7 @@ impl Serving {
         let admission = incoming::Admission::new(
             self.name,
             self.limits.max_connections,
+            self.limits.max_per_uid,
             self.allowed_uids.clone(),
             conn::Timeouts {
                 preface: self.limits.preface_timeout,

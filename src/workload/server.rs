@@ -28,6 +28,7 @@ use super::proto::{
 };
 use crate::serve::{
     Bundles, Caller, EveryCaller, Identities, Identity, Listen, ServeError, ServeLimits, Serving,
+    Subscription,
 };
 use crate::watch::Watch;
 use crate::{BundleSet, SvidStore, X509Bundle};
@@ -269,16 +270,18 @@ impl State {
         Status::permission_denied("no identity issued")
     }
 
-    /// The caller's identities now, refused when it gets none.
-    fn identities(&self, caller: &Caller) -> Result<Vec<Identity>, Status> {
-        let identities = self.identities.x509_svids(caller).map_err(|refused| {
-            tracing::info!(?caller, reason = %refused, "Workload API caller refused");
-            Status::permission_denied(format!("no identity issued: {refused}"))
-        })?;
-        if identities.is_empty() {
+    /// The caller's identities now and the changes that concern them; refused when it
+    /// gets none.
+    fn subscribe(&self, caller: &Caller) -> Result<Subscription, Status> {
+        let subscription =
+            crate::serve::blocking(|| self.identities.subscribe(caller)).map_err(|refused| {
+                tracing::info!(?caller, reason = %refused, "Workload API caller refused");
+                Status::permission_denied(format!("no identity issued: {refused}"))
+            })?;
+        if subscription.identities.is_empty() {
             return Err(Self::no_identity());
         }
-        Ok(identities)
+        Ok(subscription)
     }
 
     /// The `FetchX509SVID` message for `identities`. Each key is copied into its
@@ -333,12 +336,11 @@ impl State {
         })
     }
 
-    /// One message for `caller` now (`svids`: `FetchX509SVID`, else `FetchX509Bundles`),
-    /// with what it was built from.
-    fn message(&self, caller: &Caller, svids: bool) -> Result<(Basis, Message), Status> {
+    /// One message of `identities` and the current bundles (`svids`: `FetchX509SVID`,
+    /// else `FetchX509Bundles`), with what it was built from.
+    fn message(&self, identities: &[Identity], svids: bool) -> Result<(Basis, Message), Status> {
         let bundles = self.bundles.bundles();
         if svids {
-            let identities = self.identities(caller)?;
             let basis = Basis {
                 svids: identities
                     .iter()
@@ -346,11 +348,11 @@ impl State {
                     .collect(),
                 bundles: bundles.clone(),
             };
-            let message = Self::x509_svids(&identities, bundles.as_deref());
+            let message = Self::x509_svids(identities, bundles.as_deref());
             Ok((basis, Message::Svids(message)))
         } else {
-            // Bundles are for callers with an identity too (SPIRE answers the same).
-            self.identities(caller)?;
+            // Bundles are for callers with an identity too (SPIRE answers the same): the
+            // stream subscribed, so the caller has one.
             let message = Self::x509_bundles(bundles.as_deref())?;
             let basis = Basis {
                 svids: Vec::new(),
@@ -368,12 +370,12 @@ impl State {
         caller: Caller,
         svids: bool,
     ) -> Result<mpsc::Receiver<Result<Message, Status>>, Status> {
-        // Subscribe (and read the generations) before reading what the message describes,
-        // so a change in between is seen.
-        let mut mine = crate::serve::blocking(|| self.identities.changes_for(&caller));
-        let mut seen = (mine.generation(), self.bundles.changes().generation());
-        // Fail the call itself (not only the stream) when nothing is issued.
-        let (mut sent, first) = crate::serve::blocking(|| self.message(&caller, svids))?;
+        // The bundles' generation is read before they are, and the subscription watches
+        // the identities from before they are read: a change in between is seen. A caller
+        // with nothing issued fails the call itself (not only the stream).
+        let mut seen = self.bundles.changes().generation();
+        let mut mine = self.subscribe(&caller)?;
+        let (mut sent, first) = self.message(&mine.identities, svids)?;
         let (tx, rx) = mpsc::channel(1);
         let state = Arc::clone(self);
         tokio::spawn(async move {
@@ -383,14 +385,19 @@ impl State {
             }
             loop {
                 tokio::select! {
-                    _ = mine.changed(seen.0) => {}
-                    _ = state.bundles.changes().changed(seen.1) => {}
+                    _ = mine.changes.changed(0) => {}
+                    _ = state.bundles.changes().changed(seen) => {}
                     () = crate::serve::closing(&mut closed) => return,
                     () = tx.closed() => return,
                 }
-                mine = crate::serve::blocking(|| state.identities.changes_for(&caller));
-                seen = (mine.generation(), state.bundles.changes().generation());
-                match crate::serve::blocking(|| state.message(&caller, svids)) {
+                seen = state.bundles.changes().generation();
+                let next = state
+                    .subscribe(&caller)
+                    .and_then(|sub| Ok((state.message(&sub.identities, svids)?, sub)));
+                match next.map(|(message, sub)| {
+                    mine = sub;
+                    message
+                }) {
                     Ok((basis, _)) if basis == sent => {}
                     Ok((basis, message)) => {
                         sent = basis;

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use clap::Args;
 use meshid::agent::{Agent, AgentError, Registry, UnixAttestor};
 use meshid::sds::SdsServer;
+use meshid::serve::ServeLimits;
 use meshid::workload::WorkloadApiServer;
 use meshid::Authority;
 
@@ -48,10 +49,21 @@ pub(crate) struct AgentOptions {
     /// before they are attested.
     #[arg(long = "allow-uid")]
     pub(crate) allow_uids: Vec<u32>,
+    /// With entries: the most connections the callers of one uid may hold at once (the
+    /// socket is open to every local user; the server holds 512 in all).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) max_conns_per_uid: usize,
     /// With entries: hash callers' executables (up to this many MiB) for `unix:sha256`
     /// selectors; on (256 MiB) when the entries at start use one.
     #[arg(long)]
     pub(crate) hash_executables: Option<u64>,
+}
+
+impl AgentOptions {
+    /// The connection limits of a server whose socket every local user may open.
+    pub(crate) fn limits(&self) -> ServeLimits {
+        ServeLimits::default().max_connections_per_uid(self.max_conns_per_uid)
+    }
 }
 
 /// A running agent and what reloads its entries.
@@ -224,7 +236,8 @@ pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
         .trust_domain(running.agent.trust_domain().clone());
     let server = WorkloadApiServer::from_sources(agent.clone(), agent)
         .with_sds(sds)
-        .socket_mode(0o666);
+        .socket_mode(0o666)
+        .limits(args.options.limits());
     let server = match args.options.allow_uids.as_slice() {
         [] => server,
         uids => server.allow_uids(uids.iter().copied()),

@@ -148,7 +148,9 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
     if let Some(entries) = &args.entries {
         let running = crate::agent::start(&args.ca, entries, &args.agent)?;
         let agent = Arc::new(running.agent.clone());
-        let server = WorkloadApiServer::from_sources(agent.clone(), agent).socket_mode(0o666);
+        let server = WorkloadApiServer::from_sources(agent.clone(), agent)
+            .socket_mode(0o666)
+            .limits(args.agent.limits());
         let server = match args.agent.allow_uids.as_slice() {
             [] => server,
             uids => server.allow_uids(uids.iter().copied()),
@@ -218,7 +220,8 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
         let sds = SdsServer::new(agent.clone(), agent)
             .spiffe_validator(args.spiffe_validator)
             .trust_domain(running.agent.trust_domain().clone())
-            .socket_mode(0o666);
+            .socket_mode(0o666)
+            .limits(args.agent.limits());
         let sds = match args.agent.allow_uids.as_slice() {
             [] => sds,
             uids => sds.allow_uids(uids.iter().copied()),
