@@ -260,10 +260,11 @@ impl Agent {
                 Some(i) => {
                     taken[i] = true;
                     reloaded.kept += 1;
-                    if old[i].entry.hint() == entry.hint() {
+                    if old[i].entry == *entry {
                         Arc::clone(&old[i])
                     } else {
-                        // Only the hint changed: the same store and rotator, relabelled.
+                        // Issued the same way (the hint or the line changed): the same
+                        // store and rotator, relabelled.
                         Arc::new(Issued {
                             entry: entry.clone(),
                             store: Arc::clone(&old[i].store),

@@ -367,6 +367,8 @@ async fn run(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // However the task ends (returns, panics, or is aborted), the source says it stopped.
+    let _stopped = Stopped(Arc::clone(&shared));
     let mut reconnect = Reconnect::new(options.backoff);
     loop {
         let error = tokio::select! {
@@ -402,8 +404,30 @@ async fn run(
             _ = stop.wait_for(|s| *s) => break,
         }
     }
-    shared.status().stopped = true;
-    shared.notify();
+}
+
+/// Marks the source stopped (and wakes whoever waits) when dropped.
+struct Stopped(Arc<Shared>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        self.0.status().stopped = true;
+        self.0.notify();
+    }
+}
+
+/// Completes when the SVID held expires (never while none is held).
+async fn expiry(shared: &Shared) {
+    match shared.current.get() {
+        Some(held) => {
+            let left = held
+                .valid_until
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(left).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Fail closed: nothing served past the held SVID's expiry.
@@ -434,7 +458,15 @@ async fn follow(
     };
     shared.status().connected = true;
     loop {
-        let update = match stream.next().await {
+        // The SVID held expiring is a change too: whoever serves it must stop.
+        let next = tokio::select! {
+            next = stream.next() => next,
+            () = expiry(shared) => {
+                drop_if_expired(shared);
+                continue;
+            }
+        };
+        let update = match next {
             None => return WorkloadApiError::StreamEnded,
             Some(Err(WorkloadApiError::Status(status))) => return WorkloadApiError::Status(status),
             Some(Err(WorkloadApiError::Transport(e))) => return WorkloadApiError::Transport(e),

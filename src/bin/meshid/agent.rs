@@ -168,7 +168,8 @@ impl Running {
                 }
             };
             seen = fingerprint(&self.entries);
-            self.reload(why);
+            // Reloading starts rotators and joins removed ones: not on a runtime worker.
+            tokio::task::block_in_place(|| self.reload(why));
         }
     }
 
