@@ -283,7 +283,7 @@ fn workload_context(rt: &tokio::runtime::Runtime, socket: &Path) -> X509Context 
 /// client (root, with the SVID the Workload API on the same socket gave it), never root's
 /// or the second entry's.
 fn envoy_as_nobody_presents_its_own_identity(tag: &str, sds: impl FnOnce(&Path) -> String) {
-    if !agent::root_or_skip(tag) {
+    if !agent::root_or_skip(tag, "starts Envoy as another uid") {
         return;
     }
     let node = Node::start(tag);
@@ -383,7 +383,7 @@ fn envoy_as_nobody_takes_only_its_own_identity_through_google_grpc() {
 /// starts its listener; the bundles (`ALL`) are still served to it.
 #[test]
 fn an_envoy_whose_uid_matches_no_entry_gets_no_certificate() {
-    if !agent::root_or_skip("no-entry") {
+    if !agent::root_or_skip("no-entry", "starts Envoy as another uid") {
         return;
     }
     let node = Node::start("none");
@@ -619,7 +619,7 @@ impl SotwStream {
 /// certificate or key; DeltaSecrets just leaves the name out.
 #[test]
 fn root_asking_for_another_workloads_identity_by_name_gets_no_key() {
-    if !agent::root_or_skip("root-by-name") {
+    if !agent::root_or_skip("root-by-name", "is attested as root") {
         return;
     }
     let node = Node::start("byname");

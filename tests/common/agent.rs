@@ -16,25 +16,9 @@ use std::time::{Duration, Instant};
 
 const MESHID: &str = env!("CARGO_BIN_EXE_meshid");
 
-/// Whether a test that must run as root can run: `true` as root; `false` (with a note on
-/// stderr) when not root and `MESHID_SKIP_ROOT_TESTS=1`.
-///
-/// # Panics
-/// When not root and the skip is not asked for: such a test must never pass unrun.
-pub fn root_or_skip(test: &str) -> bool {
-    let euid = std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid());
-    if euid == 0 {
-        return true;
-    }
-    if std::env::var_os("MESHID_SKIP_ROOT_TESTS").is_some_and(|v| v == "1") {
-        eprintln!("{test}: skipped, not root (euid {euid}) and MESHID_SKIP_ROOT_TESTS=1");
-        return false;
-    }
-    panic!(
-        "{test} must run as root (its callers are root and Envoys it starts as other uids), \
-         but the euid is {euid}; set MESHID_SKIP_ROOT_TESTS=1 to skip it"
-    );
-}
+#[path = "root.rs"]
+mod root;
+pub use root::root_or_skip;
 
 /// A running `meshid serve agent`, killed when dropped; what it printed is kept.
 pub struct ServeAgent {

@@ -27,35 +27,9 @@ pub const CHILD_SOCKET: &str = "MESHID_AGENT_CHILD";
 /// `fetch` (one X.509 context) or `stream` (every message until the stream ends).
 pub const CHILD_MODE: &str = "MESHID_AGENT_CHILD_MODE";
 
-/// The effective uid of this process (the owner of `/proc/self`).
-pub fn effective_uid() -> u32 {
-    std::fs::metadata("/proc/self")
-        .expect("/proc/self: these tests need Linux's /proc")
-        .uid()
-}
-
-/// Whether a test that needs root (`why`: what for) may run: as root, yes. Otherwise it
-/// fails, saying why, unless `MESHID_SKIP_ROOT_TESTS=1`: then it prints that it was
-/// skipped and returns `false`.
-///
-/// # Panics
-/// When not root and not told to skip.
-pub fn root_or_skip(test: &str, why: &str) -> bool {
-    let euid = effective_uid();
-    if euid == 0 {
-        return true;
-    }
-    if std::env::var_os("MESHID_SKIP_ROOT_TESTS").is_some_and(|v| v == "1") {
-        eprintln!(
-            "SKIPPED {test}: it {why}, which needs root (euid {euid}); MESHID_SKIP_ROOT_TESTS=1"
-        );
-        return false;
-    }
-    panic!(
-        "{test}: it {why}, and must run as root (euid is {euid}); \
-         run the tests as root, or set MESHID_SKIP_ROOT_TESTS=1 to skip the tests that need it"
-    );
-}
+#[path = "root.rs"]
+mod root;
+pub use root::{effective_uid, root_or_skip};
 
 /// The lowercase hex SHA-256 of a file.
 pub fn sha256_hex(path: &Path) -> String {
