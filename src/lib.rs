@@ -107,7 +107,10 @@ pub mod watch;
 pub mod workload;
 
 pub use authorize::{Authorizer, Unauthorized};
-pub use bundle::{BundleError, BundleSet, BundleSource, JwtAuthority, SpiffeBundle, X509Bundle};
+pub use bundle::{
+    BundleError, BundleSet, BundleSource, JwtAuthority, JwtBundleSource, JwtBundles, SpiffeBundle,
+    X509Bundle,
+};
 #[cfg(all(feature = "ca", feature = "aws-lc-rs"))]
 pub use ca::AwsLcKeyPair;
 #[cfg(all(feature = "ca", feature = "ring"))]
