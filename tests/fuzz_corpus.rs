@@ -246,3 +246,54 @@ fn the_entries_check_is_not_trivial() {
     assert!(meshid::agent::Registry::parse(&text, &td).unwrap().len() >= 5);
     entries_checks::check(text.as_bytes());
 }
+
+// JWT-SVID validation (`meshid::jwt`); the seeds are signed with meshid's `KeyPair` (`ca`)
+// and ring, which the check also verifies with.
+#[cfg(all(feature = "ca", feature = "ring"))]
+#[path = "checks/jwt.rs"]
+mod jwt_checks;
+
+#[cfg(all(feature = "ca", feature = "ring"))]
+#[test]
+fn jwt_corpus() {
+    assert!(replay("jwt", jwt_checks::check) >= 28);
+}
+
+/// The invariant must not hold vacuously: the valid seeds of the corpus are accepted (and
+/// freshly signed ones too), the hostile ones refused.
+#[cfg(all(feature = "ca", feature = "ring"))]
+#[test]
+fn the_jwt_check_is_not_trivial() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/jwt");
+    let mut valid = 0;
+    for (name, seed) in jwt_checks::seeds() {
+        jwt_checks::check(&seed);
+        let stored = std::fs::read(dir.join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected = name.starts_with("seed-valid-");
+        assert_eq!(jwt_checks::accepts(&seed), expected, "{name} (fresh)");
+        assert_eq!(jwt_checks::accepts(&stored), expected, "{name} (corpus)");
+        valid += usize::from(expected);
+    }
+    assert_eq!(valid, 7);
+    // The independent signature check can say no.
+    let der = std::fs::read(dir.join("seed-der-signature")).unwrap();
+    assert!(!jwt_checks::signed_by_a_published_key(
+        &String::from_utf8(der).unwrap()
+    ));
+    let valid = std::fs::read(dir.join("seed-valid-es256")).unwrap();
+    assert!(jwt_checks::signed_by_a_published_key(
+        &String::from_utf8(valid).unwrap()
+    ));
+}
+
+/// Writes the seed corpus: `cargo test --test fuzz_corpus -- --ignored generate_jwt_seeds`.
+#[cfg(all(feature = "ca", feature = "ring"))]
+#[test]
+#[ignore = "writes fuzz/corpus/jwt/; run by hand"]
+fn generate_jwt_seeds() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/jwt");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, seed) in jwt_checks::seeds() {
+        std::fs::write(dir.join(name), seed).unwrap();
+    }
+}
