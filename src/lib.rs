@@ -6,8 +6,9 @@
 //! peers a workload accepts.
 //!
 //! This release holds typed IDs and authorizers; X509-SVIDs, trust bundles (PEM and SPIFFE
-//! bundle JSON) and verification by the SPIFFE rules; with feature `ca`, keys, CSRs and an
-//! issuing [`Authority`]; rotation ([`SvidStore`], [`RotationPolicy`], [`Rotator`]); and,
+//! bundle JSON) and verification by the SPIFFE rules; JWT-SVIDs and their strict validation
+//! ([`jwt`]); with feature `ca`, keys, CSRs and an issuing [`Authority`] (X509-SVIDs, and
+//! JWT-SVIDs with a [`JwtKey`]); rotation ([`SvidStore`], [`RotationPolicy`], [`Rotator`]); and,
 //! with feature `rustls`, SPIFFE mTLS whose certificates rotate under live traffic
 //! ([`tls`]); with feature `workload-api`, the SPIFFE Workload API (client, live source,
 //! server); with feature `sds`, an Envoy SDS v3 server (see `CHANGELOG.md`).
@@ -70,6 +71,8 @@
 //!   its section.
 //! - [X509-SVID](https://github.com/spiffe/spiffe/blob/main/standards/X509-SVID.md): the
 //!   certificate profile [`X509Svid`] loading and [`verify_x509_svid`] check.
+//! - [JWT-SVID](https://github.com/spiffe/spiffe/blob/main/standards/JWT-SVID.md): the token
+//!   format [`JwtValidator`] enforces; each [`JwtError`] variant cites its section.
 //! - [SPIFFE Trust Domain and Bundle](https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE_Trust_Domain_and_Bundle.md):
 //!   [`SpiffeBundle`], the JSON bundle format.
 //!

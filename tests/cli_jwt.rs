@@ -318,6 +318,12 @@ fn refusals_name_the_rule() {
         &validate(&d, "ca/bundle.json", "api", &none),
         "JWT-SVID §2.1",
     );
+}
+
+#[test]
+fn format_and_minting_refusals_name_the_rule() {
+    let d = scratch("format");
+    init(&d, "example.org", "ca");
     // Not a compact JWS.
     refused(
         &validate(&d, "ca/bundle.json", "api", "a.b"),

@@ -147,7 +147,7 @@ impl fmt::Debug for JwtKey {
             .field("key_id", &self.key_id())
             .field("algorithm", &self.algorithm)
             .field("secret", &"[redacted]")
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -5,7 +5,7 @@
 //! balancer, to a cloud's workload-identity federation, or as a request credential next to
 //! mTLS. [`JwtSvid`] is one token; [`JwtValidator`] decides whether a token is one, against
 //! the JWT authorities of a [`JwtBundleSource`] ([`SpiffeBundle`](crate::SpiffeBundle),
-//! [`JwtBundles`](crate::JwtBundles)); with feature `ca`, an
+//! [`JwtBundles`]); with feature `ca`, an
 //! [`Authority`](crate::Authority) holding a [`JwtKey`](crate::JwtKey) mints them.
 //!
 //! ```

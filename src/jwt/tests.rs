@@ -133,6 +133,7 @@ fn validate(token: &str) -> Result<JwtSvid, JwtError> {
 
 #[test]
 fn valid_tokens_of_every_ring_algorithm() {
+    use ring::signature as s;
     let k = keys();
     let svid = validate(&es256(&claims())).unwrap();
     assert_eq!(svid.id().as_str(), "spiffe://example.org/web");
@@ -147,7 +148,6 @@ fn valid_tokens_of_every_ring_algorithm() {
     let es384 = token(&header("ES384", "k384"), &claims(), es(&k.p384));
     assert_eq!(validate(&es384).unwrap().algorithm(), JwtAlgorithm::Es384);
 
-    use ring::signature as s;
     let rsa_cases: [(&str, &'static dyn s::RsaEncoding); 6] = [
         ("RS256", &s::RSA_PKCS1_SHA256),
         ("RS384", &s::RSA_PKCS1_SHA384),
@@ -673,6 +673,10 @@ fn alg_must_fit_the_key() {
 
 #[test]
 fn the_crypto_provider_decides_what_it_can_verify() {
+    static NO_PSS: &[&dyn SignatureVerificationAlgorithm] = &[
+        webpki::ring::ECDSA_P256_SHA256,
+        webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+    ];
     // ring has no P-521: ES512 is refused by name, not as a bad signature.
     let t = token(&header("ES512", "p521"), &claims(), |_| vec![1; 132]);
     assert_eq!(
@@ -682,10 +686,6 @@ fn the_crypto_provider_decides_what_it_can_verify() {
         }
     );
     // A provider list without RSA-PSS refuses PS256 the same way.
-    static NO_PSS: &[&dyn SignatureVerificationAlgorithm] = &[
-        webpki::ring::ECDSA_P256_SHA256,
-        webpki::ring::RSA_PKCS1_2048_8192_SHA256,
-    ];
     let t = token(
         &header("PS256", "rsa2048"),
         &claims(),
@@ -760,9 +760,7 @@ fn parse_insecure_checks_the_format_only() {
     let svid = JwtSvid::parse_insecure(&forged).unwrap();
     assert_eq!(svid.id().as_str(), "spiffe://example.org/web");
     assert_eq!(svid.token(), forged);
-    let expired = es256(&format!(
-        r#"{{"sub":"spiffe://example.org/web","aud":"x","exp":1}}"#
-    ));
+    let expired = es256(r#"{"sub":"spiffe://example.org/web","aud":"x","exp":1}"#);
     assert!(JwtSvid::parse_insecure(&expired).is_ok());
     assert_eq!(
         JwtSvid::parse_insecure(&token(r#"{"alg":"none"}"#, &claims(), |_| Vec::new()))

@@ -169,7 +169,7 @@ impl<'a> JwtValidator<'a> {
         if let Some(issued_at) = svid.issued_at().filter(|&t| in_future(t)) {
             return Err(JwtError::IssuedInFuture { issued_at, now });
         }
-        if !svid.audience().iter().any(|a| *a == self.audience) {
+        if !svid.audience().contains(&self.audience) {
             return Err(JwtError::AudienceMismatch {
                 expected: self.audience.clone(),
             });

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use meshid::jwt::{JwtSvid, JwtValidator};
 use meshid::{SpiffeBundle, TrustDomain};
+use ring::signature as s;
 use serde_json::Value;
 
 const BUNDLE: &[u8] = include_bytes!("../data/jwt/fuzz-bundle.json");
@@ -103,7 +104,6 @@ pub fn signed_by_a_published_key(token: &str) -> bool {
             .and_then(|v| Base64UrlUnpadded::decode_vec(v).ok())
             .unwrap_or_default()
     };
-    use ring::signature as s;
     let message = signing_input.as_bytes();
     match (alg, jwk["kty"].as_str(), jwk["crv"].as_str()) {
         ("ES256", Some("EC"), Some("P-256")) | ("ES384", Some("EC"), Some("P-384")) => {
@@ -139,6 +139,7 @@ pub fn signed_by_a_published_key(token: &str) -> bool {
 
 /// The seed corpus: valid tokens of every key of the bundle, and hostile ones around them.
 /// ECDSA signatures are randomized, so each call gives new bytes; the corpus holds one run.
+#[allow(clippy::too_many_lines)] // one table of cases
 pub fn seeds() -> Vec<(String, Vec<u8>)> {
     use meshid::{KeyPair, Signer};
 
@@ -147,19 +148,18 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let p384 = KeyPair::from_pkcs8_pem(include_bytes!("../data/jwt/fuzz-p384.key")).unwrap();
     let rsa_pem = std::str::from_utf8(include_bytes!("../data/jwt/rsa2048.key")).unwrap();
     let rsa_der = Base64Pem::decode(rsa_pem);
-    let rsa = ring::signature::RsaKeyPair::from_pkcs8(&rsa_der).unwrap();
+    let rsa = s::RsaKeyPair::from_pkcs8(&rsa_der).unwrap();
     let es = |key: &KeyPair, width: usize, input: &[u8]| {
         let der = key.sign(input).unwrap();
         ecdsa_der_to_raw(&der, width)
     };
-    let rs = |padding: &'static dyn ring::signature::RsaEncoding, input: &[u8]| {
+    let rs = |padding: &'static dyn s::RsaEncoding, input: &[u8]| {
         let mut sig = vec![0; rsa.public().modulus_len()];
         rsa.sign(padding, &ring::rand::SystemRandom::new(), input, &mut sig)
             .unwrap();
         sig
     };
     let sign = |alg: &str, input: &[u8]| -> Vec<u8> {
-        use ring::signature as s;
         match alg {
             "ES256" => es(&p256, 32, input),
             "ES384" => es(&p384, 48, input),
