@@ -257,7 +257,7 @@ pub(crate) fn ec_spki_der(key_type: KeyType, point: &[u8]) -> Result<Vec<u8>, Ke
 }
 
 /// The size of an unsigned big-endian integer, in bits.
-fn bit_len(bytes: &[u8]) -> usize {
+pub(crate) fn bit_len(bytes: &[u8]) -> usize {
     let bytes = match bytes.iter().position(|&b| b != 0) {
         Some(i) => &bytes[i..],
         None => return 0,
@@ -268,9 +268,9 @@ fn bit_len(bytes: &[u8]) -> usize {
 
 /// `RSAPublicKey` (RFC 8017 A.1.1).
 #[derive(Sequence)]
-struct RsaPublicKey<'a> {
-    modulus: UintRef<'a>,
-    public_exponent: UintRef<'a>,
+pub(crate) struct RsaPublicKey<'a> {
+    pub(crate) modulus: UintRef<'a>,
+    pub(crate) public_exponent: UintRef<'a>,
 }
 
 /// `RSAPrivateKey` (RFC 8017 A.1.2, two-prime form). Only the public fields are read; the

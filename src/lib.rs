@@ -86,6 +86,7 @@ mod bundle;
 #[cfg(feature = "ca")]
 mod ca;
 mod id;
+pub mod jwt;
 mod key;
 mod pem;
 mod rotate;
@@ -107,16 +108,21 @@ pub mod watch;
 pub mod workload;
 
 pub use authorize::{Authorizer, Unauthorized};
-pub use bundle::{BundleError, BundleSet, BundleSource, JwtAuthority, SpiffeBundle, X509Bundle};
+pub use bundle::{
+    BundleError, BundleSet, BundleSource, JwtAuthority, JwtBundleSource, JwtBundles, SpiffeBundle,
+    X509Bundle,
+};
 #[cfg(all(feature = "ca", feature = "aws-lc-rs"))]
 pub use ca::AwsLcKeyPair;
 #[cfg(all(feature = "ca", feature = "ring"))]
 pub use ca::RingKeyPair;
 #[cfg(feature = "ca")]
 pub use ca::{
-    Authority, CaError, Csr, CsrBuilder, KeyPair, LocalSvid, LocalSvidError, Signer, SvidRequest,
+    Authority, CaError, Csr, CsrBuilder, JwtKey, JwtSvidRequest, KeyPair, LocalSvid,
+    LocalSvidError, Signer, SvidRequest, DEFAULT_JWT_SVID_TTL, MIN_JWT_SVID_TTL,
 };
 pub use id::{IdError, SpiffeId, TrustDomain, MAX_ID_LEN, MAX_TRUST_DOMAIN_LEN};
+pub use jwt::{JwtAlgorithm, JwtError, JwtSvid, JwtValidator};
 pub use key::{KeyError, KeyType, PrivateKey};
 pub use pem::{certificates_to_pem, PemError};
 pub use rotate::{

@@ -169,6 +169,17 @@ pub enum BundleError {
         /// Position of the JWK in `keys`.
         index: usize,
     },
+    /// A JWT authority was given an empty key ID ([`JwtAuthority::new`]).
+    ///
+    /// [`JwtAuthority::new`]: crate::JwtAuthority::new
+    #[error("a JWT authority's `kid` MUST be set (JWT-SVID §6.1)")]
+    EmptyKeyId,
+    /// A JWT authority was given a public key that is not EC P-256, P-384 or P-521, RSA or
+    /// Ed25519, or is malformed ([`JwtAuthority::new`]).
+    ///
+    /// [`JwtAuthority::new`]: crate::JwtAuthority::new
+    #[error("a JWT authority's key must be EC (P-256, P-384, P-521), RSA or Ed25519 (RFC 7518 §6; RFC 8037 §2)")]
+    UnsupportedPublicKey,
     /// `spiffe_sequence` is not a non-negative integer that fits in 64 bits.
     #[error("`spiffe_sequence` must be a non-negative 64-bit integer (SPIFFE Trust Domain and Bundle §4.1.1)")]
     BadSequence,

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
@@ -64,40 +65,102 @@ pub struct SpiffeBundle {
 
 /// One JWT-SVID signing key of a [`SpiffeBundle`]: a `jwt-svid` JWK, kept as it was read
 /// so that writing the bundle back gives the same key, extension members included.
+///
+/// Its public key is decoded once, when the bundle is read; clones share it.
+///
+/// ```
+/// use meshid::{JwtAuthority, KeyPair, KeyType, Signer, SpiffeBundle, TrustDomain};
+///
+/// let key = KeyPair::generate(KeyType::P256)?;
+/// let authority = JwtAuthority::new("key-1", &key.public_key_der())?;
+/// assert_eq!(authority.key_type(), "EC");
+/// assert_eq!(authority.curve(), Some("P-256"));
+/// assert_eq!(authority.public_key_der(), key.public_key_der());
+///
+/// let bundle = SpiffeBundle::new(TrustDomain::new("example.org")?).with_jwt_authority(authority);
+/// assert!(bundle.to_json().contains(r#""use":"jwt-svid""#));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct JwtAuthority {
+    inner: Arc<AuthorityInner>,
+}
+
+#[derive(PartialEq, Eq)]
+struct AuthorityInner {
     key_id: String,
     key_type: String,
     jwk: Map<String, Value>,
+    public_key: jwk::PublicKey,
 }
 
 impl JwtAuthority {
+    /// A JWT authority for the public key `spki_der` (a DER `SubjectPublicKeyInfo`: EC
+    /// P-256, P-384 or P-521, RSA, or Ed25519) under the key ID `key_id`, written as a JWK
+    /// with `use` `jwt-svid` and `kid` (JWT-SVID §6.1).
+    pub fn new(key_id: impl Into<String>, spki_der: &[u8]) -> Result<Self, BundleError> {
+        let key_id = key_id.into();
+        if key_id.is_empty() {
+            return Err(BundleError::EmptyKeyId);
+        }
+        let mut jwk =
+            jwk::members_of_spki_der(spki_der).ok_or(BundleError::UnsupportedPublicKey)?;
+        let key_type = jwk
+            .get("kty")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let public_key =
+            jwk::public_key(&key_type, &jwk).ok_or(BundleError::UnsupportedPublicKey)?;
+        jwk.insert("use".into(), JWT_SVID.into());
+        jwk.insert("kid".into(), key_id.clone().into());
+        Ok(Self {
+            inner: Arc::new(AuthorityInner {
+                key_id,
+                key_type,
+                jwk,
+                public_key,
+            }),
+        })
+    }
+
     /// The key ID (`kid`), never empty.
     pub fn key_id(&self) -> &str {
-        &self.key_id
+        &self.inner.key_id
     }
 
     /// The key type (`kty`): `EC`, `RSA` or `OKP`.
     pub fn key_type(&self) -> &str {
-        &self.key_type
+        &self.inner.key_type
     }
 
     /// The curve (`crv`) of an `EC` or `OKP` key.
     pub fn curve(&self) -> Option<&str> {
-        self.jwk.get("crv").and_then(Value::as_str)
+        self.inner.jwk.get("crv").and_then(Value::as_str)
+    }
+
+    /// The public key as a DER `SubjectPublicKeyInfo` (RFC 5280 §4.1.2.7), built from the
+    /// JWK's members.
+    pub fn public_key_der(&self) -> &[u8] {
+        &self.inner.public_key.spki_der
+    }
+
+    /// The decoded public key.
+    pub(crate) fn public_key(&self) -> &jwk::PublicKey {
+        &self.inner.public_key
     }
 
     /// The JWK as compact JSON (members in name order).
     pub fn to_json(&self) -> String {
-        Value::Object(self.jwk.clone()).to_string()
+        Value::Object(self.inner.jwk.clone()).to_string()
     }
 }
 
 impl fmt::Debug for JwtAuthority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuthority")
-            .field("key_id", &self.key_id)
-            .field("key_type", &self.key_type)
+            .field("key_id", &self.inner.key_id)
+            .field("key_type", &self.inner.key_type)
             .field("curve", &self.curve())
             .finish_non_exhaustive()
     }
@@ -186,14 +249,14 @@ impl SpiffeBundle {
             match read_entry(index, entry)? {
                 Entry::X509(cert) => x509_authorities.push(cert),
                 Entry::Jwt(authority) => {
-                    if let Some(&first) = key_ids.get(&authority.key_id) {
+                    if let Some(&first) = key_ids.get(&authority.inner.key_id) {
                         return Err(BundleError::DuplicateKeyId {
                             first,
                             index,
-                            key_id: authority.key_id,
+                            key_id: authority.inner.key_id.clone(),
                         });
                     }
-                    key_ids.insert(authority.key_id.clone(), index);
+                    key_ids.insert(authority.inner.key_id.clone(), index);
                     bundle.jwt_authorities.push(authority);
                 }
                 Entry::Ignored => {}
@@ -225,7 +288,7 @@ impl SpiffeBundle {
         keys.extend(
             self.jwt_authorities
                 .iter()
-                .map(|a| Value::Object(a.jwk.clone())),
+                .map(|a| Value::Object(a.inner.jwk.clone())),
         );
         let mut doc = Map::new();
         doc.insert("keys".into(), Value::Array(keys));
@@ -255,7 +318,9 @@ impl SpiffeBundle {
 
     /// The JWT authority with key ID `key_id`.
     pub fn jwt_authority(&self, key_id: &str) -> Option<&JwtAuthority> {
-        self.jwt_authorities.iter().find(|a| a.key_id == key_id)
+        self.jwt_authorities
+            .iter()
+            .find(|a| a.inner.key_id == key_id)
     }
 
     /// The sequence number (`spiffe_sequence`, §4.1.1).
@@ -296,7 +361,7 @@ impl SpiffeBundle {
         match self
             .jwt_authorities
             .iter_mut()
-            .find(|a| a.key_id == authority.key_id)
+            .find(|a| a.inner.key_id == authority.inner.key_id)
         {
             Some(slot) => *slot = authority,
             None => self.jwt_authorities.push(authority),
@@ -389,10 +454,17 @@ fn read_entry(index: usize, entry: Map<String, Value>) -> Result<Entry, BundleEr
     if !entry.values().all(jwk::numbers_are_exact) {
         return Err(BundleError::InexactNumber { index });
     }
+    let public_key = jwk::public_key(&key_type, &entry).ok_or(BundleError::BadJwk {
+        index,
+        param: "kty",
+    })?;
     Ok(Entry::Jwt(JwtAuthority {
-        key_id,
-        key_type,
-        jwk: entry,
+        inner: Arc::new(AuthorityInner {
+            key_id,
+            key_type,
+            jwk: entry,
+            public_key,
+        }),
     }))
 }
 

@@ -2,9 +2,10 @@
 //! certificate's public key, and a nesting-depth guard for untrusted JSON.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use der::asn1::{ObjectIdentifier, UintRef};
-use der::{Decode, Reader, SliceReader};
+use der::asn1::{BitString, ObjectIdentifier, UintRef};
+use der::{Any, Decode, Encode, Reader, SliceReader};
 use serde_json::{Map, Value};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use x509_cert::Certificate;
 
 use super::BundleError;
@@ -131,7 +132,16 @@ pub(super) fn nests_deeper_than(json: &[u8], limit: usize) -> bool {
 /// (then the entry is written with `x5c` alone).
 pub(super) fn members_of_certificate(cert_der: &[u8]) -> Option<Map<String, Value>> {
     let cert = Certificate::from_der(cert_der).ok()?;
-    let spki = cert.tbs_certificate().subject_public_key_info();
+    members_of_spki(cert.tbs_certificate().subject_public_key_info())
+}
+
+/// The JWK members (`kty` and key parameters) of a DER `SubjectPublicKeyInfo`: EC P-256,
+/// P-384 or P-521, RSA, or Ed25519; `None` for anything else.
+pub(super) fn members_of_spki_der(spki_der: &[u8]) -> Option<Map<String, Value>> {
+    members_of_spki(&SubjectPublicKeyInfoOwned::from_der(spki_der).ok()?)
+}
+
+fn members_of_spki(spki: &SubjectPublicKeyInfoOwned) -> Option<Map<String, Value>> {
     let key = spki.subject_public_key.as_bytes()?;
     let b64 = |bytes: &[u8]| Value::String(Base64UrlUnpadded::encode_string(bytes));
     let mut jwk = Map::new();
@@ -173,6 +183,115 @@ pub(super) fn members_of_certificate(cert_der: &[u8]) -> Option<Map<String, Valu
         return None;
     }
     Some(jwk)
+}
+
+/// The curve of an EC JWT authority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Curve {
+    /// NIST P-256 (`crv` `P-256`).
+    P256,
+    /// NIST P-384 (`crv` `P-384`).
+    P384,
+    /// NIST P-521 (`crv` `P-521`).
+    P521,
+}
+
+/// What kind of key a JWT authority holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    /// An EC key on the curve.
+    Ec(Curve),
+    /// An RSA key with a modulus of `bits` bits.
+    Rsa {
+        /// The modulus size, leading zero bits not counted.
+        bits: usize,
+    },
+    /// An Ed25519 key (no JWT-SVID algorithm uses it).
+    Ed25519,
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ec(Curve::P256) => f.write_str("EC P-256"),
+            Self::Ec(Curve::P384) => f.write_str("EC P-384"),
+            Self::Ec(Curve::P521) => f.write_str("EC P-521"),
+            Self::Rsa { bits } => write!(f, "RSA {bits}-bit"),
+            Self::Ed25519 => f.write_str("OKP Ed25519"),
+        }
+    }
+}
+
+/// The public key of a JWT authority, decoded once when the bundle is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PublicKey {
+    /// Its kind, curve or size.
+    pub(crate) kind: KeyKind,
+    /// The DER `SubjectPublicKeyInfo`.
+    pub(crate) spki_der: Vec<u8>,
+    /// The `subjectPublicKey` BIT STRING's contents: what a `rustls_pki_types`
+    /// `SignatureVerificationAlgorithm` takes (an uncompressed EC point, a DER
+    /// `RSAPublicKey`, or the raw Ed25519 key).
+    pub(crate) key: Vec<u8>,
+}
+
+/// The public key of a JWK that [`check_public`] accepted (of the known key type `kty`).
+/// `None` only if it cannot be encoded, which a checked JWK never is.
+pub(super) fn public_key(kty: &str, jwk: &Map<String, Value>) -> Option<PublicKey> {
+    let bytes = |param: &str| {
+        jwk.get(param)
+            .and_then(Value::as_str)
+            .and_then(|text| Base64UrlUnpadded::decode_vec(text).ok())
+    };
+    let crv = jwk.get("crv").and_then(Value::as_str);
+    let (kind, algorithm, key) = match kty {
+        "EC" => {
+            let (curve, oid) = match crv? {
+                "P-256" => (Curve::P256, P256),
+                "P-384" => (Curve::P384, P384),
+                "P-521" => (Curve::P521, P521),
+                _ => return None,
+            };
+            let mut point = vec![4u8];
+            point.extend(bytes("x")?);
+            point.extend(bytes("y")?);
+            let algorithm = AlgorithmIdentifierOwned {
+                oid: EC_PUBLIC_KEY,
+                parameters: Some(Any::from(&oid)),
+            };
+            (KeyKind::Ec(curve), algorithm, point)
+        }
+        "RSA" => {
+            let (n, e) = (bytes("n")?, bytes("e")?);
+            let rsa = crate::key::RsaPublicKey {
+                modulus: UintRef::new(&n).ok()?,
+                public_exponent: UintRef::new(&e).ok()?,
+            };
+            let bits = crate::key::bit_len(&n);
+            let algorithm = AlgorithmIdentifierOwned {
+                oid: RSA_ENCRYPTION,
+                parameters: Some(Any::null()),
+            };
+            (KeyKind::Rsa { bits }, algorithm, rsa.to_der().ok()?)
+        }
+        "OKP" if crv == Some("Ed25519") => {
+            let algorithm = AlgorithmIdentifierOwned {
+                oid: ED25519,
+                parameters: None,
+            };
+            (KeyKind::Ed25519, algorithm, bytes("x")?)
+        }
+        _ => return None,
+    };
+    let spki = SubjectPublicKeyInfoOwned {
+        algorithm,
+        subject_public_key: BitString::from_bytes(&key).ok()?,
+    };
+    Some(PublicKey {
+        kind,
+        spki_der: spki.to_der().ok()?,
+        key,
+    })
 }
 
 #[cfg(test)]

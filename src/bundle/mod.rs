@@ -7,6 +7,8 @@
 //! - [`SpiffeBundle`]: the SPIFFE bundle document, a JWK Set with `x509-svid` and
 //!   `jwt-svid` entries, a sequence number and a refresh hint ([§4]).
 //! - [`BundleSource`]: where verification asks for the bundle of a trust domain.
+//! - [`JwtBundleSource`], [`JwtBundles`]: where JWT-SVID validation asks for the JWT
+//!   authorities of a trust domain, and those of several trust domains.
 //!
 //! Every loader refuses inputs over 16 MiB up front and reports any other refusal as a
 //! typed [`BundleError`]; none panics on any input.
@@ -17,11 +19,14 @@
 mod error;
 mod json;
 mod jwk;
+mod jwt;
 mod set;
 mod x509;
 
 pub use error::BundleError;
 pub use json::{JwtAuthority, SpiffeBundle};
+pub(crate) use jwk::{Curve, KeyKind};
+pub use jwt::{JwtBundleSource, JwtBundles};
 pub use set::BundleSet;
 #[cfg_attr(not(feature = "workload-api"), allow(unused_imports))]
 pub(crate) use x509::split_der;

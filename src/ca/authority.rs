@@ -11,10 +11,11 @@ use x509_cert::name::Name;
 use x509_cert::Certificate;
 
 use super::issue::{self, Params, Role, BACKDATE};
+use super::jwt::{self, JwtKey, JwtSvidRequest, MIN_JWT_SVID_TTL};
 use super::signer::{public_key_info, KeyPair, Signer};
 use super::{CaError, Csr};
 use crate::svid::profile;
-use crate::{KeyType, SpiffeId, TrustDomain, X509Svid};
+use crate::{JwtSvid, KeyType, SpiffeBundle, SpiffeId, TrustDomain, X509Bundle, X509Svid};
 
 /// The default lifetime of an issued X509-SVID (as SPIRE).
 pub const DEFAULT_SVID_TTL: Duration = Duration::from_secs(3600);
@@ -136,6 +137,8 @@ pub struct Authority {
     aki: Vec<u8>,
     not_after: SystemTime,
     signer: Arc<dyn Signer>,
+    /// The JWT-SVID signing keys, oldest first; the last one mints by default.
+    jwt_keys: Vec<JwtKey>,
 }
 
 impl Authority {
@@ -194,6 +197,7 @@ impl Authority {
             aki: issue::aki_extension(&issue::key_id(&spki)?)?,
             not_after,
             signer,
+            jwt_keys: Vec::new(),
         })
     }
 
@@ -242,6 +246,7 @@ impl Authority {
             aki: issue::aki_extension(&issue::key_id(&spki)?)?,
             not_after,
             signer,
+            jwt_keys: Vec::new(),
         })
     }
 
@@ -309,6 +314,7 @@ impl Authority {
             })?,
             not_after: cert.tbs_certificate().validity().not_after.to_system_time(),
             signer,
+            jwt_keys: Vec::new(),
         })
     }
 
@@ -383,6 +389,102 @@ impl Authority {
             }
         }
         self.sign(id, &request.dns_names, csr.public_key_der(), request.ttl)
+    }
+
+    /// Adds a JWT-SVID signing key, kept beside the X.509 key (see [`JwtKey`] for why).
+    /// The key added last mints by default; the others stay published in
+    /// [`spiffe_bundle`](Self::spiffe_bundle) (rotation overlap) and can still mint when
+    /// named ([`JwtSvidRequest::key_id`]). A key with the ID of one held replaces it.
+    ///
+    /// Keys belong to this authority value only: an intermediate made with
+    /// [`new_intermediate`](Self::new_intermediate) starts with none.
+    #[must_use]
+    pub fn with_jwt_key(mut self, key: JwtKey) -> Self {
+        self.jwt_keys.retain(|k| k.key_id() != key.key_id());
+        self.jwt_keys.push(key);
+        self
+    }
+
+    /// Removes the JWT key with this key ID (a retired key, after the overlap), returning it.
+    pub fn remove_jwt_key(&mut self, key_id: &str) -> Option<JwtKey> {
+        let index = self.jwt_keys.iter().position(|k| k.key_id() == key_id)?;
+        Some(self.jwt_keys.remove(index))
+    }
+
+    /// The JWT-SVID signing keys, oldest first; the last mints by default.
+    pub fn jwt_keys(&self) -> &[JwtKey] {
+        &self.jwt_keys
+    }
+
+    /// Mints a JWT-SVID for `id` (in this trust domain, with a path) with the newest JWT
+    /// key: header `alg` (ES256 or ES384, by the key), `kid` and `typ` `JWT`; claims `sub`,
+    /// `aud` (one value as a string, several as an array), `exp` (`now + ttl` in whole
+    /// seconds, capped at this authority's NotAfter) and `iat`. `ttl` is at least
+    /// [`MIN_JWT_SVID_TTL`] (1 s); [`DEFAULT_JWT_SVID_TTL`](super::DEFAULT_JWT_SVID_TTL) is
+    /// 5 min, as SPIRE's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use meshid::{Authority, JwtKey, KeyType, SpiffeId, TrustDomain};
+    ///
+    /// let ca = Authority::new_root(TrustDomain::new("example.org")?, Duration::from_secs(3600), KeyType::P256)?
+    ///     .with_jwt_key(JwtKey::generate(KeyType::P256)?);
+    /// let svid = ca.mint_jwt_svid(&SpiffeId::new("spiffe://example.org/web")?, &["api"], Duration::from_secs(300))?;
+    /// assert_eq!(svid.key_id(), ca.jwt_keys()[0].key_id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn mint_jwt_svid(
+        &self,
+        id: &SpiffeId,
+        audience: &[&str],
+        ttl: Duration,
+    ) -> Result<JwtSvid, CaError> {
+        self.mint_jwt_svid_for(&JwtSvidRequest::new(id.clone(), audience.iter().copied()).ttl(ttl))
+    }
+
+    /// Mints a JWT-SVID as [`mint_jwt_svid`](Self::mint_jwt_svid) does, for what `request`
+    /// says: optional `jti` and `iss` claims, and which key signs.
+    pub fn mint_jwt_svid_for(&self, request: &JwtSvidRequest) -> Result<JwtSvid, CaError> {
+        self.check_id(&request.id)?;
+        if request.audience.is_empty() || request.audience.iter().any(String::is_empty) {
+            return Err(CaError::EmptyAudience);
+        }
+        if request.ttl < MIN_JWT_SVID_TTL {
+            return Err(CaError::JwtTtlTooShort {
+                ttl: request.ttl,
+                min: MIN_JWT_SVID_TTL,
+            });
+        }
+        let key = match &request.key_id {
+            None => self.jwt_keys.last().ok_or(CaError::NoJwtKey)?,
+            Some(key_id) => self
+                .jwt_keys
+                .iter()
+                .find(|k| k.key_id() == key_id)
+                .ok_or_else(|| CaError::UnknownJwtKey {
+                    key_id: key_id.clone(),
+                })?,
+        };
+        let now = SystemTime::now();
+        if now >= self.not_after {
+            return Err(CaError::AuthorityExpired);
+        }
+        jwt::mint(key, request, now, self.not_after)
+    }
+
+    /// The trust domain's SPIFFE bundle as this authority knows it: the root (when known)
+    /// as its X.509 authority and every JWT key as a `jwt-svid` authority, oldest first.
+    /// `to_json` on it is the document relying parties load.
+    pub fn spiffe_bundle(&self) -> SpiffeBundle {
+        let x509 = X509Bundle::from_checked(
+            self.trust_domain.clone(),
+            self.root.iter().cloned().collect(),
+        );
+        self.jwt_keys
+            .iter()
+            .fold(SpiffeBundle::from_x509_bundle(&x509), |bundle, key| {
+                bundle.with_jwt_authority(key.authority().clone())
+            })
     }
 
     fn check_id(&self, id: &SpiffeId) -> Result<(), CaError> {
@@ -489,6 +591,7 @@ impl fmt::Debug for Authority {
             .field("is_root", &(self.root.as_ref() == Some(&self.cert)))
             .field("not_after", &self.not_after)
             .field("key_type", &self.signer.key_type())
+            .field("jwt_keys", &self.jwt_keys)
             .finish_non_exhaustive()
     }
 }

@@ -6,6 +6,7 @@ mod authority;
 mod backend_signer;
 mod csr;
 mod issue;
+mod jwt;
 mod local;
 mod signer;
 
@@ -17,6 +18,7 @@ pub use backend_signer::RingKeyPair;
 pub use csr::{Csr, CsrBuilder};
 #[cfg(feature = "agent")]
 pub(crate) use issue::is_dns_name;
+pub use jwt::{JwtKey, JwtSvidRequest, DEFAULT_JWT_SVID_TTL, MIN_JWT_SVID_TTL};
 pub use local::{LocalSvid, LocalSvidError};
 pub use signer::{KeyPair, Signer};
 
@@ -116,6 +118,33 @@ pub enum CaError {
         ttl: std::time::Duration,
         /// The shortest TTL issued ([`Authority::MIN_SVID_TTL`]).
         min: std::time::Duration,
+    },
+    /// A JWT-SVID lifetime under [`MIN_JWT_SVID_TTL`] (1 s).
+    #[error("TTL {ttl:?} is under the minimum {min:?} for a JWT-SVID (`exp` counts whole seconds, RFC 7519 §2)")]
+    JwtTtlTooShort {
+        /// The TTL asked for.
+        ttl: std::time::Duration,
+        /// The shortest TTL minted.
+        min: std::time::Duration,
+    },
+    /// A JWT-SVID was asked for with no audience, or an empty audience value.
+    #[error(
+        "a JWT-SVID's `aud` MUST contain one or more values, none of them empty (JWT-SVID §3.2)"
+    )]
+    EmptyAudience,
+    /// A JWT key was given an empty key ID.
+    #[error("a JWT key's `kid` MUST be set (JWT-SVID §6.1)")]
+    EmptyJwtKeyId,
+    /// A JWT-SVID was asked of an authority that holds no JWT key.
+    #[error(
+        "this authority holds no JWT key: it mints no JWT-SVIDs (see Authority::with_jwt_key)"
+    )]
+    NoJwtKey,
+    /// A JWT-SVID was asked for with a key ID the authority does not hold.
+    #[error("this authority holds no JWT key with the key ID {key_id:?}")]
+    UnknownJwtKey {
+        /// The key ID asked for.
+        key_id: String,
     },
     /// A lifetime reaches past what X.509 time can express (year 9999).
     #[error("TTL is out of range: X.509 validity ends at 9999-12-31")]

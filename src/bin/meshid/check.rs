@@ -44,6 +44,13 @@ pub(crate) enum BundleCommand {
         /// The output bundle.
         output: PathBuf,
     },
+    /// Print a CA directory's SPIFFE bundle JSON, as DIR/bundle.json holds it: the root
+    /// (X.509 authority) and the JWT keys of DIR/jwt/ (JWT authorities).
+    Show {
+        /// The CA's directory.
+        #[arg(long)]
+        ca: PathBuf,
+    },
 }
 
 fn parse_bundle_arg(s: &str) -> Result<(TrustDomain, PathBuf), String> {
@@ -166,11 +173,14 @@ fn to_json(info: &CertificateInfo) -> serde_json::Value {
 }
 
 pub(crate) fn run_bundle(cmd: &BundleCommand) -> Result<(), Failure> {
-    let BundleCommand::Convert {
-        trust_domain,
-        input,
-        output,
-    } = cmd;
+    let (trust_domain, input, output) = match cmd {
+        BundleCommand::Convert {
+            trust_domain,
+            input,
+            output,
+        } => (trust_domain, input, output),
+        BundleCommand::Show { ca } => return show_bundle(ca),
+    };
     let bundle = read_bundle(trust_domain, input)?;
     let text = if is_json(output) {
         SpiffeBundle::from_x509_bundle(&bundle).to_json()
@@ -184,5 +194,18 @@ pub(crate) fn run_bundle(cmd: &BundleCommand) -> Result<(), Failure> {
         trust_domain,
         output.display()
     );
+    Ok(())
+}
+
+/// `bundle show --ca DIR`: the bundle of the CA's trust domain, from its files.
+fn show_bundle(dir: &Path) -> Result<(), Failure> {
+    let ca = crate::jwt::load_ca_with_jwt(dir)?;
+    if ca.root().is_none() {
+        return Err(Failure::refused(format!(
+            "{}: the root is unknown (no bundle.pem beside ca.pem), so the bundle cannot be shown",
+            dir.display()
+        )));
+    }
+    print!("{}", crate::jwt::bundle_json(&ca));
     Ok(())
 }

@@ -130,9 +130,10 @@ pub(crate) enum Publish {
 /// Publishes a set of new files into `dir`, never replacing one: all are written and
 /// synced in a private staging directory inside `dir`, then hard-linked into place in the
 /// order given (a link fails if the name exists, so of two runs only one can publish the
-/// first file). On any failure, what was published is removed again and the staging
-/// directory too, so nothing is left to block a retry. Put the file that makes the set
-/// usable (a key) last.
+/// first file). A name may sit in one subdirectory (`jwt/KEY`), created with mode 0700
+/// when missing. On any failure, what was published is removed again (and the
+/// subdirectories this run created, when empty), and the staging directory too, so nothing
+/// is left to block a retry. Put the file that makes the set usable (a key) last.
 pub(crate) fn publish_new(dir: &Path, set: &[(&str, &[u8], Mode)]) -> Result<(), Publish> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let nanos = SystemTime::now()
@@ -144,12 +145,31 @@ pub(crate) fn publish_new(dir: &Path, set: &[(&str, &[u8], Mode)]) -> Result<(),
         .create(&staging)
         .map_err(|e| Publish::Failed(Failure::io(&staging, e)))?;
     let mut published: Vec<(PathBuf, u64)> = Vec::new();
+    let mut created_dirs: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<(), Publish> {
         for (name, data, mode) in set {
-            write(&staging.join(name), data, *mode).map_err(Publish::Failed)?;
+            let path = staging.join(name);
+            if let Some(parent) = path.parent().filter(|p| *p != staging) {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(parent)
+                    .or_else(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => Ok(()),
+                        _ => Err(e),
+                    })
+                    .map_err(|e| Publish::Failed(Failure::io(parent, e)))?;
+            }
+            write(&path, data, *mode).map_err(Publish::Failed)?;
         }
         for (name, _, _) in set {
             let (from, to) = (staging.join(name), dir.join(name));
+            if let Some(parent) = to.parent().filter(|p| *p != dir) {
+                match std::fs::DirBuilder::new().mode(0o700).create(parent) {
+                    Ok(()) => created_dirs.push(parent.to_path_buf()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Publish::Failed(Failure::io(parent, e))),
+                }
+            }
             match std::fs::hard_link(&from, &to) {
                 Ok(()) => {
                     let ino = std::fs::metadata(&from).map_or(0, |m| m.ino());
@@ -169,6 +189,9 @@ pub(crate) fn publish_new(dir: &Path, set: &[(&str, &[u8], Mode)]) -> Result<(),
             if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == *ino) {
                 let _ = std::fs::remove_file(path);
             }
+        }
+        for created in created_dirs.iter().rev() {
+            let _ = std::fs::remove_dir(created);
         }
     }
     let _ = std::fs::remove_dir_all(&staging);

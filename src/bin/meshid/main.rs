@@ -11,6 +11,7 @@ mod agent;
 mod check;
 mod files;
 mod id;
+mod jwt;
 mod lines;
 mod pki;
 mod workload;
@@ -52,6 +53,9 @@ enum Command {
     /// Fetch from a Workload API.
     #[command(subcommand)]
     Fetch(workload::FetchCommand),
+    /// Mint and validate JWT-SVIDs.
+    #[command(subcommand)]
+    Jwt(jwt::JwtCommand),
 }
 
 /// stderr, with every line escaped by [`lines::shown`]: log fields carry text from servers
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Bundle(cmd) => check::run_bundle(&cmd),
         Command::Serve(cmd) => workload::run_serve(cmd),
         Command::Fetch(cmd) => workload::run_fetch(cmd),
+        Command::Jwt(cmd) => jwt::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

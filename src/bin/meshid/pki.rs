@@ -7,15 +7,19 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use meshid::time::parse_duration;
 use meshid::{
-    Authority, Csr, CsrBuilder, KeyPair, KeyType, SpiffeId, SvidDir, SvidRequest, TrustDomain,
+    Authority, Csr, CsrBuilder, JwtKey, KeyPair, KeyType, SpiffeId, SvidDir, SvidRequest,
+    TrustDomain,
 };
 use rustls_pki_types::CertificateDer;
 
 use crate::files::{self, Failure, Mode};
+use crate::jwt;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CaCommand {
-    /// Create a self-signed root CA: writes DIR/ca.pem and DIR/ca.key (mode 0600).
+    /// Create a self-signed root CA: writes DIR/ca.pem, DIR/ca.key (mode 0600), a JWT-SVID
+    /// signing key DIR/jwt/0001.KID.key (P-256, mode 0600), and DIR/bundle.json, the trust
+    /// domain's SPIFFE bundle (the root and the JWT key).
     ///
     /// DIR is created with mode 0700; an existing DIR that other users may write is refused.
     /// The files are published exclusively, the key last: an existing CA is never
@@ -37,7 +41,9 @@ pub(crate) enum CaCommand {
     /// Create an intermediate CA below `--ca`: DIR2/ca.pem holds the chain up to, not
     /// including, the root; DIR2/bundle.pem the root; DIR2/ca.key its key (mode 0600).
     ///
-    /// DIR2 is created and published as by `ca init`.
+    /// DIR2 is created and published as by `ca init`. An intermediate holds no JWT key and
+    /// writes no bundle.json: JWT-SVIDs are minted with the root directory's keys, which
+    /// its bundle.json publishes.
     Intermediate {
         /// The parent CA's directory.
         #[arg(long)]
@@ -82,6 +88,24 @@ pub(crate) enum CaCommand {
         /// Allow wildcard DNS names (*.example.org) in --dns; refused without it.
         #[arg(long)]
         allow_wildcard_dns: bool,
+    },
+    /// Manage a root CA's JWT-SVID signing keys.
+    #[command(subcommand, name = "jwt-key")]
+    JwtKey(JwtKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JwtKeyCommand {
+    /// Add a JWT-SVID signing key: DIR/jwt/NNNN.KID.key (mode 0600), numbered after the
+    /// others; it mints from now on, and DIR/bundle.json is rewritten to publish every key
+    /// (older ones stay published, so tokens they signed still validate).
+    Add {
+        /// The root CA's directory.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The key type: p256 signs ES256, p384 ES384.
+        #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
+        key_type: KeyTypeArg,
     },
 }
 
@@ -143,9 +167,14 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
             key_type,
         } => {
             let key = KeyPair::generate(key_type.into()).map_err(Failure::refused)?;
+            let jwt_pair = KeyPair::generate(KeyType::P256).map_err(Failure::refused)?;
+            let jwt_key =
+                JwtKey::with_random_id(Arc::new(jwt_pair.clone())).map_err(Failure::refused)?;
+            let jwt_name = jwt::key_file_name(1, jwt_key.key_id());
             let ca = Authority::new_root_with_signer(trust_domain, ttl, Arc::new(key.clone()))
-                .map_err(Failure::refused)?;
-            save_ca(&out, &ca, &key)?;
+                .map_err(Failure::refused)?
+                .with_jwt_key(jwt_key);
+            save_ca(&out, &ca, &key, Some((&jwt_name, &jwt_pair)))?;
             println!(
                 "root CA for {} written to {}",
                 ca.trust_domain(),
@@ -164,7 +193,7 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
             let child = parent
                 .new_intermediate_with_signer(ttl, Arc::new(key.clone()))
                 .map_err(Failure::refused)?;
-            save_ca(&out, &child, &key)?;
+            save_ca(&out, &child, &key, None)?;
             println!(
                 "intermediate CA for {} written to {}",
                 child.trust_domain(),
@@ -223,6 +252,9 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
             );
             Ok(())
         }
+        CaCommand::JwtKey(JwtKeyCommand::Add { ca, key_type }) => {
+            jwt::add_key(&ca, key_type.into())
+        }
     }
 }
 
@@ -268,11 +300,17 @@ pub(crate) fn load_ca(dir: &Path) -> Result<Authority, Failure> {
 }
 
 /// Writes DIR/ca.pem (this CA and its issuers, root excluded unless this is the root),
-/// DIR/bundle.pem (the root) for an intermediate, and DIR/ca.key last. DIR is private
-/// (0700, refused when others may write it). The files are published exclusively: a CA is
-/// never overwritten, of two runs into one DIR exactly one succeeds, and a failed run
-/// leaves nothing behind.
-fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
+/// DIR/bundle.pem (the root) for an intermediate, with `jwt_key` (a root's) its file
+/// DIR/jwt/NAME and DIR/bundle.json, and DIR/ca.key last. DIR is private (0700, refused
+/// when others may write it). The files are published exclusively: a CA is never
+/// overwritten, of two runs into one DIR exactly one succeeds, and a failed run leaves
+/// nothing behind.
+fn save_ca(
+    dir: &Path,
+    ca: &Authority,
+    key: &KeyPair,
+    jwt_key: Option<(&str, &KeyPair)>,
+) -> Result<(), Failure> {
     let refuse = |path: &Path| {
         let partial = !dir.join("ca.key").exists();
         Failure::refused(if partial {
@@ -287,10 +325,14 @@ fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
             )
         })
     };
-    for name in ["ca.key", "ca.pem", "bundle.pem"] {
+    for name in ["ca.key", "ca.pem", "bundle.pem", "bundle.json"] {
         if dir.join(name).exists() {
             return Err(refuse(&dir.join(name)));
         }
+    }
+    let jwt_dir = dir.join(jwt::JWT_DIR);
+    if std::fs::read_dir(&jwt_dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(refuse(&jwt_dir));
     }
     files::private_dir(dir)?;
     let own: Vec<CertificateDer<'static>> = if ca.chain().is_empty() {
@@ -304,9 +346,15 @@ fn save_ca(dir: &Path, ca: &Authority, key: &KeyPair) -> Result<(), Failure> {
         _ => None,
     };
     let key = key.to_pkcs8_pem();
+    let bundle_json = jwt::bundle_json(ca);
+    let jwt_pem = jwt_key.map(|(name, pair)| (name, pair.to_pkcs8_pem()));
     let mut set: Vec<(&str, &[u8], Mode)> = vec![("ca.pem", own.as_bytes(), Mode::Public)];
     if let Some(bundle) = &bundle {
         set.push(("bundle.pem", bundle.as_bytes(), Mode::Public));
+    }
+    if let Some((name, pem)) = &jwt_pem {
+        set.push(("bundle.json", bundle_json.as_bytes(), Mode::Public));
+        set.push((name, pem.as_bytes(), Mode::Secret));
     }
     set.push(("ca.key", key.as_bytes(), Mode::Secret));
     files::publish_new(dir, &set).map_err(|e| match e {
