@@ -53,6 +53,7 @@ pub mod fuzzing;
 mod hpack;
 mod identities;
 mod incoming;
+mod jwt;
 mod listener;
 
 pub use authority::H2RewriteError;
@@ -60,6 +61,7 @@ pub use caller::Caller;
 pub(crate) use conn::Peer;
 pub use hpack::HpackError;
 pub use identities::{Bundles, EveryCaller, Identities, Identity, Refused, Subscription};
+pub use jwt::{JwtBundleFeed, JwtIssuer, MintError};
 
 /// Why a server could not serve.
 #[derive(Debug, Error)]

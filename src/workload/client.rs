@@ -1,7 +1,6 @@
 //! A Workload API client: one connection, every method of the API.
 
-use std::collections::BTreeMap;
-use std::fmt;
+use std::time::SystemTime;
 use std::time::Duration;
 
 use std::future::Future as _;
@@ -23,7 +22,9 @@ use super::proto::{
     X509SvidRequest, X509SvidResponse,
 };
 use super::{bundles_from_message, Endpoint, WorkloadApiError, X509Context};
-use crate::{BundleSet, SpiffeId, TrustDomain};
+use crate::jwt::{JwtBundles, JwtSvid, JwtValidator};
+use crate::{BundleSet, SpiffeBundle, SpiffeId, TrustDomain};
+use rustls_pki_types::SignatureVerificationAlgorithm;
 
 /// How long the client waits, by default, for a call's answer, for its first message, and
 /// for each later message from its first byte to its last
@@ -51,41 +52,6 @@ pub struct WorkloadApiClient {
     channel: Channel,
     message_timeout: Duration,
     grpc: Grpc<Guarded>,
-}
-
-/// A JWT-SVID as the Workload API returns it: the token is data here (meshid does not
-/// parse or verify JWTs yet).
-#[derive(Clone, PartialEq, Eq)]
-pub struct JwtSvid {
-    id: SpiffeId,
-    token: String,
-    hint: String,
-}
-
-impl JwtSvid {
-    /// The SPIFFE ID the token is for.
-    pub fn id(&self) -> &SpiffeId {
-        &self.id
-    }
-    /// The compact JWT.
-    pub fn token(&self) -> &str {
-        &self.token
-    }
-    /// The server's hint for this identity (empty if none).
-    pub fn hint(&self) -> &str {
-        &self.hint
-    }
-}
-
-impl fmt::Debug for JwtSvid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A bearer token: never in logs.
-        f.debug_struct("JwtSvid")
-            .field("id", &self.id)
-            .field("token", &"<redacted>")
-            .field("hint", &self.hint)
-            .finish()
-    }
 }
 
 /// A connect timeout, and HTTP/2 keepalive so that a stopped or vanished agent is noticed
@@ -263,67 +229,121 @@ impl WorkloadApiClient {
         }))
     }
 
-    /// JWT-SVIDs for `audience`, for every identity of the workload or only `id`.
+    /// JWT-SVIDs for `audience` (at least one value), one per identity of the workload,
+    /// or only the one for `spiffe_id`, in the server's order.
+    ///
+    /// Each token is read by every format rule of JWT-SVID
+    /// ([`JwtSvid::parse_insecure`]: its `sub` must be the ID the answer gives) **but not
+    /// validated**: the workload trusts its own Workload API for what it presents. To
+    /// check the signature, key and time too, against the JWT bundles the same server
+    /// publishes, use [`fetch_validated_jwt_svids`](Self::fetch_validated_jwt_svids).
     pub async fn fetch_jwt_svids(
         &mut self,
-        audience: &[&str],
-        id: Option<&SpiffeId>,
+        audience: &[String],
+        spiffe_id: Option<&SpiffeId>,
     ) -> Result<Vec<JwtSvid>, WorkloadApiError> {
         let message = JwtSvidRequest {
-            audience: audience.iter().map(|a| (*a).to_owned()).collect(),
-            spiffe_id: id.map(ToString::to_string).unwrap_or_default(),
+            audience: audience.to_vec(),
+            spiffe_id: spiffe_id.map(ToString::to_string).unwrap_or_default(),
         };
         let response: JwtSvidResponse = self.unary(proto::FETCH_JWT_SVID, message).await?;
+        if response.svids.is_empty() {
+            return Err(WorkloadApiError::NoJwtSvids);
+        }
         response
             .svids
-            .into_iter()
-            .map(|m| {
+            .iter()
+            .enumerate()
+            .map(|(index, m)| {
                 let id = SpiffeId::new(&m.spiffe_id).map_err(|source| WorkloadApiError::BadId {
                     value: m.spiffe_id.chars().take(256).collect(),
                     source,
                 })?;
-                Ok(JwtSvid {
-                    id,
-                    token: m.svid,
-                    hint: m.hint,
-                })
+                let svid = JwtSvid::parse_insecure(&m.svid).map_err(|source| {
+                    WorkloadApiError::BadJwtSvid {
+                        index,
+                        id: id.clone(),
+                        source,
+                    }
+                })?;
+                if svid.id() != &id {
+                    return Err(WorkloadApiError::JwtIdMismatch {
+                        message: id,
+                        token: svid.id().clone(),
+                    });
+                }
+                Ok(svid)
             })
             .collect()
     }
 
-    /// The JWT bundles (JWKS documents, as bytes) by trust domain: the first message of
-    /// `FetchJWTBundles`.
-    pub async fn fetch_jwt_bundles(
+    /// As [`fetch_jwt_svids`](Self::fetch_jwt_svids), then each token validated by every
+    /// rule of [`JwtValidator`] (for the first value of `audience`, now, with
+    /// `algorithms`) against the JWT bundles the server publishes now (one more call,
+    /// `FetchJWTBundles`). A token that does not validate fails the call with
+    /// [`WorkloadApiError::BadJwtSvid`].
+    pub async fn fetch_validated_jwt_svids(
         &mut self,
-    ) -> Result<BTreeMap<TrustDomain, Vec<u8>>, WorkloadApiError> {
-        let mut stream = self
-            .stream::<_, JwtBundlesResponse>(proto::FETCH_JWT_BUNDLES, JwtBundlesRequest {})
-            .await?;
-        let message = stream
+        audience: &[String],
+        spiffe_id: Option<&SpiffeId>,
+        algorithms: &[&dyn SignatureVerificationAlgorithm],
+    ) -> Result<Vec<JwtSvid>, WorkloadApiError> {
+        let svids = self.fetch_jwt_svids(audience, spiffe_id).await?;
+        let bundles = self.fetch_jwt_bundles().await?;
+        let first = audience.first().cloned().unwrap_or_default();
+        let validator = JwtValidator::new(first, algorithms);
+        let now = SystemTime::now();
+        svids
+            .into_iter()
+            .enumerate()
+            .map(|(index, svid)| {
+                validator
+                    .validate(svid.token(), &bundles, now)
+                    .map_err(|source| WorkloadApiError::BadJwtSvid {
+                        index,
+                        id: svid.id().clone(),
+                        source,
+                    })
+            })
+            .collect()
+    }
+
+    /// The JWT bundles now: the first message of `FetchJWTBundles`.
+    pub async fn fetch_jwt_bundles(&mut self) -> Result<JwtBundles, WorkloadApiError> {
+        let mut updates = self.watch_jwt_bundles().await?;
+        updates
             .next()
             .await
-            .ok_or(WorkloadApiError::StreamEnded)?
-            .map_err(status_error)?;
-        message
-            .bundles
-            .into_iter()
-            .map(|(key, jwks)| {
-                let td = TrustDomain::new(&key).map_err(|source| WorkloadApiError::BadId {
-                    value: key.chars().take(256).collect(),
-                    source,
-                })?;
-                Ok((td, jwks))
-            })
-            .collect()
+            .unwrap_or(Err(WorkloadApiError::StreamEnded))
     }
 
-    /// Asks the server to validate a JWT-SVID for `audience`: the SPIFFE ID it is for, and
-    /// its claims.
+    /// Every `FetchJWTBundles` message as it arrives: each trust domain's JWKS parsed as a
+    /// SPIFFE bundle (its `jwt-svid` keys kept). A message that does not decode is an
+    /// `Err` item and the stream goes on; a gRPC status, a transport failure or a stalled
+    /// message is the last item.
+    pub async fn watch_jwt_bundles(
+        &mut self,
+    ) -> Result<
+        impl Stream<Item = Result<JwtBundles, WorkloadApiError>> + Send + 'static,
+        WorkloadApiError,
+    > {
+        let stream = self
+            .stream::<_, JwtBundlesResponse>(proto::FETCH_JWT_BUNDLES, JwtBundlesRequest {})
+            .await?;
+        Ok(stream.map(|m| {
+            m.map_err(status_error)
+                .and_then(|m| jwt_bundles_from_message(&m))
+        }))
+    }
+
+    /// Asks the server to validate `token` for `audience`: the SPIFFE ID it is for and its
+    /// claims, as the server read them. A refused token is a
+    /// [`Status`](WorkloadApiError::Status) `InvalidArgument` naming the rule.
     pub async fn validate_jwt_svid(
         &mut self,
-        audience: &str,
         token: &str,
-    ) -> Result<(SpiffeId, Option<prost_types::Struct>), WorkloadApiError> {
+        audience: &str,
+    ) -> Result<(SpiffeId, prost_types::Struct), WorkloadApiError> {
         let message = ValidateJwtSvidRequest {
             audience: audience.to_owned(),
             svid: token.to_owned(),
@@ -334,8 +354,36 @@ impl WorkloadApiClient {
             value: response.spiffe_id.chars().take(256).collect(),
             source,
         })?;
-        Ok((id, response.claims))
+        Ok((id, response.claims.unwrap_or_default()))
     }
+}
+
+/// The JWT bundles of a `FetchJWTBundles` message, keyed by trust-domain ID (or name), in
+/// key order; two keys naming one trust domain are refused.
+pub(crate) fn jwt_bundles_from_message(
+    message: &JwtBundlesResponse,
+) -> Result<JwtBundles, WorkloadApiError> {
+    let mut keys: Vec<&String> = message.bundles.keys().collect();
+    keys.sort();
+    let mut out = JwtBundles::new();
+    for key in keys {
+        let td = TrustDomain::new(key).map_err(|source| WorkloadApiError::BadId {
+            value: key.chars().take(256).collect(),
+            source,
+        })?;
+        let bundle = SpiffeBundle::parse(td.clone(), &message.bundles[key]).map_err(|source| {
+            WorkloadApiError::BadBundle {
+                trust_domain: key.chars().take(256).collect(),
+                source,
+            }
+        })?;
+        if out.insert_bundle(&bundle).is_some() {
+            return Err(WorkloadApiError::DuplicateBundle {
+                trust_domain: td.to_string(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a failed call is worth retrying (SPIFFE Workload API §4.2, Connection Lifetime): `InvalidArgument` and

@@ -48,7 +48,7 @@ mod server;
 mod source;
 
 pub use accept::{accept_x509_context, reconnect_delay, AcceptedX509Context, Reconnect};
-pub use client::{JwtSvid, WorkloadApiClient, MAX_MESSAGE, MESSAGE_TIMEOUT};
+pub use client::{WorkloadApiClient, MAX_MESSAGE, MESSAGE_TIMEOUT};
 pub use context::{bundles_from_message, X509Context};
 pub use endpoint::{Endpoint, EndpointProblem, ENDPOINT_ENV};
 pub use server::WorkloadApiServer;
@@ -87,6 +87,28 @@ pub enum WorkloadApiError {
     /// A message held no SVID.
     #[error("the Workload API message holds no X509-SVID")]
     NoSvids,
+    /// A `FetchJWTSVID` answer held no token.
+    #[error("the Workload API answer holds no JWT-SVID")]
+    NoJwtSvids,
+    /// A JWT-SVID in an answer is not one (its format, or, when the client validates,
+    /// its signature, key, time or audience).
+    #[error("JWT-SVID {index} ({id}) in a Workload API answer: {source}")]
+    BadJwtSvid {
+        /// Its position in the answer.
+        index: usize,
+        /// The ID the answer gives for it.
+        id: crate::SpiffeId,
+        /// Which rule it breaks.
+        source: crate::JwtError,
+    },
+    /// The answer's ID for a JWT-SVID differs from the token's `sub`.
+    #[error("Workload API answer says {message} but the JWT-SVID is for {token}")]
+    JwtIdMismatch {
+        /// The ID in the answer.
+        message: crate::SpiffeId,
+        /// The token's `sub`.
+        token: crate::SpiffeId,
+    },
     /// A SPIFFE ID or trust domain in a message is invalid.
     #[error("invalid SPIFFE ID or trust domain '{value}' in a Workload API message: {source}")]
     BadId {

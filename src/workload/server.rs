@@ -23,15 +23,18 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
 use super::proto::{
-    self, X509BundlesRequest, X509BundlesResponse, X509SvidMessage, X509SvidRequest,
+    self, JwtBundlesRequest, JwtBundlesResponse, JwtSvidRequest, JwtSvidResponse,
+    ValidateJwtSvidRequest, ValidateJwtSvidResponse, X509BundlesRequest, X509BundlesResponse, X509SvidMessage, X509SvidRequest,
     X509SvidResponse,
 };
 use crate::serve::{
-    Bundles, Caller, EveryCaller, Identities, Identity, Listen, ServeError, ServeLimits, Serving,
-    Subscription,
+    Bundles, Caller, EveryCaller, Identities, Identity, JwtBundleFeed, JwtIssuer, Listen,
+    ServeError, ServeLimits, Serving, Subscription,
 };
 use crate::watch::Watch;
 use crate::{BundleSet, SvidStore, X509Bundle};
+
+mod jwt;
 
 /// The largest request the server decodes (Workload API requests are tiny).
 const MAX_REQUEST: usize = 64 * 1024;
@@ -42,7 +45,9 @@ const MAX_REQUEST: usize = 64 * 1024;
 /// It serves `FetchX509SVID` (the identities the caller is entitled to, each with its
 /// trust domain's bundle, plus the other bundles as federated bundles) and
 /// `FetchX509Bundles`, each as a stream that sends the current state at once and again
-/// whenever it changes for that caller. JWT methods answer `Unimplemented`. Calls without
+/// whenever it changes for that caller. With [`with_jwt`](Self::with_jwt) it serves the
+/// JWT methods too (`FetchJWTSVID`, `FetchJWTBundles`, `ValidateJWTSVID`); without, they
+/// answer `Unimplemented`. Calls without
 /// the `workload.spiffe.io: true` header get `InvalidArgument`; a caller with no identity
 /// gets `PermissionDenied` ("no identity issued"), as SPIRE answers a workload it has no
 /// registration for, and a stream whose caller loses its last identity ends with it. With
@@ -60,6 +65,7 @@ pub struct WorkloadApiServer {
     identities: Option<Arc<dyn Identities>>,
     stores: Vec<Arc<SvidStore>>,
     bundles: Arc<dyn Bundles>,
+    jwt: Option<jwt::Jwt>,
     #[cfg(feature = "sds")]
     sds: Option<crate::sds::SdsServer>,
     serving: Serving,
@@ -69,6 +75,7 @@ impl std::fmt::Debug for WorkloadApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkloadApiServer")
             .field("stores", &self.stores)
+            .field("jwt", &self.jwt.is_some())
             .field("serving", &self.serving)
             .finish_non_exhaustive()
     }
@@ -95,6 +102,7 @@ impl WorkloadApiServer {
             identities,
             stores: Vec::new(),
             bundles,
+            jwt: None,
             #[cfg(feature = "sds")]
             sds: None,
             serving: Serving::new("Workload API", MAX_STREAMS_PER_CONNECTION),
@@ -108,6 +116,53 @@ impl WorkloadApiServer {
     #[must_use]
     pub fn with_svid(mut self, store: Arc<SvidStore>) -> Self {
         self.stores.push(store);
+        self
+    }
+
+    /// Also serves JWT-SVIDs: `issuer` mints them for the caller's identities (those its
+    /// [`Identities`] give it, in order) and `jwt_bundles` are the JWT bundles published
+    /// (`FetchJWTBundles`, resent when they change) and validated against
+    /// (`ValidateJWTSVID`).
+    ///
+    /// - `FetchJWTSVID` needs an audience (else `InvalidArgument` "audience must be
+    ///   specified") and answers one token per identity of the caller, or only the one
+    ///   its `spiffe_id` names (an ID the caller holds no identity for is refused with
+    ///   `PermissionDenied`, as SPIRE does). A token is cached per (identity, audience set)
+    ///   and handed out again until half its lifetime has passed (at most 1,024 tokens
+    ///   and 4 MiB; the cache is emptied when the JWT bundles change).
+    /// - `FetchJWTBundles` is for callers with an identity (as SPIRE): each trust
+    ///   domain's JWT authorities as a SPIFFE bundle (JWKS, `use: jwt-svid`), keyed by
+    ///   trust-domain ID.
+    /// - `ValidateJWTSVID` needs an audience and a token (else `InvalidArgument`) and
+    ///   validates by every rule of [`JwtValidator`](crate::jwt::JwtValidator) with the
+    ///   [JWT algorithms](Self::jwt_algorithms); a refusal is `InvalidArgument` naming the
+    ///   rule. It does not ask for an identity of the caller (a relying party need not
+    ///   hold one): the header and [`allow_uids`](Self::allow_uids) admit it.
+    #[must_use]
+    pub fn with_jwt(
+        mut self,
+        issuer: Arc<dyn JwtIssuer>,
+        jwt_bundles: Arc<dyn JwtBundleFeed>,
+    ) -> Self {
+        let algorithms = self.jwt.as_ref().map(|j| j.algorithms);
+        let mut jwt = jwt::Jwt::new(issuer, jwt_bundles);
+        if let Some(algorithms) = algorithms {
+            jwt.algorithms = algorithms;
+        }
+        self.jwt = Some(jwt);
+        self
+    }
+
+    /// The signature algorithms `ValidateJWTSVID` verifies with (default: `ring`'s with
+    /// feature `ring`, else `aws-lc-rs`'s). Only after [`with_jwt`](Self::with_jwt).
+    #[must_use]
+    pub fn jwt_algorithms(
+        mut self,
+        algorithms: &'static [&'static dyn rustls_pki_types::SignatureVerificationAlgorithm],
+    ) -> Self {
+        if let Some(jwt) = &mut self.jwt {
+            jwt.algorithms = algorithms;
+        }
         self
     }
 
@@ -201,6 +256,7 @@ impl WorkloadApiServer {
         let state = Arc::new(State {
             identities,
             bundles: self.bundles,
+            jwt: self.jwt,
             closed: closed.clone(),
         });
         let service = WorkloadService(state);
@@ -222,6 +278,8 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 32;
 struct State {
     identities: Arc<dyn Identities>,
     bundles: Arc<dyn Bundles>,
+    /// The JWT issuer, bundles and token cache, when JWT-SVIDs are served.
+    jwt: Option<jwt::Jwt>,
     /// True once the server is closing: streams end.
     closed: watch::Receiver<bool>,
 }
@@ -492,18 +550,42 @@ impl tower::Service<http::Request<Body>> for WorkloadService {
                 let mut grpc = Grpc::new(codec).max_decoding_message_size(MAX_REQUEST);
                 Ok(grpc.server_streaming(handler, req).await)
             }),
+            proto::FETCH_JWT_SVID => Box::pin(async move {
+                let codec = ProstCodec::<JwtSvidResponse, JwtSvidRequest>::default();
+                let handler = tower::service_fn(move |r: Request<JwtSvidRequest>| {
+                    let state = Arc::clone(&state);
+                    async move { state.fetch_jwt_svid(&r).map(Response::new) }
+                });
+                let mut grpc = Grpc::new(codec).max_decoding_message_size(MAX_REQUEST);
+                Ok(grpc.unary(handler, req).await)
+            }),
+            proto::VALIDATE_JWT_SVID => Box::pin(async move {
+                let codec =
+                    ProstCodec::<ValidateJwtSvidResponse, ValidateJwtSvidRequest>::default();
+                let handler = tower::service_fn(move |r: Request<ValidateJwtSvidRequest>| {
+                    let state = Arc::clone(&state);
+                    async move { state.validate_jwt_svid(&r).map(Response::new) }
+                });
+                let mut grpc = Grpc::new(codec).max_decoding_message_size(MAX_REQUEST);
+                Ok(grpc.unary(handler, req).await)
+            }),
+            proto::FETCH_JWT_BUNDLES => Box::pin(async move {
+                let codec = ProstCodec::<JwtBundlesResponse, JwtBundlesRequest>::default();
+                let handler = tower::service_fn(move |r: Request<JwtBundlesRequest>| {
+                    let state = Arc::clone(&state);
+                    async move {
+                        if state.jwt.is_some() {
+                            State::admit(&r)?;
+                        }
+                        let rx = state.jwt_bundles_stream(caller_of(&r))?;
+                        Ok::<_, Status>(Response::new(Box::pin(ReceiverStream::new(rx))))
+                    }
+                });
+                let mut grpc = Grpc::new(codec).max_decoding_message_size(MAX_REQUEST);
+                Ok(grpc.server_streaming(handler, req).await)
+            }),
             path => {
-                let status = if [
-                    proto::FETCH_JWT_SVID,
-                    proto::FETCH_JWT_BUNDLES,
-                    proto::VALIDATE_JWT_SVID,
-                ]
-                .contains(&path)
-                {
-                    Status::unimplemented("this server issues X509-SVIDs only")
-                } else {
-                    Status::unimplemented(format!("unknown method {path}"))
-                };
+                let status = Status::unimplemented(format!("unknown method {path}"));
                 Box::pin(async move { Ok(status.into_http()) })
             }
         }

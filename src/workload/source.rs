@@ -64,7 +64,7 @@ impl Default for X509SourceOptions {
     }
 }
 
-fn default_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+pub(crate) fn default_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
     #[cfg(feature = "ring")]
     return crate::ring_algorithms();
     #[cfg(all(not(feature = "ring"), feature = "aws-lc-rs"))]

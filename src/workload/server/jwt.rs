@@ -1,0 +1,464 @@
+//! The JWT methods of the Workload API server: `FetchJWTSVID` (through a bounded token
+//! cache), `FetchJWTBundles` (a stream) and `ValidateJWTSVID`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use rustls_pki_types::SignatureVerificationAlgorithm;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tonic::{Request, Status};
+
+use super::State;
+use crate::jwt::{JwtBundles, JwtSvid, JwtValidator};
+use crate::serve::{Caller, JwtBundleFeed, JwtIssuer};
+use crate::workload::proto::{
+    JwtBundlesResponse, JwtSvidMessage, JwtSvidRequest, JwtSvidResponse, ValidateJwtSvidRequest,
+    ValidateJwtSvidResponse,
+};
+use crate::{SpiffeBundle, SpiffeId};
+
+/// The most tokens the cache holds.
+pub(super) const MAX_CACHED_TOKENS: usize = 1024;
+/// The most bytes (tokens, IDs and audiences) the cache holds.
+pub(super) const MAX_CACHED_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a server needs to serve JWT-SVIDs.
+pub(super) struct Jwt {
+    pub(super) issuer: Arc<dyn JwtIssuer>,
+    pub(super) bundles: Arc<dyn JwtBundleFeed>,
+    pub(super) algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
+    pub(super) cache: Mutex<TokenCache>,
+}
+
+impl Jwt {
+    pub(super) fn new(issuer: Arc<dyn JwtIssuer>, bundles: Arc<dyn JwtBundleFeed>) -> Self {
+        Self {
+            issuer,
+            bundles,
+            algorithms: crate::workload::source::default_algorithms(),
+            cache: Mutex::new(TokenCache::new(MAX_CACHED_TOKENS, MAX_CACHED_BYTES)),
+        }
+    }
+
+    /// A token for `id` and the audience set `audience` (sorted, no repeats): the cached
+    /// one until half its lifetime has passed, else a new one (cached in turn).
+    fn token(&self, id: &SpiffeId, audience: &[String]) -> Result<JwtSvid, Status> {
+        let now = SystemTime::now();
+        // Tokens minted under other bundles (a key added or retired) are not reused.
+        let generation = self.bundles.changes().generation();
+        if let Some(svid) = self.lock().get(id, audience, now, generation) {
+            return Ok(svid);
+        }
+        let svid = self.issuer.mint_jwt_svid(id, audience).map_err(|e| {
+            tracing::error!(%id, error = %e, "minting a JWT-SVID failed");
+            Status::internal(format!("could not mint a JWT-SVID for {id}: {e}"))
+        })?;
+        self.lock()
+            .insert(id.clone(), audience.to_vec(), svid.clone(), now, generation);
+        Ok(svid)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TokenCache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Minted tokens by (identity, audience set), each reused until half its lifetime has
+/// passed; bounded in entries and bytes (expired entries go first, then the oldest).
+pub(super) struct TokenCache {
+    entries: HashMap<(SpiffeId, Vec<String>), Cached>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+    /// The bundles' generation the entries were minted under.
+    generation: u64,
+    next: u64,
+}
+
+struct Cached {
+    svid: JwtSvid,
+    refresh_at: SystemTime,
+    size: usize,
+    order: u64,
+}
+
+impl TokenCache {
+    pub(super) fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            bytes: 0,
+            max_entries,
+            max_bytes,
+            generation: 0,
+            next: 0,
+        }
+    }
+
+    fn resync(&mut self, generation: u64) {
+        if generation != self.generation {
+            self.entries.clear();
+            self.bytes = 0;
+            self.generation = generation;
+        }
+    }
+
+    fn get(
+        &mut self,
+        id: &SpiffeId,
+        audience: &[String],
+        now: SystemTime,
+        generation: u64,
+    ) -> Option<JwtSvid> {
+        self.resync(generation);
+        let key = (id.clone(), audience.to_vec());
+        let cached = self.entries.get(&key)?;
+        if now < cached.refresh_at {
+            return Some(cached.svid.clone());
+        }
+        let size = cached.size;
+        self.entries.remove(&key);
+        self.bytes -= size;
+        None
+    }
+
+    fn insert(
+        &mut self,
+        id: SpiffeId,
+        audience: Vec<String>,
+        svid: JwtSvid,
+        minted: SystemTime,
+        generation: u64,
+    ) {
+        self.resync(generation);
+        let issued = svid.issued_at().unwrap_or(minted);
+        let life = svid.expiry().duration_since(issued).unwrap_or_default();
+        let refresh_at = issued + life / 2;
+        let size = 64
+            + id.as_str().len()
+            + audience.iter().map(String::len).sum::<usize>()
+            + svid.token().len();
+        if size > self.max_bytes || self.max_entries == 0 || minted >= refresh_at {
+            return;
+        }
+        let key = (id, audience);
+        if let Some(old) = self.entries.remove(&key) {
+            self.bytes -= old.size;
+        }
+        if self.entries.len() >= self.max_entries || self.bytes + size > self.max_bytes {
+            let before = self.entries.len();
+            self.entries.retain(|_, c| minted < c.refresh_at);
+            if self.entries.len() != before {
+                self.bytes = self.entries.values().map(|c| c.size).sum();
+            }
+        }
+        while self.entries.len() >= self.max_entries || self.bytes + size > self.max_bytes {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, c)| c.order)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some(c) = self.entries.remove(&oldest) {
+                self.bytes -= c.size;
+            }
+        }
+        self.next += 1;
+        self.bytes += size;
+        self.entries.insert(
+            key,
+            Cached {
+                svid,
+                refresh_at,
+                size,
+                order: self.next,
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+fn audience_required() -> Status {
+    Status::invalid_argument("audience must be specified")
+}
+
+impl State {
+    fn jwt(&self) -> Result<&Jwt, Status> {
+        self.jwt
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this server issues X509-SVIDs only"))
+    }
+
+    /// `FetchJWTSVID`: one token per identity of the caller (or the one it names).
+    pub(super) fn fetch_jwt_svid(
+        &self,
+        request: &Request<JwtSvidRequest>,
+    ) -> Result<JwtSvidResponse, Status> {
+        let jwt = self.jwt()?;
+        Self::admit(request)?;
+        let message = request.get_ref();
+        if message.audience.is_empty() {
+            return Err(audience_required());
+        }
+        if message.audience.iter().any(String::is_empty) {
+            return Err(Status::invalid_argument("audience values must not be empty"));
+        }
+        let wanted = match message.spiffe_id.as_str() {
+            "" => None,
+            id => Some(SpiffeId::new(id).map_err(|e| {
+                Status::invalid_argument(format!("invalid requested SPIFFE ID: {e}"))
+            })?),
+        };
+        let audience: Vec<String> = message
+            .audience
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let identities = self.subscribe(&super::caller_of(request))?.identities;
+        let mut svids = Vec::new();
+        for identity in &identities {
+            let id = identity.svid.id();
+            if wanted.as_ref().is_some_and(|w| w != id) {
+                continue;
+            }
+            let svid = jwt.token(id, &audience)?;
+            svids.push(JwtSvidMessage {
+                spiffe_id: id.to_string(),
+                svid: svid.token().to_owned(),
+                hint: identity.hint.clone(),
+            });
+        }
+        if svids.is_empty() {
+            // As SPIRE: an ID the caller holds no identity for is not its to ask for.
+            return Err(Status::permission_denied(format!(
+                "no identity issued for {}",
+                wanted.map(|w| w.to_string()).unwrap_or_default()
+            )));
+        }
+        Ok(JwtSvidResponse { svids })
+    }
+
+    /// `ValidateJWTSVID`: the token checked by every rule against the server's JWT
+    /// bundles, for the audience given.
+    pub(super) fn validate_jwt_svid(
+        &self,
+        request: &Request<ValidateJwtSvidRequest>,
+    ) -> Result<ValidateJwtSvidResponse, Status> {
+        let jwt = self.jwt()?;
+        Self::admit(request)?;
+        let message = request.get_ref();
+        if message.audience.is_empty() {
+            return Err(audience_required());
+        }
+        if message.svid.is_empty() {
+            return Err(Status::invalid_argument("svid must be specified"));
+        }
+        let bundles = jwt.bundles.jwt_bundles().unwrap_or_default();
+        let validator = JwtValidator::new(message.audience.clone(), jwt.algorithms);
+        let svid = validator
+            .validate(&message.svid, &*bundles, SystemTime::now())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(ValidateJwtSvidResponse {
+            spiffe_id: svid.id().to_string(),
+            claims: Some(claims_struct(svid.claims())),
+        })
+    }
+
+    /// Streams the JWT bundles to `caller`: now, then whenever they change, until the
+    /// caller leaves, loses its last identity or the server closes.
+    pub(super) fn jwt_bundles_stream(
+        self: &Arc<Self>,
+        caller: Caller,
+    ) -> Result<mpsc::Receiver<Result<JwtBundlesResponse, Status>>, Status> {
+        let jwt = self.jwt()?;
+        let mut seen = jwt.bundles.changes().generation();
+        let mut mine = self.subscribe(&caller)?;
+        let mut sent = jwt.bundles.jwt_bundles();
+        let first = jwt_bundles_message(sent.as_deref());
+        let (tx, rx) = mpsc::channel(1);
+        let state = Arc::clone(self);
+        tokio::spawn(async move {
+            let Some(jwt) = state.jwt.as_ref() else {
+                return;
+            };
+            let mut closed = state.closed.clone();
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    _ = mine.changes.changed(0) => {}
+                    _ = jwt.bundles.changes().changed(seen) => {}
+                    () = crate::serve::closing(&mut closed) => return,
+                    () = tx.closed() => return,
+                }
+                seen = jwt.bundles.changes().generation();
+                match state.subscribe(&caller) {
+                    Ok(sub) => mine = sub,
+                    Err(status) => {
+                        tracing::info!(?caller, %status, "Workload API stream ended: no identity left");
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                }
+                let now = jwt.bundles.jwt_bundles();
+                if now.as_deref() == sent.as_deref() {
+                    continue;
+                }
+                let message = jwt_bundles_message(now.as_deref());
+                sent = now;
+                if tx.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// The `FetchJWTBundles` message: each trust domain's JWT authorities as a SPIFFE bundle
+/// (JWKS, `use: jwt-svid` keys), keyed by trust-domain ID.
+fn jwt_bundles_message(bundles: Option<&JwtBundles>) -> JwtBundlesResponse {
+    let bundles = bundles
+        .into_iter()
+        .flat_map(JwtBundles::iter)
+        .map(|(td, authorities)| {
+            let bundle = authorities
+                .iter()
+                .fold(SpiffeBundle::new(td.clone()), |b, a| {
+                    b.with_jwt_authority(a.clone())
+                });
+            (td.id().to_string(), bundle.to_json().into_bytes())
+        })
+        .collect();
+    JwtBundlesResponse { bundles }
+}
+
+/// JSON claims as a protobuf `Struct`, value for value.
+pub(crate) fn claims_struct(claims: &serde_json::Map<String, Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: claims
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_proto(v)))
+            .collect(),
+    }
+}
+
+fn json_to_proto(value: &Value) -> prost_types::Value {
+    use prost_types::value::Kind;
+    let kind = match value {
+        Value::Null => Kind::NullValue(0),
+        Value::Bool(b) => Kind::BoolValue(*b),
+        // protobuf's only number is a double (integers beyond 2^53 round, as JSON
+        // parsers in most languages do).
+        #[allow(clippy::cast_precision_loss)]
+        Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        Value::String(s) => Kind::StringValue(s.clone()),
+        Value::Array(items) => Kind::ListValue(prost_types::ListValue {
+            values: items.iter().map(json_to_proto).collect(),
+        }),
+        Value::Object(map) => Kind::StructValue(claims_struct(map)),
+    };
+    prost_types::Value { kind: Some(kind) }
+}
+
+#[cfg(all(test, feature = "ca"))]
+mod tests {
+    use super::*;
+    use crate::{Authority, JwtKey, KeyType, TrustDomain};
+    use std::time::Duration;
+
+    fn half_life(svid: &JwtSvid) -> Duration {
+        let issued = svid.issued_at().unwrap();
+        svid.expiry().duration_since(issued).unwrap() / 2
+    }
+
+    fn authority() -> Authority {
+        Authority::new_root(
+            TrustDomain::new("example.org").unwrap(),
+            Duration::from_secs(3600),
+            KeyType::P256,
+        )
+        .unwrap()
+        .with_jwt_key(JwtKey::generate(KeyType::P256).unwrap())
+    }
+
+    fn id(path: &str) -> SpiffeId {
+        SpiffeId::new(&format!("spiffe://example.org/{path}")).unwrap()
+    }
+
+    #[test]
+    fn the_cache_reuses_until_half_life_and_stays_bounded() {
+        let ca = authority();
+        let aud = vec!["a".to_owned()];
+        let svid = ca.mint_jwt_svid(&id("w"), &["a"], Duration::from_secs(60)).unwrap();
+        let now = svid.issued_at().unwrap();
+        let mut cache = TokenCache::new(3, MAX_CACHED_BYTES);
+        cache.insert(id("w"), aud.clone(), svid.clone(), now, 0);
+        assert_eq!(half_life(&svid), Duration::from_secs(30));
+        let hit = cache.get(&id("w"), &aud, now + Duration::from_secs(29), 0);
+        assert_eq!(hit.unwrap().token(), svid.token());
+        assert!(cache.get(&id("w"), &["b".to_owned()], now, 0).is_none());
+        assert!(cache.get(&id("w"), &aud, now + Duration::from_secs(30), 0).is_none());
+        assert_eq!(cache.len(), 0, "a stale entry is dropped when looked up");
+        // Bounded in entries: the oldest goes.
+        for n in 0..5 {
+            cache.insert(id(&format!("w{n}")), aud.clone(), svid.clone(), now, 0);
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(&id("w0"), &aud, now, 0).is_none());
+        assert!(cache.get(&id("w4"), &aud, now, 0).is_some());
+        // Another bundles generation: nothing is reused.
+        assert!(cache.get(&id("w4"), &aud, now, 1).is_none());
+        assert_eq!(cache.len(), 0);
+        // Bounded in bytes: an entry larger than the cache is not kept.
+        let mut small = TokenCache::new(10, 100);
+        small.insert(id("w"), aud.clone(), svid.clone(), now, 0);
+        assert_eq!(small.len(), 0);
+        let fits = 64 + id("w").as_str().len() + 1 + svid.token().len();
+        let mut two = TokenCache::new(10, fits * 2);
+        for n in 0..4 {
+            two.insert(id("w"), vec![format!("{n}")], svid.clone(), now, 0);
+        }
+        assert_eq!(two.len(), 2);
+        assert!(two.bytes <= fits * 2);
+    }
+
+    #[test]
+    fn claims_convert_value_for_value() {
+        use prost_types::value::Kind;
+        let json: serde_json::Map<String, Value> = serde_json::from_str(
+            r#"{"s":"x","i":42,"f":1.5,"t":true,"n":null,"a":[1,"b",[false]],"o":{"k":{"z":-3}}}"#,
+        )
+        .unwrap();
+        let s = claims_struct(&json);
+        let kind = |k: &str| s.fields[k].kind.clone().unwrap();
+        assert_eq!(kind("s"), Kind::StringValue("x".into()));
+        assert_eq!(kind("i"), Kind::NumberValue(42.0));
+        assert_eq!(kind("f"), Kind::NumberValue(1.5));
+        assert_eq!(kind("t"), Kind::BoolValue(true));
+        assert_eq!(kind("n"), Kind::NullValue(0));
+        let Kind::ListValue(list) = kind("a") else { panic!() };
+        assert_eq!(list.values.len(), 3);
+        assert_eq!(
+            list.values[2].kind,
+            Some(Kind::ListValue(prost_types::ListValue {
+                values: vec![prost_types::Value {
+                    kind: Some(Kind::BoolValue(false))
+                }]
+            }))
+        );
+        let Kind::StructValue(o) = kind("o") else { panic!() };
+        let Some(Kind::StructValue(k)) = o.fields["k"].kind.clone() else { panic!() };
+        assert_eq!(k.fields["z"].kind, Some(Kind::NumberValue(-3.0)));
+    }
+}
