@@ -17,7 +17,6 @@ use meshid::Authority;
 use meshid::time::parse_duration;
 
 use crate::files::Failure;
-use crate::pki::load_ca;
 
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
@@ -69,6 +68,8 @@ impl AgentOptions {
 /// A running agent and what reloads its entries.
 pub(crate) struct Running {
     pub(crate) agent: Agent,
+    /// The authority issuing, with the CA directory's JWT keys (if any).
+    pub(crate) ca: Arc<Authority>,
     entries: PathBuf,
     /// Whether callers' executables are looked up (`unix:path`) and hashed (`unix:sha256`).
     paths: bool,
@@ -90,7 +91,7 @@ pub(crate) fn start(
     entries: &Path,
     options: &AgentOptions,
 ) -> Result<Running, Failure> {
-    let ca = Arc::new(load_ca(ca_dir)?);
+    let ca = Arc::new(crate::jwt::load_ca_with_jwt(ca_dir)?);
     let registry = load(entries, &ca)?;
     let uses_sha256 = uses(&registry, "sha256:");
     // Reading other users' /proc/PID/exe needs root (or CAP_SYS_PTRACE): the path is
@@ -111,7 +112,7 @@ pub(crate) fn start(
     };
     let count = registry.len();
     let agent = Agent::start_with_ttl(
-        ca,
+        Arc::clone(&ca),
         &registry,
         Arc::new(attestor),
         meshid::ring_algorithms(),
@@ -127,6 +128,7 @@ pub(crate) fn start(
     println!("issued {count} entries from {}", entries.display());
     Ok(Running {
         agent,
+        ca,
         entries: entries.to_path_buf(),
         paths: needs_path,
         hashes,
@@ -235,8 +237,12 @@ pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
     let sds = SdsServer::new(agent.clone(), agent.clone())
         .spiffe_validator(args.spiffe_validator)
         .trust_domain(running.agent.trust_domain().clone());
-    let server = WorkloadApiServer::from_sources(agent.clone(), agent)
-        .with_sds(sds)
+    let server = crate::workload::with_jwt(
+        WorkloadApiServer::from_sources(agent.clone(), agent),
+        &running.ca,
+        &args.ca,
+    )
+    .with_sds(sds)
         .socket_mode(0o666)
         .limits(args.options.limits());
     let server = match args.options.allow_uids.as_slice() {

@@ -11,11 +11,12 @@ use meshid::workload::{
     accept_x509_context, AcceptedX509Context, Endpoint, Reconnect, WorkloadApiClient,
     WorkloadApiError, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
 };
-use meshid::{CertificateInfo, LocalSvid, LocalSvidError, SpiffeId};
+use meshid::{CertificateInfo, JwtBundles, LocalSvid, LocalSvidError, SpiffeId};
 use tokio_stream::StreamExt;
 
 use crate::files::{self, Failure};
 use crate::lines::shown;
+use crate::jwt::load_ca_with_jwt;
 use crate::pki::load_ca;
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +95,30 @@ pub(crate) enum FetchCommand {
     /// Fetch the X509-SVIDs and bundles from a Workload API; only updates whose every SVID
     /// verifies against its bundle (the whole chain valid now) are taken.
     X509(FetchArgs),
+    /// Fetch JWT-SVIDs from a Workload API: prints each token on a line of its own (in the
+    /// server's order; bearer credentials: whoever reads them can present them). Each is
+    /// validated against the JWT bundles the same server publishes before it is printed.
+    Jwt(FetchJwtArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FetchJwtArgs {
+    /// The endpoint (`unix:///path` or `tcp://IP:port`); default: $SPIFFE_ENDPOINT_SOCKET.
+    #[arg(long)]
+    socket: Option<String>,
+    /// An audience value (`aud`); repeatable, at least one (unless --bundles alone).
+    #[arg(long = "audience", value_name = "AUD", required_unless_present = "bundles")]
+    audience: Vec<String>,
+    /// Only the token for this SPIFFE ID (one of the workload's).
+    #[arg(long)]
+    spiffe_id: Option<SpiffeId>,
+    /// Print the JWT bundles instead (with --audience: after the tokens): one line per
+    /// trust domain, its ID, a space, and its bundle as JSON.
+    #[arg(long)]
+    bundles: bool,
+    /// Give up (exit 1) if no answer arrives within this time.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -148,8 +173,12 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
     if let Some(entries) = &args.entries {
         let running = crate::agent::start(&args.ca, entries, &args.agent)?;
         let agent = Arc::new(running.agent.clone());
-        let server = WorkloadApiServer::from_sources(agent.clone(), agent)
-            .socket_mode(0o666)
+        let server = with_jwt(
+            WorkloadApiServer::from_sources(agent.clone(), agent),
+            &running.ca,
+            &args.ca,
+        )
+        .socket_mode(0o666)
             .limits(args.agent.limits());
         let server = match args.agent.allow_uids.as_slice() {
             [] => server,
@@ -162,7 +191,7 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         );
         return running.serve(|until| server.serve(&args.socket, until));
     }
-    let ca = Arc::new(load_ca(&args.ca)?);
+    let ca = Arc::new(load_ca_with_jwt(&args.ca)?);
     let mut locals = Vec::new();
     for id in &args.ids {
         locals.push(local_svid(&args.ca, Arc::clone(&ca), id, args.ttl)?);
@@ -170,7 +199,11 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
     let Some(first) = locals.first() else {
         return Err(Failure::refused("no --id given"));
     };
-    let mut api = WorkloadApiServer::new(first.bundles.clone());
+    let mut api = with_jwt(
+        WorkloadApiServer::new(first.bundles.clone()),
+        &ca,
+        &args.ca,
+    );
     for local in &locals {
         api = api.with_svid(Arc::clone(&local.store));
     }
@@ -194,6 +227,26 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         local.rotator.stop();
     }
     served.map_err(Failure::refused)
+}
+
+/// `server` serving JWT-SVIDs minted with `ca`'s JWT keys (DIR/jwt/) and publishing its
+/// bundle's JWT authorities; unchanged (the JWT methods answer `Unimplemented`, said once
+/// in the log) when the directory holds no JWT key, as an intermediate's does not.
+pub(crate) fn with_jwt(
+    server: WorkloadApiServer,
+    ca: &Arc<meshid::Authority>,
+    dir: &Path,
+) -> WorkloadApiServer {
+    if ca.jwt_keys().is_empty() {
+        tracing::warn!(
+            ca = %dir.display(),
+            "no JWT key in the CA directory (an intermediate holds none): the JWT-SVID \
+             methods answer Unimplemented"
+        );
+        return server;
+    }
+    let bundles: JwtBundles = std::iter::once(ca.spiffe_bundle()).collect();
+    server.with_jwt(ca.clone(), Arc::new(bundles))
 }
 
 /// A CA directory's rotating SVID for `id` (the library's [`LocalSvid`]), its failures
@@ -304,21 +357,83 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
     }
 }
 
-pub(crate) fn run_fetch(cmd: FetchCommand) -> Result<(), Failure> {
-    let FetchCommand::X509(args) = cmd;
-    let endpoint = match &args.socket {
+fn endpoint(socket: Option<&String>) -> Result<Endpoint, Failure> {
+    match socket {
         Some(s) => Endpoint::parse(s),
         None => Endpoint::from_env(),
     }
     .map_err(|e| Failure {
         code: 2,
         message: e.to_string(),
-    })?;
+    })
+}
+
+pub(crate) fn run_fetch(cmd: FetchCommand) -> Result<(), Failure> {
+    let args = match cmd {
+        FetchCommand::X509(args) => args,
+        FetchCommand::Jwt(args) => return fetch_jwt(&args),
+    };
+    let endpoint = endpoint(args.socket.as_ref())?;
     let runtime = runtime()?;
     if args.watch {
         runtime.block_on(watch(&endpoint, &args))
     } else {
         runtime.block_on(fetch_once(&endpoint, &args))
+    }
+}
+
+/// `meshid fetch jwt`: the tokens (validated against the server's JWT bundles), and/or
+/// the JWT bundles.
+fn fetch_jwt(args: &FetchJwtArgs) -> Result<(), Failure> {
+    use std::fmt::Write as _;
+    let endpoint = endpoint(args.socket.as_ref())?;
+    let runtime = runtime()?;
+    let timeout = args.timeout;
+    let out = runtime.block_on(async {
+        let work = async {
+            let mut client = WorkloadApiClient::connect(&endpoint)
+                .await
+                .map_err(Failure::refused)?
+                .with_message_timeout(timeout);
+            let mut out = String::new();
+            if !args.audience.is_empty() {
+                let svids = client
+                    .fetch_validated_jwt_svids(
+                        &args.audience,
+                        args.spiffe_id.as_ref(),
+                        meshid::ring_algorithms(),
+                    )
+                    .await
+                    .map_err(Failure::refused)?;
+                for svid in &svids {
+                    // A token is base64url and dots only: nothing to escape.
+                    let _ = writeln!(out, "{}", svid.token());
+                }
+            }
+            if args.bundles {
+                let bundles = client.fetch_jwt_bundles().await.map_err(Failure::refused)?;
+                for (td, authorities) in bundles.iter() {
+                    let bundle = authorities
+                        .iter()
+                        .fold(meshid::SpiffeBundle::new(td.clone()), |b, a| {
+                            b.with_jwt_authority(a.clone())
+                        });
+                    let _ = writeln!(out, "{} {}", td.id(), bundle.to_json());
+                }
+            }
+            Ok::<_, Failure>(out)
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| Failure::refused(format!("no answer from {endpoint} within {timeout:?}")))?
+    })?;
+    let out = zeroize::Zeroizing::new(out);
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::io(Path::new("stdout"), e)),
     }
 }
 
