@@ -461,7 +461,10 @@ async fn our_client_fetches_from_our_server_and_jwt_calls_are_unimplemented() {
     assert_eq!(context.bundles().len(), 2);
     let bundles = client.fetch_x509_bundles().await.unwrap();
     assert_eq!(bundles.len(), 2);
-    let err = client.fetch_jwt_svids(&["aud".to_owned()], None).await.unwrap_err();
+    let err = client
+        .fetch_jwt_svids(&["aud".to_owned()], None)
+        .await
+        .unwrap_err();
     assert_eq!(status_code(&err), Some(tonic::Code::Unimplemented), "{err}");
     agent.shutdown().await;
 }

@@ -1,7 +1,7 @@
 //! A Workload API client: one connection, every method of the API.
 
-use std::time::SystemTime;
 use std::time::Duration;
+use std::time::SystemTime;
 
 use std::future::Future as _;
 use std::task::{Context, Poll};

@@ -24,8 +24,8 @@ use tonic_prost::ProstCodec;
 
 use super::proto::{
     self, JwtBundlesRequest, JwtBundlesResponse, JwtSvidRequest, JwtSvidResponse,
-    ValidateJwtSvidRequest, ValidateJwtSvidResponse, X509BundlesRequest, X509BundlesResponse, X509SvidMessage, X509SvidRequest,
-    X509SvidResponse,
+    ValidateJwtSvidRequest, ValidateJwtSvidResponse, X509BundlesRequest, X509BundlesResponse,
+    X509SvidMessage, X509SvidRequest, X509SvidResponse,
 };
 use crate::serve::{
     Bundles, Caller, EveryCaller, Identities, Identity, JwtBundleFeed, JwtIssuer, Listen,

@@ -243,8 +243,8 @@ pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
         &args.ca,
     )
     .with_sds(sds)
-        .socket_mode(0o666)
-        .limits(args.options.limits());
+    .socket_mode(0o666)
+    .limits(args.options.limits());
     let server = match args.options.allow_uids.as_slice() {
         [] => server,
         uids => server.allow_uids(uids.iter().copied()),

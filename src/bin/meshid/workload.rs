@@ -15,8 +15,8 @@ use meshid::{CertificateInfo, JwtBundles, LocalSvid, LocalSvidError, SpiffeId};
 use tokio_stream::StreamExt;
 
 use crate::files::{self, Failure};
-use crate::lines::shown;
 use crate::jwt::load_ca_with_jwt;
+use crate::lines::shown;
 use crate::pki::load_ca;
 
 #[derive(Debug, Subcommand)]
@@ -107,7 +107,11 @@ pub(crate) struct FetchJwtArgs {
     #[arg(long)]
     socket: Option<String>,
     /// An audience value (`aud`); repeatable, at least one (unless --bundles alone).
-    #[arg(long = "audience", value_name = "AUD", required_unless_present = "bundles")]
+    #[arg(
+        long = "audience",
+        value_name = "AUD",
+        required_unless_present = "bundles"
+    )]
     audience: Vec<String>,
     /// Only the token for this SPIFFE ID (one of the workload's).
     #[arg(long)]
@@ -179,7 +183,7 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
             &args.ca,
         )
         .socket_mode(0o666)
-            .limits(args.agent.limits());
+        .limits(args.agent.limits());
         let server = match args.agent.allow_uids.as_slice() {
             [] => server,
             uids => server.allow_uids(uids.iter().copied()),
@@ -199,11 +203,7 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
     let Some(first) = locals.first() else {
         return Err(Failure::refused("no --id given"));
     };
-    let mut api = with_jwt(
-        WorkloadApiServer::new(first.bundles.clone()),
-        &ca,
-        &args.ca,
-    );
+    let mut api = with_jwt(WorkloadApiServer::new(first.bundles.clone()), &ca, &args.ca);
     for local in &locals {
         api = api.with_svid(Arc::clone(&local.store));
     }
@@ -423,14 +423,17 @@ fn fetch_jwt(args: &FetchJwtArgs) -> Result<(), Failure> {
             }
             Ok::<_, Failure>(out)
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| Failure::refused(format!("no answer from {endpoint} within {timeout:?}")))?
+        tokio::time::timeout(timeout, work).await.map_err(|_| {
+            Failure::refused(format!("no answer from {endpoint} within {timeout:?}"))
+        })?
     })?;
     let out = zeroize::Zeroizing::new(out);
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::io(Path::new("stdout"), e)),

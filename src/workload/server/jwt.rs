@@ -208,7 +208,9 @@ impl State {
             return Err(audience_required());
         }
         if message.audience.iter().any(String::is_empty) {
-            return Err(Status::invalid_argument("audience values must not be empty"));
+            return Err(Status::invalid_argument(
+                "audience values must not be empty",
+            ));
         }
         let wanted = match message.spiffe_id.as_str() {
             "" => None,
@@ -400,7 +402,9 @@ mod tests {
     fn the_cache_reuses_until_half_life_and_stays_bounded() {
         let ca = authority();
         let aud = vec!["a".to_owned()];
-        let svid = ca.mint_jwt_svid(&id("w"), &["a"], Duration::from_secs(60)).unwrap();
+        let svid = ca
+            .mint_jwt_svid(&id("w"), &["a"], Duration::from_secs(60))
+            .unwrap();
         let now = svid.issued_at().unwrap();
         let mut cache = TokenCache::new(3, MAX_CACHED_BYTES);
         cache.insert(id("w"), aud.clone(), svid.clone(), now, 0);
@@ -408,7 +412,9 @@ mod tests {
         let hit = cache.get(&id("w"), &aud, now + Duration::from_secs(29), 0);
         assert_eq!(hit.unwrap().token(), svid.token());
         assert!(cache.get(&id("w"), &["b".to_owned()], now, 0).is_none());
-        assert!(cache.get(&id("w"), &aud, now + Duration::from_secs(30), 0).is_none());
+        assert!(cache
+            .get(&id("w"), &aud, now + Duration::from_secs(30), 0)
+            .is_none());
         assert_eq!(cache.len(), 0, "a stale entry is dropped when looked up");
         // Bounded in entries: the oldest goes.
         for n in 0..5 {
@@ -447,7 +453,9 @@ mod tests {
         assert_eq!(kind("f"), Kind::NumberValue(1.5));
         assert_eq!(kind("t"), Kind::BoolValue(true));
         assert_eq!(kind("n"), Kind::NullValue(0));
-        let Kind::ListValue(list) = kind("a") else { panic!() };
+        let Kind::ListValue(list) = kind("a") else {
+            panic!()
+        };
         assert_eq!(list.values.len(), 3);
         assert_eq!(
             list.values[2].kind,
@@ -457,8 +465,12 @@ mod tests {
                 }]
             }))
         );
-        let Kind::StructValue(o) = kind("o") else { panic!() };
-        let Some(Kind::StructValue(k)) = o.fields["k"].kind.clone() else { panic!() };
+        let Kind::StructValue(o) = kind("o") else {
+            panic!()
+        };
+        let Some(Kind::StructValue(k)) = o.fields["k"].kind.clone() else {
+            panic!()
+        };
         assert_eq!(k.fields["z"].kind, Some(Kind::NumberValue(-3.0)));
     }
 }
