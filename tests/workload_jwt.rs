@@ -4,7 +4,7 @@
 
 #![cfg(all(unix, feature = "workload-api", feature = "ca", feature = "ring"))]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -125,9 +125,10 @@ impl Drop for Served {
     }
 }
 
-async fn serve(api: WorkloadApiServer, path: &PathBuf) -> oneshot::Sender<()> {
+async fn serve(api: WorkloadApiServer, path: &Path) -> oneshot::Sender<()> {
     let (stop, stopped) = oneshot::channel();
-    tokio::spawn(api.serve(path.clone(), async {
+    let owned = PathBuf::from(path);
+    tokio::spawn(api.serve(owned, async {
         let _ = stopped.await;
     }));
     for _ in 0..200 {
@@ -262,7 +263,12 @@ async fn the_jwt_bundles_stream_is_resent_when_a_key_is_added() {
         .expect("a new message when the bundles change")
         .unwrap()
         .unwrap();
-    let kids: Vec<&str> = next.get(&td).unwrap().iter().map(|a| a.key_id()).collect();
+    let kids: Vec<&str> = next
+        .get(&td)
+        .unwrap()
+        .iter()
+        .map(meshid::JwtAuthority::key_id)
+        .collect();
     assert_eq!(kids.len(), 2);
     assert!(kids.contains(&added.key_id()));
     // Tokens minted under the old bundles are not reused.

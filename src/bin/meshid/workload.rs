@@ -386,6 +386,7 @@ pub(crate) fn run_fetch(cmd: FetchCommand) -> Result<(), Failure> {
 /// the JWT bundles.
 fn fetch_jwt(args: &FetchJwtArgs) -> Result<(), Failure> {
     use std::fmt::Write as _;
+    use std::io::Write as _;
     let endpoint = endpoint(args.socket.as_ref())?;
     let runtime = runtime()?;
     let timeout = args.timeout;
@@ -428,7 +429,6 @@ fn fetch_jwt(args: &FetchJwtArgs) -> Result<(), Failure> {
         })?
     })?;
     let out = zeroize::Zeroizing::new(out);
-    use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(out.as_bytes())
