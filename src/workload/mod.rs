@@ -46,6 +46,7 @@ mod endpoint;
 pub mod proto;
 mod server;
 mod source;
+mod token_cache;
 
 pub use accept::{accept_x509_context, reconnect_delay, AcceptedX509Context, Reconnect};
 pub use client::{WorkloadApiClient, MAX_MESSAGE, MESSAGE_TIMEOUT};

@@ -1,7 +1,7 @@
 //! The JWT methods of the Workload API server: `FetchJWTSVID` (through a bounded token
 //! cache), `FetchJWTBundles` (a stream) and `ValidateJWTSVID`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -17,6 +17,7 @@ use crate::workload::proto::{
     JwtBundlesResponse, JwtSvidMessage, JwtSvidRequest, JwtSvidResponse, ValidateJwtSvidRequest,
     ValidateJwtSvidResponse,
 };
+use crate::workload::token_cache::TokenCache;
 use crate::{SpiffeBundle, SpiffeId};
 
 /// The most tokens the cache holds.
@@ -29,7 +30,7 @@ pub(super) struct Jwt {
     pub(super) issuer: Arc<dyn JwtIssuer>,
     pub(super) bundles: Arc<dyn JwtBundleFeed>,
     pub(super) algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
-    pub(super) cache: Mutex<TokenCache>,
+    pub(super) cache: Mutex<TokenCache<(SpiffeId, Vec<String>)>>,
 }
 
 impl Jwt {
@@ -48,140 +49,22 @@ impl Jwt {
         let now = SystemTime::now();
         // Tokens minted under other bundles (a key added or retired) are not reused.
         let generation = self.bundles.changes().generation();
-        if let Some(svid) = self.lock().get(id, audience, now, generation) {
+        let key = (id.clone(), audience.to_vec());
+        if let Some(svid) = self.lock().get(&key, now, generation) {
             return Ok(svid);
         }
         let svid = self.issuer.mint_jwt_svid(id, audience).map_err(|e| {
             tracing::error!(%id, error = %e, "minting a JWT-SVID failed");
             Status::internal(format!("could not mint a JWT-SVID for {id}: {e}"))
         })?;
+        let key_bytes = id.as_str().len() + audience.iter().map(String::len).sum::<usize>();
         self.lock()
-            .insert(id.clone(), audience.to_vec(), svid.clone(), now, generation);
+            .insert(key, key_bytes, svid.clone(), now, generation);
         Ok(svid)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, TokenCache> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TokenCache<(SpiffeId, Vec<String>)>> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Minted tokens by (identity, audience set), each reused until half its lifetime has
-/// passed; bounded in entries and bytes (expired entries go first, then the oldest).
-pub(super) struct TokenCache {
-    entries: HashMap<(SpiffeId, Vec<String>), Cached>,
-    bytes: usize,
-    max_entries: usize,
-    max_bytes: usize,
-    /// The bundles' generation the entries were minted under.
-    generation: u64,
-    next: u64,
-}
-
-struct Cached {
-    svid: JwtSvid,
-    refresh_at: SystemTime,
-    size: usize,
-    order: u64,
-}
-
-impl TokenCache {
-    pub(super) fn new(max_entries: usize, max_bytes: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            bytes: 0,
-            max_entries,
-            max_bytes,
-            generation: 0,
-            next: 0,
-        }
-    }
-
-    fn resync(&mut self, generation: u64) {
-        if generation != self.generation {
-            self.entries.clear();
-            self.bytes = 0;
-            self.generation = generation;
-        }
-    }
-
-    fn get(
-        &mut self,
-        id: &SpiffeId,
-        audience: &[String],
-        now: SystemTime,
-        generation: u64,
-    ) -> Option<JwtSvid> {
-        self.resync(generation);
-        let key = (id.clone(), audience.to_vec());
-        let cached = self.entries.get(&key)?;
-        if now < cached.refresh_at {
-            return Some(cached.svid.clone());
-        }
-        let size = cached.size;
-        self.entries.remove(&key);
-        self.bytes -= size;
-        None
-    }
-
-    fn insert(
-        &mut self,
-        id: SpiffeId,
-        audience: Vec<String>,
-        svid: JwtSvid,
-        minted: SystemTime,
-        generation: u64,
-    ) {
-        self.resync(generation);
-        let issued = svid.issued_at().unwrap_or(minted);
-        let life = svid.expiry().duration_since(issued).unwrap_or_default();
-        let refresh_at = issued + life / 2;
-        let size = 64
-            + id.as_str().len()
-            + audience.iter().map(String::len).sum::<usize>()
-            + svid.token().len();
-        if size > self.max_bytes || self.max_entries == 0 || minted >= refresh_at {
-            return;
-        }
-        let key = (id, audience);
-        if let Some(old) = self.entries.remove(&key) {
-            self.bytes -= old.size;
-        }
-        if self.entries.len() >= self.max_entries || self.bytes + size > self.max_bytes {
-            let before = self.entries.len();
-            self.entries.retain(|_, c| minted < c.refresh_at);
-            if self.entries.len() != before {
-                self.bytes = self.entries.values().map(|c| c.size).sum();
-            }
-        }
-        while self.entries.len() >= self.max_entries || self.bytes + size > self.max_bytes {
-            let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, c)| c.order)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
-            if let Some(c) = self.entries.remove(&oldest) {
-                self.bytes -= c.size;
-            }
-        }
-        self.next += 1;
-        self.bytes += size;
-        self.entries.insert(
-            key,
-            Cached {
-                svid,
-                refresh_at,
-                size,
-                order: self.next,
-            },
-        );
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.len()
     }
 }
 
@@ -373,71 +256,9 @@ fn json_to_proto(value: &Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-#[cfg(all(test, feature = "ca"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Authority, JwtKey, KeyType, TrustDomain};
-    use std::time::Duration;
-
-    fn half_life(svid: &JwtSvid) -> Duration {
-        let issued = svid.issued_at().unwrap();
-        svid.expiry().duration_since(issued).unwrap() / 2
-    }
-
-    fn authority() -> Authority {
-        Authority::new_root(
-            TrustDomain::new("example.org").unwrap(),
-            Duration::from_secs(3600),
-            KeyType::P256,
-        )
-        .unwrap()
-        .with_jwt_key(JwtKey::generate(KeyType::P256).unwrap())
-    }
-
-    fn id(path: &str) -> SpiffeId {
-        SpiffeId::new(&format!("spiffe://example.org/{path}")).unwrap()
-    }
-
-    #[test]
-    fn the_cache_reuses_until_half_life_and_stays_bounded() {
-        let ca = authority();
-        let aud = vec!["a".to_owned()];
-        let svid = ca
-            .mint_jwt_svid(&id("w"), &["a"], Duration::from_secs(60))
-            .unwrap();
-        let now = svid.issued_at().unwrap();
-        let mut cache = TokenCache::new(3, MAX_CACHED_BYTES);
-        cache.insert(id("w"), aud.clone(), svid.clone(), now, 0);
-        assert_eq!(half_life(&svid), Duration::from_secs(30));
-        let hit = cache.get(&id("w"), &aud, now + Duration::from_secs(29), 0);
-        assert_eq!(hit.unwrap().token(), svid.token());
-        assert!(cache.get(&id("w"), &["b".to_owned()], now, 0).is_none());
-        assert!(cache
-            .get(&id("w"), &aud, now + Duration::from_secs(30), 0)
-            .is_none());
-        assert_eq!(cache.len(), 0, "a stale entry is dropped when looked up");
-        // Bounded in entries: the oldest goes.
-        for n in 0..5 {
-            cache.insert(id(&format!("w{n}")), aud.clone(), svid.clone(), now, 0);
-        }
-        assert_eq!(cache.len(), 3);
-        assert!(cache.get(&id("w0"), &aud, now, 0).is_none());
-        assert!(cache.get(&id("w4"), &aud, now, 0).is_some());
-        // Another bundles generation: nothing is reused.
-        assert!(cache.get(&id("w4"), &aud, now, 1).is_none());
-        assert_eq!(cache.len(), 0);
-        // Bounded in bytes: an entry larger than the cache is not kept.
-        let mut small = TokenCache::new(10, 100);
-        small.insert(id("w"), aud.clone(), svid.clone(), now, 0);
-        assert_eq!(small.len(), 0);
-        let fits = 64 + id("w").as_str().len() + 1 + svid.token().len();
-        let mut two = TokenCache::new(10, fits * 2);
-        for n in 0..4 {
-            two.insert(id("w"), vec![format!("{n}")], svid.clone(), now, 0);
-        }
-        assert_eq!(two.len(), 2);
-        assert!(two.bytes <= fits * 2);
-    }
 
     #[test]
     fn claims_convert_value_for_value() {
