@@ -1,6 +1,8 @@
 //! The Workload API's JWT methods, meshid's client against meshid's server: tokens per
 //! identity, the audience rule, picking one identity, the token cache, the JWT bundles
-//! stream, server-side validation, and an agent handing a caller only its own entries.
+//! stream, server-side validation, and an agent handing a caller only its own entries; and
+//! the live `JwtSource` over them: bundles that follow the server's, a token cache by the
+//! half-life rule, local validation, reconnection after a restart.
 
 #![cfg(all(unix, feature = "workload-api", feature = "ca", feature = "ring"))]
 
@@ -9,10 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use meshid::jwt::{JwtBundles, JwtSvid, JwtValidator};
+use meshid::jwt::{JwtBundleSource, JwtBundles, JwtError, JwtSvid, JwtValidator};
 use meshid::serve::{JwtIssuer, MintError};
 use meshid::watch::Watch;
-use meshid::workload::{Endpoint, WorkloadApiClient, WorkloadApiError, WorkloadApiServer};
+use meshid::workload::{
+    Endpoint, JwtSource, JwtSourceOptions, WorkloadApiClient, WorkloadApiError, WorkloadApiServer,
+};
 use meshid::{
     Authority, BundleSet, JwtKey, JwtSvidRequest, KeyType, RotationPolicy, Rotator, RotatorConfig,
     SpiffeId, SvidStore, TrustDomain, X509Bundle,
@@ -59,8 +63,11 @@ struct Served {
     jwt_bundles: Arc<Watch<JwtBundles>>,
     issuer: Arc<ShortLived>,
     _rotators: Vec<Rotator>,
+    bundles: BundleSet,
+    stores: Vec<Arc<SvidStore>>,
     path: PathBuf,
     stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), meshid::serve::ServeError>>>,
 }
 
 impl Served {
@@ -75,8 +82,8 @@ impl Served {
         );
         let mut bundles = BundleSet::new();
         bundles.insert(X509Bundle::from_authorities(td, ca.root().cloned()).unwrap());
-        let mut api = WorkloadApiServer::new(bundles.clone());
         let mut rotators = Vec::new();
+        let mut stores = Vec::new();
         for s in ids {
             let store = Arc::new(SvidStore::new());
             rotators.push(Rotator::start(RotatorConfig {
@@ -89,7 +96,7 @@ impl Served {
                 store: Arc::clone(&store),
             }));
             assert_ne!(store.wait_for_change(0, Duration::from_secs(10)), 0);
-            api = api.with_svid(store);
+            stores.push(store);
         }
         let jwt_bundles = Arc::new(Watch::new());
         jwt_bundles.publish(std::iter::once(ca.spiffe_bundle()).collect::<JwtBundles>());
@@ -98,22 +105,49 @@ impl Served {
             ttl: jwt_ttl,
             minted: AtomicUsize::new(0),
         });
-        let api = api.with_jwt(issuer.clone(), jwt_bundles.clone());
-        let path = socket_path();
-        let stop = serve(api, &path).await;
-        Self {
+        let mut served = Self {
             ca,
             jwt_bundles,
             issuer,
             _rotators: rotators,
-            path,
-            stop: Some(stop),
+            bundles,
+            stores,
+            path: socket_path(),
+            stop: None,
+            task: None,
+        };
+        served.serve().await;
+        served
+    }
+
+    /// Serves the stores and the JWT methods on the socket.
+    async fn serve(&mut self) {
+        let mut api = WorkloadApiServer::new(self.bundles.clone());
+        for store in &self.stores {
+            api = api.with_svid(Arc::clone(store));
+        }
+        let api = api.with_jwt(self.issuer.clone(), self.jwt_bundles.clone());
+        let (stop, task) = serve_joined(api, &self.path).await;
+        self.stop = Some(stop);
+        self.task = Some(task);
+    }
+
+    /// Stops the server and waits until it is gone.
+    async fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
         }
     }
 
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::parse(&format!("unix://{}", self.path.display())).unwrap()
+    }
+
     async fn client(&self) -> WorkloadApiClient {
-        let endpoint = Endpoint::parse(&format!("unix://{}", self.path.display())).unwrap();
-        WorkloadApiClient::connect(&endpoint).await.unwrap()
+        WorkloadApiClient::connect(&self.endpoint()).await.unwrap()
     }
 }
 
@@ -126,9 +160,20 @@ impl Drop for Served {
 }
 
 async fn serve(api: WorkloadApiServer, path: &Path) -> oneshot::Sender<()> {
+    serve_joined(api, path).await.0
+}
+
+/// Serves `api` on `path` until the sender is used (or dropped); the server's task.
+async fn serve_joined(
+    api: WorkloadApiServer,
+    path: &Path,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), meshid::serve::ServeError>>,
+) {
     let (stop, stopped) = oneshot::channel();
     let owned = PathBuf::from(path);
-    tokio::spawn(api.serve(owned, async {
+    let task = tokio::spawn(api.serve(owned, async {
         let _ = stopped.await;
     }));
     for _ in 0..200 {
@@ -137,7 +182,7 @@ async fn serve(api: WorkloadApiServer, path: &Path) -> oneshot::Sender<()> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop
+    (stop, task)
 }
 
 fn code(err: &WorkloadApiError) -> Option<(tonic::Code, String)> {
@@ -359,6 +404,286 @@ async fn jwt_calls_without_the_header_or_without_jwt_are_refused() {
         assert_eq!(code(&err).unwrap().0, tonic::Code::Unimplemented, "{err}");
         assert!(!err.is_retryable());
     }
+}
+
+fn source_options() -> JwtSourceOptions {
+    JwtSourceOptions::default().backoff(Duration::from_millis(50), Duration::from_millis(400))
+}
+
+/// Waits (at most 10 s) for the source's generation to move past `seen`.
+async fn next_change(source: &JwtSource, seen: u64, what: &str) -> u64 {
+    tokio::time::timeout(Duration::from_secs(10), source.changes().changed(seen))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no change within 10 s: {:?}", source.status()))
+}
+
+fn kids(source: &JwtSource, td: &TrustDomain) -> Vec<String> {
+    source
+        .jwt_authorities_of(td)
+        .unwrap()
+        .iter()
+        .map(|a| a.key_id().to_owned())
+        .collect()
+}
+
+/// An authority of example.org (another X.509 root) signing with `key`.
+fn signer(key: &JwtKey) -> Authority {
+    Authority::new_root(
+        TrustDomain::new("example.org").unwrap(),
+        HOUR,
+        KeyType::P256,
+    )
+    .unwrap()
+    .with_jwt_key(key.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_source_holds_the_bundles_and_follows_keys_added_and_retired() {
+    let served = Served::start(&["spiffe://example.org/web"], HOUR / 12).await;
+    let source = JwtSource::new(served.endpoint(), source_options())
+        .await
+        .unwrap();
+    let td = TrustDomain::new("example.org").unwrap();
+    let first = served.ca.spiffe_bundle();
+    assert_eq!(
+        source.jwt_authorities_of(&td).unwrap(),
+        first.jwt_authorities()
+    );
+    assert!(source
+        .jwt_authorities_of(&TrustDomain::new("other.org").unwrap())
+        .is_none());
+    let status = source.status();
+    assert!(status.connected && !status.stopped, "{status:?}");
+    assert_eq!((status.updates, status.trust_domains), (1, 1));
+
+    // A key added on the server reaches the source; a token it signs validates there.
+    let added = JwtKey::generate(KeyType::P256).unwrap();
+    let seen = source.generation();
+    served.jwt_bundles.publish(
+        std::iter::once(first.clone().with_jwt_authority(added.authority().clone()))
+            .collect::<JwtBundles>(),
+    );
+    next_change(&source, seen, "a key added").await;
+    let now = kids(&source, &td);
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().any(|k| k == added.key_id()));
+    assert_eq!(source.status().updates, 2);
+    let web = id("spiffe://example.org/web");
+    let by_added = signer(&added)
+        .mint_jwt_svid(&web, &["a"], Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(source.validate(by_added.token(), "a").unwrap().id(), &web);
+    // The source is a JwtBundleSource: any validator takes it.
+    let validator = JwtValidator::new("a", meshid::ring_algorithms());
+    validator
+        .validate(by_added.token(), &source, SystemTime::now())
+        .unwrap();
+
+    // The first key retired: its tokens are refused from then on.
+    let by_first =
+        Authority::mint_jwt_svid(&served.ca, &web, &["a"], Duration::from_secs(60)).unwrap();
+    assert!(source.validate(by_first.token(), "a").is_ok());
+    let seen = source.generation();
+    served.jwt_bundles.publish(
+        std::iter::once(
+            meshid::SpiffeBundle::new(td.clone()).with_jwt_authority(added.authority().clone()),
+        )
+        .collect::<JwtBundles>(),
+    );
+    next_change(&source, seen, "a key retired").await;
+    assert_eq!(kids(&source, &td), [added.key_id()]);
+    assert!(matches!(
+        source.validate(by_first.token(), "a"),
+        Err(JwtError::UnknownKeyId { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_source_reuses_a_token_until_half_its_lifetime_then_fetches_anew() {
+    let served = Served::start(&["spiffe://example.org/web"], Duration::from_secs(4)).await;
+    let source = JwtSource::new(served.endpoint(), source_options())
+        .await
+        .unwrap();
+    let web = id("spiffe://example.org/web");
+    let first = source
+        .fetch_jwt_svid(&aud(&["a", "b"]), None)
+        .await
+        .unwrap();
+    assert_eq!(first.id(), &web);
+    assert_eq!(first.audience(), ["a", "b"]);
+    let again = source
+        .fetch_jwt_svid(&aud(&["b", "a", "a"]), None)
+        .await
+        .unwrap();
+    assert_eq!(first.token(), again.token(), "same audience set: reused");
+    let status = source.status();
+    assert_eq!((status.svids_fetched, status.svid_cache_hits), (1, 1));
+    assert_eq!(served.issuer.minted.load(Ordering::SeqCst), 1);
+
+    // Asking by ID is another cache entry (the server's own cache answers the same).
+    let by_id = source
+        .fetch_jwt_svid(&aud(&["a", "b"]), Some(&web))
+        .await
+        .unwrap();
+    assert_eq!(by_id.token(), first.token());
+    assert_eq!(source.status().svids_fetched, 2);
+    let other = source.fetch_jwt_svid(&aud(&["c"]), None).await.unwrap();
+    assert_ne!(other.token(), first.token());
+    assert_eq!(source.status().svids_fetched, 3);
+    // An ID the workload does not hold: the server's refusal, nothing cached.
+    let err = source
+        .fetch_jwt_svid(&aud(&["a"]), Some(&id("spiffe://example.org/db")))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err).unwrap().0, tonic::Code::PermissionDenied);
+    let err = source.fetch_jwt_svid(&[], None).await.unwrap_err();
+    assert_eq!(code(&err).unwrap().0, tonic::Code::InvalidArgument);
+
+    // `iat` is whole seconds before the first fetch: half of 4 s is over 2.1 s later.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let later = source
+        .fetch_jwt_svid(&aud(&["a", "b"]), None)
+        .await
+        .unwrap();
+    assert_ne!(later.token(), first.token(), "past half-life: a new token");
+    assert!(later.expiry() > first.expiry());
+    assert_eq!(source.status().svids_fetched, 4);
+    let reused = source
+        .fetch_jwt_svid(&aud(&["a", "b"]), None)
+        .await
+        .unwrap();
+    assert_eq!(reused.token(), later.token());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_source_validates_locally_and_refuses_what_breaks_a_rule() {
+    let mut served = Served::start(&["spiffe://example.org/web"], HOUR / 12).await;
+    let source = JwtSource::new(served.endpoint(), source_options())
+        .await
+        .unwrap();
+    let svid = source
+        .fetch_jwt_svid(&aud(&["a", "b"]), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        source.validate(svid.token(), "b").unwrap().id().as_str(),
+        "spiffe://example.org/web"
+    );
+    assert_eq!(
+        source.validate(svid.token(), "c").unwrap_err(),
+        JwtError::AudienceMismatch {
+            expected: "c".into()
+        }
+    );
+    let other = Authority::new_root(TrustDomain::new("other.org").unwrap(), HOUR, KeyType::P256)
+        .unwrap()
+        .with_jwt_key(JwtKey::generate(KeyType::P256).unwrap());
+    let foreign = other
+        .mint_jwt_svid(&id("spiffe://other.org/x"), &["a"], Duration::from_secs(60))
+        .unwrap();
+    assert!(matches!(
+        source.validate(foreign.token(), "a"),
+        Err(JwtError::NoBundle { .. })
+    ));
+    assert!(matches!(
+        source.validate("x.y", "a"),
+        Err(JwtError::PartCount { parts: 2 })
+    ));
+    // A token of our trust domain signed by a key the bundles do not hold.
+    let stranger = signer(&JwtKey::generate(KeyType::P256).unwrap())
+        .mint_jwt_svid(
+            &id("spiffe://example.org/web"),
+            &["a"],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert!(matches!(
+        source.validate(stranger.token(), "a"),
+        Err(JwtError::UnknownKeyId { .. })
+    ));
+    // No round trip: with the server gone, validation goes on.
+    served.shut_down().await;
+    assert!(source.validate(svid.token(), "a").is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_source_keeps_its_bundles_while_the_server_is_away_and_reconnects() {
+    let mut served = Served::start(&["spiffe://example.org/web"], HOUR / 12).await;
+    let source = JwtSource::new(served.endpoint(), source_options())
+        .await
+        .unwrap();
+    let td = TrustDomain::new("example.org").unwrap();
+    let token = source.fetch_jwt_svid(&aud(&["a"]), None).await.unwrap();
+
+    served.shut_down().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while source.status().connected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the loss was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!source.status().stopped);
+    assert_eq!(
+        kids(&source, &td).len(),
+        1,
+        "the last good bundles are kept"
+    );
+    assert!(source.validate(token.token(), "a").is_ok());
+    // A cached token is still handed out; a new one cannot be fetched.
+    let cached = source.fetch_jwt_svid(&aud(&["a"]), None).await.unwrap();
+    assert_eq!(cached.token(), token.token());
+    assert!(source.fetch_jwt_svid(&aud(&["z"]), None).await.is_err());
+
+    // Back, with a key added while it was away: the source reconnects and follows.
+    let added = JwtKey::generate(KeyType::P256).unwrap();
+    served.jwt_bundles.publish(
+        std::iter::once(
+            served
+                .ca
+                .spiffe_bundle()
+                .with_jwt_authority(added.authority().clone()),
+        )
+        .collect::<JwtBundles>(),
+    );
+    let seen = source.generation();
+    let restarted = tokio::time::Instant::now();
+    served.serve().await;
+    next_change(&source, seen, "reconnected after the restart").await;
+    eprintln!("recovered {:?} after the restart", restarted.elapsed());
+    assert!(kids(&source, &td).iter().any(|k| k == added.key_id()));
+    let status = source.status();
+    assert!(status.connected && status.reconnects >= 1, "{status:?}");
+    // New bundles: the cached token is not reused (fetched again; the same claims signed
+    // by the same key within the same second may well be the same token: ECDSA signatures
+    // are deterministic, RFC 6979); fetching works again.
+    let before = source.status();
+    source.fetch_jwt_svid(&aud(&["a"]), None).await.unwrap();
+    let after = source.status();
+    assert_eq!(after.svids_fetched, before.svids_fetched + 1);
+    assert_eq!(after.svid_cache_hits, before.svid_cache_hits);
+    assert!(source.fetch_jwt_svid(&aud(&["z"]), None).await.is_ok());
+    source.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_source_stops_for_good_on_a_server_without_jwt() {
+    let td = TrustDomain::new("example.org").unwrap();
+    let ca = Authority::new_root(td.clone(), HOUR, KeyType::P256).unwrap();
+    let bundles: BundleSet = [X509Bundle::from_authorities(td, ca.root().cloned()).unwrap()]
+        .into_iter()
+        .collect();
+    let path = socket_path();
+    let _stop = serve(WorkloadApiServer::new(bundles), &path).await;
+    let endpoint = Endpoint::parse(&format!("unix://{}", path.display())).unwrap();
+    let err = JwtSource::new(endpoint, source_options())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, WorkloadApiError::Stopped { reason } if reason.contains("X509-SVIDs only")),
+        "{err}"
+    );
 }
 
 #[cfg(feature = "agent")]

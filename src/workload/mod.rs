@@ -8,6 +8,9 @@
 //! - [`X509Source`] keeps the workload's SVID and bundles live over that client, and is an
 //!   [`SvidSource`](crate::SvidSource) and [`BundleSource`](crate::BundleSource): it feeds
 //!   the rustls integration directly.
+//! - [`JwtSource`] keeps the JWT bundles live, fetches JWT-SVIDs per audience (cached until
+//!   half their lifetime) and validates tokens locally: a
+//!   [`JwtBundleSource`](crate::JwtBundleSource).
 //! - [`accept_x509_context`] and [`Reconnect`] are the one rule by which meshid takes an
 //!   update (verify first, judge by the whole chain, keep the last good, retry as the
 //!   standard says, bound every wait): see [Acceptance](self#acceptance).
@@ -43,6 +46,7 @@ mod accept;
 mod client;
 mod context;
 mod endpoint;
+mod jwt_source;
 pub mod proto;
 mod server;
 mod source;
@@ -52,6 +56,7 @@ pub use accept::{accept_x509_context, reconnect_delay, AcceptedX509Context, Reco
 pub use client::{WorkloadApiClient, MAX_MESSAGE, MESSAGE_TIMEOUT};
 pub use context::{bundles_from_message, X509Context};
 pub use endpoint::{Endpoint, EndpointProblem, ENDPOINT_ENV};
+pub use jwt_source::{JwtSource, JwtSourceOptions, JwtSourceStatus};
 pub use server::WorkloadApiServer;
 pub use source::{Pick, SourceStatus, X509Source, X509SourceOptions};
 
@@ -186,8 +191,16 @@ pub enum WorkloadApiError {
         /// The last error seen, if any.
         last_error: Option<String>,
     },
-    /// The source stopped for good.
-    #[error("the X509 source stopped: {reason}")]
+    /// No JWT bundles arrived in time ([`JwtSource::new`]).
+    #[error("no JWT bundles from the Workload API within {waited:?}{}", last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    NoJwtBundles {
+        /// How long the source waited.
+        waited: std::time::Duration,
+        /// The last error seen, if any.
+        last_error: Option<String>,
+    },
+    /// The source ([`X509Source`], [`JwtSource`]) stopped for good.
+    #[error("the Workload API source stopped: {reason}")]
     Stopped {
         /// Why.
         reason: String,
