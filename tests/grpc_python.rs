@@ -4,6 +4,10 @@
 //!
 //! - py-spiffe (PyPI `spiffe`, over grpcio, i.e. gRPC C-core) fetches the X509-SVID, the
 //!   X.509 context and the bundles, checked against the CA (`tests/python/workload_pyspiffe.py`);
+//! - py-spiffe fetches JWT-SVIDs and the JWT bundles (the `jwt-svid` keys of the CA's
+//!   `bundle.json`), verifies a token itself, has the server validate it (a wrong audience
+//!   and a tampered signature refused), and runs its `JwtSource`
+//!   (`tests/python/workload_pyspiffe_jwt.py`);
 //! - plain grpcio: the Workload API's security header is required (`INVALID_ARGUMENT`
 //!   without it), an SVID comes with it (`tests/python/workload_grpcio.py`);
 //! - an SDS client on grpcio: `FetchSecrets`, and `StreamSecrets` with an ACK, a NACK not
@@ -200,6 +204,30 @@ fn py_spiffe_fetches_the_svid_context_and_bundles_from_serve_workload_api() {
         "workload_pyspiffe.py",
         &[socket_arg(&serving), ID, ca.to_str().unwrap()],
         &["ok x509-svid", "ok x509-context", "ok x509-bundles"],
+    );
+}
+
+#[test]
+fn py_spiffe_fetches_and_validates_jwt_svids_from_serve_workload_api() {
+    let scratch = Scratch::new("pyspiffe-jwt");
+    let serving = Serving::start(&scratch, Server::WorkloadApi);
+    // `meshid ca init` wrote the trust domain's bundle, JWT keys included.
+    let bundle = scratch.0.join("ca/bundle.json");
+    run_script(
+        &serving,
+        "workload_pyspiffe_jwt.py",
+        &[socket_arg(&serving), ID, bundle.to_str().unwrap()],
+        &[
+            "ok jwt-svid",
+            "ok jwt-svids",
+            "ok other-subject-refused",
+            "ok jwt-bundles",
+            "ok validated-by-py-spiffe",
+            "ok validate",
+            "ok wrong-audience-refused",
+            "ok tampered-refused",
+            "ok jwt-source",
+        ],
     );
 }
 
