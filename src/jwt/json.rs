@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 
 /// Why a part is not a JSON object.
@@ -101,13 +102,18 @@ impl<'de> Visitor<'de> for Strict<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut members = Map::new();
         while let Some(name) = map.next_key::<String>()? {
-            if members.contains_key(&name) {
-                let message = format!("duplicate member {name:?}");
-                *self.duplicate.borrow_mut() = Some(name);
-                return Err(de::Error::custom(message));
+            // One lookup: the slot is kept while the value is read.
+            match members.entry(name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(map.next_value_seed(self)?);
+                }
+                Entry::Occupied(member) => {
+                    let name = member.key().clone();
+                    let message = format!("duplicate member {name:?}");
+                    *self.duplicate.borrow_mut() = Some(name);
+                    return Err(de::Error::custom(message));
+                }
             }
-            let value = map.next_value_seed(self)?;
-            members.insert(name, value);
         }
         Ok(Value::Object(members))
     }
