@@ -213,6 +213,38 @@ impl SpiffeBundle {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn parse(trust_domain: TrustDomain, json: &[u8]) -> Result<Self, BundleError> {
+        Self::parse_as(trust_domain, json, Document::SpiffeBundle)
+    }
+
+    /// Reads a trust domain's JWT bundle as the Workload API carries it
+    /// (`JWTBundlesResponse.bundles`, SPIFFE Workload API §6.2 and JWT-SVID §6): a JWK Set
+    /// (RFC 7517 §5) whose keys are the JWT authorities, where `use` is optional. SPIRE and
+    /// go-spiffe send their keys without it, so a key with no `use` is read as a JWT
+    /// authority here, which [`parse`](Self::parse) (SPIFFE Trust Domain and Bundle §4.2.1,
+    /// `use` required) would ignore. Everything else is checked as by `parse`: a key with
+    /// `use` `x509-svid` is an X.509 authority, one with another `use` is ignored, and a
+    /// JWT authority still needs `kid` and a well-formed public key.
+    ///
+    /// ```
+    /// # use meshid::{SpiffeBundle, TrustDomain};
+    /// let td = TrustDomain::new("example.org")?;
+    /// // As SPIRE's agent sends it: no `use`.
+    /// let jwks = br#"{"keys":[{"kty":"EC","kid":"k1","crv":"P-256",
+    ///     "x":"ngLYQnlfF6GsojUwqtcEE3WgTNG2RUlsGhK73RNEl5k",
+    ///     "y":"tKbiDSUSsQ3F1P7wteeHNXIcU-cx6CgSbroeQrQHTLM"}]}"#;
+    /// assert_eq!(SpiffeBundle::parse_jwks(td.clone(), jwks)?.jwt_authorities().len(), 1);
+    /// assert!(SpiffeBundle::parse(td, jwks)?.jwt_authorities().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn parse_jwks(trust_domain: TrustDomain, json: &[u8]) -> Result<Self, BundleError> {
+        Self::parse_as(trust_domain, json, Document::Jwks)
+    }
+
+    fn parse_as(
+        trust_domain: TrustDomain,
+        json: &[u8],
+        document: Document,
+    ) -> Result<Self, BundleError> {
         if json.len() > MAX_INPUT_LEN {
             return Err(BundleError::TooLarge { len: json.len() });
         }
@@ -246,7 +278,7 @@ impl SpiffeBundle {
             let Value::Object(entry) = entry else {
                 return Err(BundleError::KeyNotObject { index });
             };
-            match read_entry(index, entry)? {
+            match read_entry(index, entry, document)? {
                 Entry::X509(cert) => x509_authorities.push(cert),
                 Entry::Jwt(authority) => {
                     if let Some(&first) = key_ids.get(&authority.inner.key_id) {
@@ -429,10 +461,23 @@ fn optional_str<'a>(
 }
 
 /// Applies the reading rules to `keys[index]`.
-fn read_entry(index: usize, entry: Map<String, Value>) -> Result<Entry, BundleError> {
+/// What a document is read as: a SPIFFE bundle, whose keys must say their `use`, or the
+/// Workload API's JWK Set of JWT authorities, whose keys may leave it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Document {
+    SpiffeBundle,
+    Jwks,
+}
+
+fn read_entry(
+    index: usize,
+    mut entry: Map<String, Value>,
+    document: Document,
+) -> Result<Entry, BundleError> {
     let is_x509 = match optional_str(&entry, index, "use")? {
         Some(X509_SVID) => true,
         Some(JWT_SVID) => false,
+        None if document == Document::Jwks => false,
         _ => return Ok(Entry::Ignored),
     };
     let kty = optional_str(&entry, index, "kty")?;
@@ -458,6 +503,11 @@ fn read_entry(index: usize, entry: Map<String, Value>) -> Result<Entry, BundleEr
         index,
         param: "kty",
     })?;
+    // A JWK Set's key read as a JWT authority is one: it says so when written out as part
+    // of a SPIFFE bundle.
+    entry
+        .entry("use")
+        .or_insert_with(|| Value::String(JWT_SVID.to_owned()));
     Ok(Entry::Jwt(JwtAuthority {
         inner: Arc::new(AuthorityInner {
             key_id,
@@ -507,6 +557,50 @@ mod tests {
         include_bytes!("../../tests/data/go-spiffe/spiffebundle/spiffebundle_valid_1.json");
     const VALID_2: &[u8] =
         include_bytes!("../../tests/data/go-spiffe/spiffebundle/spiffebundle_valid_2.json");
+
+    /// A JWT key as SPIRE's agent sends it in `JWTBundlesResponse`: no `use`.
+    const NO_USE: &str = r#"{"kty":"EC","kid":"k1","crv":"P-256","x":"ngLYQnlfF6GsojUwqtcEE3WgTNG2RUlsGhK73RNEl5k","y":"tKbiDSUSsQ3F1P7wteeHNXIcU-cx6CgSbroeQrQHTLM"}"#;
+
+    #[test]
+    fn a_jwks_key_without_use_is_a_jwt_authority_only_in_a_jwk_set() {
+        let doc = format!(r#"{{"keys":[{NO_USE}]}}"#);
+        let jwks = SpiffeBundle::parse_jwks(td(), doc.as_bytes()).unwrap();
+        assert_eq!(jwks.jwt_authorities().len(), 1);
+        assert_eq!(jwks.jwt_authorities()[0].key_id(), "k1");
+        // Written out, it says what it is, and a SPIFFE bundle reader agrees.
+        let json = jwks.to_json();
+        assert!(json.contains(r#""use":"jwt-svid""#), "{json}");
+        assert_eq!(SpiffeBundle::parse(td(), json.as_bytes()).unwrap(), jwks);
+        // As a SPIFFE bundle, `use` is required: the key is ignored.
+        assert!(SpiffeBundle::parse(td(), doc.as_bytes())
+            .unwrap()
+            .jwt_authorities()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_jwk_set_is_otherwise_checked_as_a_bundle() {
+        let no_kid = NO_USE.replace(r#""kid":"k1","#, "");
+        let doc = format!(r#"{{"keys":[{no_kid}]}}"#);
+        assert_eq!(
+            SpiffeBundle::parse_jwks(td(), doc.as_bytes()),
+            Err(BundleError::MissingKeyId { index: 0 })
+        );
+        let twice = format!(r#"{{"keys":[{NO_USE},{NO_USE}]}}"#);
+        assert!(matches!(
+            SpiffeBundle::parse_jwks(td(), twice.as_bytes()),
+            Err(BundleError::DuplicateKeyId {
+                first: 0,
+                index: 1,
+                ..
+            })
+        ));
+        let other_use = NO_USE.replace(r#""kid""#, r#""use":"enc","kid""#);
+        let doc = format!(r#"{{"keys":[{other_use}]}}"#);
+        assert!(SpiffeBundle::parse_jwks(td(), doc.as_bytes())
+            .unwrap()
+            .is_empty());
+    }
 
     fn td() -> TrustDomain {
         TrustDomain::new("domain.test").unwrap()

@@ -371,12 +371,13 @@ pub(crate) fn jwt_bundles_from_message(
             value: key.chars().take(256).collect(),
             source,
         })?;
-        let bundle = SpiffeBundle::parse(td.clone(), &message.bundles[key]).map_err(|source| {
-            WorkloadApiError::BadBundle {
-                trust_domain: key.chars().take(256).collect(),
-                source,
-            }
-        })?;
+        let bundle =
+            SpiffeBundle::parse_jwks(td.clone(), &message.bundles[key]).map_err(|source| {
+                WorkloadApiError::BadBundle {
+                    trust_domain: key.chars().take(256).collect(),
+                    source,
+                }
+            })?;
         if out.insert_bundle(&bundle).is_some() {
             return Err(WorkloadApiError::DuplicateBundle {
                 trust_domain: td.to_string(),

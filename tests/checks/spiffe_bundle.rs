@@ -1,4 +1,4 @@
-//! Invariants of the bundle loaders (`SpiffeBundle::parse`, `X509Bundle::{parse_pem,
+//! Invariants of the bundle loaders (`SpiffeBundle::{parse, parse_jwks}`, `X509Bundle::{parse_pem,
 //! parse_der, load}`), checked on arbitrary input.
 //!
 //! Shared, by `#[path]`, between the `spiffe_bundle` fuzz target (`fuzz/fuzz_targets/`)
@@ -15,7 +15,30 @@ use meshid::{BundleError, BundleSource, SpiffeBundle, TrustDomain, X509Bundle};
 pub fn check(data: &[u8]) {
     let td = TrustDomain::new("domain.test").expect("valid trust domain");
     check_spiffe_bundle(&td, data);
+    check_jwks(&td, data);
     check_x509_bundle(&td, data);
+}
+
+/// Invariants of `SpiffeBundle::parse_jwks` (the Workload API's JWK Sets, `use`
+/// optional): where `parse` accepts the document too, the X.509 authorities are the same
+/// and every JWT authority `parse` read is there; what it reads, written out, is a SPIFFE
+/// bundle `parse` reads back unchanged.
+pub fn check_jwks(td: &TrustDomain, data: &[u8]) {
+    let jwks = SpiffeBundle::parse_jwks(td.clone(), data);
+    if let (Ok(strict), Ok(jwks)) = (SpiffeBundle::parse(td.clone(), data), &jwks) {
+        assert_eq!(jwks.x509_authorities(), strict.x509_authorities());
+        for a in strict.jwt_authorities() {
+            assert!(jwks.jwt_authority(a.key_id()) == Some(a), "{a:?} lost");
+        }
+    }
+    let bundle = match jwks {
+        Ok(bundle) => bundle,
+        Err(e) => return check_error(&e),
+    };
+    let json = bundle.to_json();
+    let again = SpiffeBundle::parse(td.clone(), json.as_bytes())
+        .unwrap_or_else(|e| panic!("own output refused ({e}): {json}"));
+    assert_eq!(again, bundle);
 }
 
 /// Invariants of `SpiffeBundle::parse` on `data`.
