@@ -8,18 +8,19 @@
 #![cfg(all(unix, feature = "workload-api", feature = "cli"))]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use base64ct::Encoding as _;
 
 use meshid::workload::{
     Endpoint, JwtSource, JwtSourceOptions, Pick, WorkloadApiClient, X509Source, X509SourceOptions,
 };
 use meshid::{authorize, tls, JwtValidator, SpiffeId, SvidSource, TrustDomain};
-use rustls::pki_types::ServerName;
 
+#[path = "common/mtls.rs"]
+mod mtls;
 #[path = "common/spire.rs"]
 mod spire;
 
@@ -155,7 +156,7 @@ fn two_meshid_workloads_identified_by_spire_keep_mtls_across_its_rotations() {
         )
         .unwrap(),
     );
-    let addr = echo_server(server);
+    let addr = mtls::echo_server(server);
 
     // Requests until each side has held at least four SVIDs (three SPIRE rotations).
     let (mut requests, mut failures) = (0u32, Vec::new());
@@ -170,7 +171,7 @@ fn two_meshid_workloads_identified_by_spire_keep_mtls_across_its_rotations() {
             spire.log_tail("agent.log")
         );
         requests += 1;
-        match request(&client, addr) {
+        match mtls::request(&client, addr) {
             Ok(line) => assert_eq!(line, format!("{frontend} -> {backend}")),
             Err(e) => failures.push(e),
         }
@@ -185,48 +186,6 @@ fn two_meshid_workloads_identified_by_spire_keep_mtls_across_its_rotations() {
     );
     assert!(failures.is_empty(), "failed handshakes: {failures:?}");
     assert!(client_source.status().rejected == 0 && server_source.status().rejected == 0);
-}
-
-/// A TLS server answering each connection's first line with the client's SPIFFE ID.
-fn echo_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(mut tcp) = tcp else { continue };
-            let config = Arc::clone(&config);
-            std::thread::spawn(move || {
-                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut conn = rustls::ServerConnection::new(config).unwrap();
-                let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-                let mut line = String::new();
-                if BufReader::new(&mut tls).read_line(&mut line).is_err() {
-                    return;
-                }
-                let peer = tls::peer_id(tls.conn).map(|p| p.to_string());
-                let _ = writeln!(tls, "{}", peer.unwrap_or_default());
-                let _ = tls.flush();
-            });
-        }
-    });
-    addr
-}
-
-/// One mTLS request: "<client id> -> <server id>" as each side saw the other.
-fn request(config: &Arc<rustls::ClientConfig>, addr: SocketAddr) -> Result<String, String> {
-    let mut tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let name = ServerName::try_from("backend").unwrap();
-    let mut conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
-    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    tls.write_all(b"hello\n").map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    BufReader::new(&mut tls)
-        .read_line(&mut answer)
-        .map_err(|e| e.to_string())?;
-    let server = tls::peer_id(tls.conn).ok_or("no server ID")?;
-    Ok(format!("{} -> {server}", answer.trim()))
 }
 
 /// SPIRE's JWT-SVIDs validate with meshid's validator against the JWT bundles SPIRE
@@ -282,4 +241,49 @@ fn jwt_svids_from_spire(
         backend
     );
     rt.block_on(jwt_source.shutdown());
+
+    // The CLI: `meshid jwt validate` takes the token and the JWT bundle exactly as SPIRE's
+    // own `spire-agent api fetch jwt` prints them (a JWK Set whose keys have no `use`).
+    let out = Command::new(spire.agent_binary())
+        .args([
+            "api",
+            "fetch",
+            "jwt",
+            "-audience",
+            "spire-cli",
+            "-output",
+            "json",
+        ])
+        .args(["-spiffeID", backend.as_str(), "-socketPath"])
+        .arg(&spire.agent_socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = answer[0]["svids"][0]["svid"].as_str().unwrap();
+    let jwks = answer[1]["bundles"]["spiffe://example.org"]
+        .as_str()
+        .unwrap();
+    let jwks = base64ct::Base64::decode_vec(jwks).unwrap();
+    assert!(!String::from_utf8_lossy(&jwks).contains("\"use\""));
+    let jwks_file = spire.dir.join("spire-jwks.json");
+    std::fs::write(&jwks_file, jwks).unwrap();
+    let validate = |audience: &str| {
+        Command::new(MESHID)
+            .args([
+                "jwt",
+                "validate",
+                "--trust-domain",
+                "example.org",
+                "--bundle",
+            ])
+            .arg(&jwks_file)
+            .args(["--audience", audience, token])
+            .output()
+            .unwrap()
+    };
+    let ok = validate("spire-cli");
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(backend.as_str()));
+    assert!(!validate("someone-else").status.success());
 }

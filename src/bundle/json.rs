@@ -579,6 +579,20 @@ mod tests {
     }
 
     #[test]
+    fn spire_bundles_are_read() {
+        // SPIRE v1.13.3's own output (tests/data/SOURCES.md).
+        let jwks = include_bytes!("../../tests/data/spire/jwt-bundle-jwks.json");
+        let bundle = SpiffeBundle::parse_jwks(td(), jwks).unwrap();
+        assert_eq!(bundle.jwt_authorities().len(), 1);
+        assert_eq!(bundle.jwt_authorities()[0].curve(), Some("P-256"));
+        let doc = include_bytes!("../../tests/data/spire/spiffe-bundle.json");
+        let bundle = SpiffeBundle::parse(td(), doc).unwrap();
+        assert_eq!(bundle.x509_authorities().len(), 1);
+        assert_eq!(bundle.jwt_authorities().len(), 1);
+        assert_eq!(bundle.sequence(), Some(1));
+    }
+
+    #[test]
     fn a_jwk_set_is_otherwise_checked_as_a_bundle() {
         let no_kid = NO_USE.replace(r#""kid":"k1","#, "");
         let doc = format!(r#"{{"keys":[{no_kid}]}}"#);

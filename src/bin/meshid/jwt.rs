@@ -57,7 +57,8 @@ pub(crate) struct ValidateArgs {
     #[arg(long)]
     trust_domain: TrustDomain,
     /// The trust domain's SPIFFE bundle (JSON, such as DIR/bundle.json or `meshid bundle
-    /// show` prints); its `jwt-svid` keys are the ones accepted.
+    /// show` prints) or its JWT bundle as a JWK Set (as SPIRE's agent hands it out, keys
+    /// without `use`); its JWT keys are the ones accepted.
     #[arg(long)]
     bundle: PathBuf,
     /// The audience this relying party identifies with: it must be among the token's `aud`.
@@ -88,7 +89,9 @@ fn mint(args: &MintArgs) -> Result<(), Failure> {
 
 fn validate(args: &ValidateArgs) -> Result<(), Failure> {
     let data = files::read(&args.bundle)?;
-    let bundle = SpiffeBundle::parse(args.trust_domain.clone(), &data)
+    // A JWK Set reader: it reads SPIFFE bundles as `parse` does, and JWKS keys without
+    // `use` as JWT keys too.
+    let bundle = SpiffeBundle::parse_jwks(args.trust_domain.clone(), &data)
         .map_err(|e| Failure::refused(format!("{}: {e}", args.bundle.display())))?;
     let token = if args.token == "-" {
         read_stdin_token()?
