@@ -21,6 +21,8 @@ use meshid::{authorize, tls, JwtValidator, SpiffeId, SvidSource, TrustDomain};
 
 #[path = "common/mtls.rs"]
 mod mtls;
+#[path = "common/peers.rs"]
+mod peers;
 #[path = "common/spire.rs"]
 mod spire;
 

@@ -18,8 +18,10 @@ use rustls::pki_types::ServerName;
 
 #[path = "common/envoy.rs"]
 mod envoy;
-// Both helpers bring `common/peers.rs` along, each for its own peer.
+// `envoy.rs` brings its own copy along.
 #[allow(clippy::duplicate_mod)]
+#[path = "common/peers.rs"]
+mod peers;
 #[path = "common/spire.rs"]
 mod spire;
 

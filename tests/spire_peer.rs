@@ -1,14 +1,21 @@
 //! SPIRE's own Workload API tools (`spire-agent api ...` of SPIRE v1.13.3, go-spiffe v2
 //! over grpc-go; `tests/peers/spire.sh`) as clients of `meshid serve workload-api`, run as
 //! an operator runs it: `fetch x509 -write` (the files it writes accepted by
-//! `openssl verify`), `watch` across rotations, `fetch jwt` and `validate jwt`.
+//! `openssl verify`), `watch` across rotations, `fetch jwt` and `validate jwt`; and of
+//! `meshid serve agent`, which attests SPIRE's tool as it attests any caller.
 
 #![cfg(all(unix, feature = "cli"))]
 
+#[path = "common/peers.rs"]
+mod peers;
 #[path = "common/serve_cli.rs"]
 mod serve_cli;
 #[path = "common/spire.rs"]
 mod spire;
+// Not every helper of it is used here.
+#[allow(unused_imports)]
+#[path = "common/workloads.rs"]
+mod workloads;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -201,4 +208,58 @@ fn spire_agent_fetches_and_validates_meshid_jwt_svids() {
         Duration::from_secs(30),
     );
     assert!(!bad.success(), "{bad}");
+}
+
+#[test]
+fn spire_agent_is_attested_by_meshid_serve_agent() {
+    let scratch = workloads::Scratch::new("spx-agent");
+    let uid = workloads::effective_uid();
+    // One entry for the uid SPIRE's tool runs as, one for another: only the first is its.
+    scratch.write_entries(&format!(
+        r#"
+[[entry]]
+spiffe_id = "spiffe://example.org/spire-tool"
+selectors = ["unix:uid:{uid}"]
+
+[[entry]]
+spiffe_id = "spiffe://example.org/someone-else"
+selectors = ["unix:uid:{}"]
+"#,
+        uid + 4242
+    ));
+    let _agent = workloads::start_agent(&scratch, 2);
+    let socket = scratch.socket();
+    let ran = api(&socket, &["fetch", "x509"], Duration::from_secs(30));
+    assert!(ran.success(), "{ran}");
+    assert_eq!(
+        spiffe_ids(&ran.stdout),
+        ["spiffe://example.org/spire-tool"],
+        "{ran}"
+    );
+    let jwt = api(
+        &socket,
+        &["fetch", "jwt", "-audience", "attested"],
+        Duration::from_secs(30),
+    );
+    assert!(jwt.success(), "{jwt}");
+    assert!(
+        jwt.stdout
+            .contains("token(spiffe://example.org/spire-tool):")
+            && !jwt.stdout.contains("someone-else"),
+        "{jwt}"
+    );
+    // Asking for the other entry's token is refused.
+    let other = api(
+        &socket,
+        &[
+            "fetch",
+            "jwt",
+            "-audience",
+            "attested",
+            "-spiffeID",
+            "spiffe://example.org/someone-else",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(!other.success(), "{other}");
 }

@@ -25,6 +25,8 @@ use meshid::{
 
 #[path = "common/mtls.rs"]
 mod mtls;
+#[path = "common/peers.rs"]
+mod peers;
 #[path = "common/spire.rs"]
 mod spire;
 

@@ -8,7 +8,8 @@
 //! has attested; [`Spire::entry`] registers a workload (`spire-server entry create`); both
 //! processes are stopped by PID when the [`Spire`] is dropped, on every path out of a test.
 //!
-//! Included with `#[path = "common/spire.rs"] mod spire;`; it brings `peers.rs` along.
+//! Included with `#[path = "common/spire.rs"] mod spire;`, beside
+//! `#[path = "common/peers.rs"] mod peers;` at the test's root.
 
 #![allow(dead_code)]
 
@@ -18,8 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-#[path = "peers.rs"]
-mod peers;
+use crate::peers;
 
 /// The directory holding `spire-server` and `spire-agent`: `MESHID_SPIRE_DIR`, else the
 /// peer installed by `tests/peers/spire.sh`.
