@@ -217,8 +217,9 @@ impl SpiffeBundle {
     }
 
     /// Reads a trust domain's JWT bundle as the Workload API carries it
-    /// (`JWTBundlesResponse.bundles`, SPIFFE Workload API §6.2 and JWT-SVID §6): a JWK Set
-    /// (RFC 7517 §5) whose keys are the JWT authorities, where `use` is optional. SPIRE and
+    /// (`JWTBundlesResponse.bundles`, whose values the Workload API's JWT profile makes JWKS
+    /// documents): a JWK Set (RFC 7517 §5) whose keys are the JWT authorities, where `use`
+    /// is optional. SPIRE and
     /// go-spiffe send their keys without it, so a key with no `use` is read as a JWT
     /// authority here, which [`parse`](Self::parse) (SPIFFE Trust Domain and Bundle §4.2.1,
     /// `use` required) would ignore. Everything else is checked as by `parse`: a key with
@@ -460,7 +461,6 @@ fn optional_str<'a>(
     }
 }
 
-/// Applies the reading rules to `keys[index]`.
 /// What a document is read as: a SPIFFE bundle, whose keys must say their `use`, or the
 /// Workload API's JWK Set of JWT authorities, whose keys may leave it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -469,6 +469,7 @@ enum Document {
     Jwks,
 }
 
+/// Applies the reading rules to `keys[index]`.
 fn read_entry(
     index: usize,
     mut entry: Map<String, Value>,
