@@ -392,10 +392,14 @@ pub(crate) async fn closing(closed: &mut watch::Receiver<bool>) {
     let _ = closed.wait_for(|c| *c).await;
 }
 
-/// Runs `f`, which may block (an agent attesting a caller reads `/proc` and may hash an
-/// executable), without stalling the other tasks of a multi-threaded runtime: the worker
-/// hands its tasks over first. On a current-thread runtime it simply runs.
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+/// Runs `f`, which may block when `may_block` (an agent attesting a caller reads `/proc`
+/// and may hash an executable: [`Identities::may_block`]), without stalling the other
+/// tasks of a multi-threaded runtime: the worker hands its tasks over first. Otherwise,
+/// or on a current-thread runtime, it simply runs.
+pub(crate) fn blocking<T>(may_block: bool, f: impl FnOnce() -> T) -> T {
+    if !may_block {
+        return f();
+    }
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),

@@ -332,7 +332,9 @@ impl State {
     /// gets none.
     fn subscribe(&self, caller: &Caller) -> Result<Subscription, Status> {
         let subscription =
-            crate::serve::blocking(|| self.identities.subscribe(caller)).map_err(|refused| {
+            crate::serve::blocking(self.identities.may_block(), || {
+                self.identities.subscribe(caller)
+            }).map_err(|refused| {
                 tracing::info!(?caller, reason = %refused, "Workload API caller refused");
                 Status::permission_denied(format!("no identity issued: {refused}"))
             })?;

@@ -323,6 +323,11 @@ impl crate::serve::Identities for X509Source {
     fn changes(&self) -> &Changes {
         self.shared.current.changes()
     }
+
+    /// The source's SVID is in memory.
+    fn may_block(&self) -> bool {
+        false
+    }
 }
 
 /// The bundles of the last good update.
