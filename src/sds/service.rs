@@ -108,8 +108,10 @@ impl tower::Service<http::Request<Body>> for Sds {
             }),
             Some("FetchSecrets") => Box::pin(async move {
                 let handler = tower::service_fn(move |r: Request<DiscoveryRequest>| {
-                    let answer =
-                        crate::serve::blocking(sds.identities.may_block(), || sds.fetch(r.get_ref())).map(Response::new);
+                    let answer = crate::serve::blocking(sds.identities.may_block(), || {
+                        sds.fetch(r.get_ref())
+                    })
+                    .map(Response::new);
                     async move { answer }
                 });
                 Ok(Grpc::new(WipingCodec::default()).unary(handler, req).await)

@@ -57,7 +57,8 @@ pub(super) fn spawn<P: Protocol>(
         let mut version = 1u64;
         let mut seen = sds.bundles.changes().generation();
         // A caller that cannot be looked at (an agent cannot attest it) is refused at once.
-        let mut mine = match crate::serve::blocking(sds.identities.may_block(), || sds.subscribe()) {
+        let mut mine = match crate::serve::blocking(sds.identities.may_block(), || sds.subscribe())
+        {
             Ok(mine) => mine,
             Err(status) => {
                 let _ = tx.send(Err(status)).await;
@@ -97,7 +98,8 @@ pub(super) fn spawn<P: Protocol>(
             if mine.generation() != 0 || sds.bundles.changes().generation() != seen {
                 version += 1;
                 seen = sds.bundles.changes().generation();
-                mine = match crate::serve::blocking(sds.identities.may_block(), || sds.subscribe()) {
+                mine = match crate::serve::blocking(sds.identities.may_block(), || sds.subscribe())
+                {
                     Ok(mine) => mine,
                     Err(status) => {
                         let _ = tx.send(Err(status)).await;
@@ -108,8 +110,7 @@ pub(super) fn spawn<P: Protocol>(
             // `update` sends only what is new.
             let Some(response) = crate::serve::blocking(sds.identities.may_block(), || {
                 stream.update(&sds, push, version)
-            })
-            else {
+            }) else {
                 continue;
             };
             let refused = response.is_err();

@@ -331,13 +331,13 @@ impl State {
     /// The caller's identities now and the changes that concern them; refused when it
     /// gets none.
     fn subscribe(&self, caller: &Caller) -> Result<Subscription, Status> {
-        let subscription =
-            crate::serve::blocking(self.identities.may_block(), || {
-                self.identities.subscribe(caller)
-            }).map_err(|refused| {
-                tracing::info!(?caller, reason = %refused, "Workload API caller refused");
-                Status::permission_denied(format!("no identity issued: {refused}"))
-            })?;
+        let subscription = crate::serve::blocking(self.identities.may_block(), || {
+            self.identities.subscribe(caller)
+        })
+        .map_err(|refused| {
+            tracing::info!(?caller, reason = %refused, "Workload API caller refused");
+            Status::permission_denied(format!("no identity issued: {refused}"))
+        })?;
         if subscription.identities.is_empty() {
             return Err(Self::no_identity());
         }
