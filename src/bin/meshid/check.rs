@@ -14,7 +14,12 @@ use crate::lines::shown;
 pub(crate) struct VerifyArgs {
     /// A trust domain's bundle, as TD=FILE (PEM certificates or SPIFFE bundle JSON);
     /// repeatable, one per trust domain.
-    #[arg(long = "bundle", value_parser = parse_bundle_arg, required = true)]
+    #[arg(
+        long = "bundle",
+        value_name = "TD=FILE",
+        value_parser = parse_bundle_arg,
+        required = true
+    )]
     bundles: Vec<(TrustDomain, PathBuf)>,
     /// The chain to verify (PEM, leaf first).
     chain: PathBuf,
@@ -48,7 +53,7 @@ pub(crate) enum BundleCommand {
     /// (X.509 authority) and the JWT keys of DIR/jwt/ (JWT authorities).
     Show {
         /// The CA's directory.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         ca: PathBuf,
     },
 }

@@ -60,6 +60,24 @@ pub(crate) fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A duration as the duration flags take it, largest units first: `800d`, `1h10s`,
+/// `364d23h59m59s` (whole seconds; `0s` for less than one).
+pub(crate) fn format_duration(d: std::time::Duration) -> String {
+    use std::fmt::Write as _;
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            let _ = write!(out, "{}{unit}", secs / size);
+            secs %= size;
+        }
+    }
+    out
+}
+
 /// Reads a whole file, refusing more than 16 MiB (counted while reading, so a pipe or a
 /// growing file is bounded too).
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>, Failure> {
