@@ -1061,3 +1061,66 @@ fn issue_replaces_another_svid_only_with_force() {
     ok(&issue("spiffe://example.org/web", "k", true));
     assert_eq!(holds("k"), "spiffe://example.org/web");
 }
+
+/// Issue 15 (9): `inspect` (and `verify`) given a private key say so, printing none of it.
+#[test]
+fn inspect_names_a_private_key_and_prints_none_of_it() {
+    let d = scratch("inspect-key");
+    ca_and_web_svid(&d);
+    let key = std::fs::read_to_string(d.join("w/svid.key")).unwrap();
+    std::fs::write(
+        d.join("ec.key"),
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\n-----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let sec1 = std::fs::read_to_string(d.join("ec.key")).unwrap();
+    for (file, pem, command) in [
+        ("w/svid.key", &key, "inspect"),
+        ("ec.key", &sec1, "inspect"),
+        ("w/svid.key", &key, "verify"),
+    ] {
+        let mut args = vec![command, file];
+        if command == "verify" {
+            args = vec!["verify", "--bundle", "example.org=w/bundle.pem", file];
+        }
+        let o = meshid(&d, &args);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!(
+                "{file}: this is a private key; {command} reads certificates"
+            )),
+            "{}",
+            text(&o)
+        );
+        for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(
+                !text(&o).contains(&line[..line.len().min(16)]),
+                "key material printed"
+            );
+        }
+    }
+}
+
+/// Issue 15 (10): an empty subject is marked as SPIFFE's, and the lifetime line explains
+/// the 10 s the CA backdates NotBefore.
+#[test]
+fn inspect_marks_the_empty_subject_and_explains_the_backdating() {
+    let d = scratch("inspect-lifetime");
+    ca_and_web_svid(&d);
+    let o = meshid(&d, &["inspect", "w/svid.pem"]);
+    ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("\nsubject:      (empty, as SPIFFE leaves it)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nlifetime:     1h10s (1h from issuance + 10s backdated for clock skew)\n"),
+        "{out}"
+    );
+    // The JSON keeps the subject as it is.
+    let o = meshid(&d, &["inspect", "--json", "w/svid.pem"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["subject"], "");
+}
