@@ -533,3 +533,16 @@ fn jwt_key_rotation_keeps_old_tokens_valid() {
         "not a JWT key file name",
     );
 }
+
+/// Issue 15 (5): `jwt mint --ttl` says its units.
+#[test]
+fn jwt_mint_help_says_the_duration_units() {
+    let o = meshid(Path::new("."), &["jwt", "mint", "--help"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let help = text(&o);
+    assert!(
+        help.contains("--ttl <DURATION>") && help.contains("(30s, 5m, 1h, 365d)"),
+        "{help}"
+    );
+    assert!(help.contains("--ca <DIR>"), "{help}");
+}

@@ -855,3 +855,272 @@ fn ca_sign_grants_only_the_dns_names_the_operator_names() {
         assert!(help.contains(words), "{words}: {help}");
     }
 }
+
+/// Every `<DURATION>` in a help text is explained with its units.
+fn assert_durations_explained(help: &str) {
+    let flags = help.matches("<DURATION>").count();
+    let explained = help.matches("(30s, 5m, 1h, 365d)").count();
+    assert!(flags > 0 && explained >= flags, "{help}");
+}
+
+/// Issue 15 (5, 6, 11): duration flags say their units; help texts name only placeholders
+/// that are flags' value names; `ca`'s about says what it does.
+#[test]
+fn pki_help_names_units_and_its_own_placeholders() {
+    let d = scratch("help");
+    let top = text(&meshid(&d, &["--help"]));
+    assert!(!top.contains("Run a local certificate authority"), "{top}");
+    assert!(
+        top.contains("local certificate authority kept in files"),
+        "{top}"
+    );
+    for args in [
+        &["ca", "init", "--help"][..],
+        &["ca", "intermediate", "--help"],
+        &["ca", "sign", "--help"],
+        &["issue", "--help"],
+    ] {
+        let o = meshid(&d, args);
+        ok(&o);
+        let help = text(&o);
+        assert_durations_explained(&help);
+        for stray in ["DIR2", "CHAIN", "<IDS>", "<DNS>"] {
+            assert!(!help.contains(stray), "{args:?}: {stray}: {help}");
+        }
+    }
+    let help = text(&meshid(&d, &["ca", "intermediate", "--help"]));
+    assert!(
+        help.contains("--ca <PARENT>")
+            && help.contains("--out <DIR>")
+            && help.contains("DIR/ca.pem"),
+        "{help}"
+    );
+    let help = text(&meshid(&d, &["issue", "--help"]));
+    assert!(
+        help.contains("--out-dir <DIR>") && help.contains("--force"),
+        "{help}"
+    );
+    let help = text(&meshid(&d, &["verify", "--help"]));
+    assert!(help.contains("--bundle <TD=FILE>"), "{help}");
+}
+
+/// Issue 15 (7): a TTL past the CA's expiry is capped, and said so on stderr (asked and
+/// granted), exit 0; by `issue`, `ca sign` and `ca intermediate`. A TTL within says nothing.
+#[test]
+fn a_ttl_capped_at_the_ca_s_expiry_is_said_on_stderr() {
+    let d = scratch("capped");
+    ok(&meshid(
+        &d,
+        &[
+            "ca",
+            "init",
+            "--trust-domain",
+            "example.org",
+            "--out",
+            "ca",
+            "--ttl",
+            "2d",
+        ],
+    ));
+    let o = meshid(
+        &d,
+        &[
+            "issue",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/web",
+            "--out-dir",
+            "w",
+            "--ttl",
+            "1h",
+        ],
+    );
+    ok(&o);
+    assert!(o.stderr.is_empty(), "{}", text(&o));
+    let o = meshid(
+        &d,
+        &[
+            "issue",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/web",
+            "--out-dir",
+            "w",
+            "--ttl",
+            "800d",
+        ],
+    );
+    ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "--ttl 800d is past the CA's expiry: the SVID's lifetime is capped at 1d23h59m"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(until 20"), "{stderr}");
+    let o = meshid(
+        &d,
+        &[
+            "ca",
+            "intermediate",
+            "--ca",
+            "ca",
+            "--out",
+            "int",
+            "--ttl",
+            "800d",
+        ],
+    );
+    ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "--ttl 800d is past the CA's expiry: the intermediate's lifetime is capped at 1d23h59m"
+        ),
+        "{stderr}"
+    );
+    ok(&meshid(
+        &d,
+        &[
+            "csr",
+            "--id",
+            "spiffe://example.org/db",
+            "--key-out",
+            "db.key",
+            "--out",
+            "db.csr",
+        ],
+    ));
+    let o = meshid(
+        &d,
+        &[
+            "ca", "sign", "--ca", "int", "--csr", "db.csr", "--out", "db.pem", "--ttl", "3d",
+        ],
+    );
+    ok(&o);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(
+            "--ttl 3d is past the CA's expiry: the SVID's lifetime is capped at 1d23h59m"
+        ),
+        "{stderr}"
+    );
+}
+
+/// Issue 15 (8): `issue` renews the SVID an out-dir holds (the same ID), but refuses to
+/// replace another ID's SVID, or a key it cannot read, unless --force.
+#[test]
+fn issue_replaces_another_svid_only_with_force() {
+    let d = scratch("force");
+    ca_and_web_svid(&d);
+    let issue = |id: &str, dir: &str, force: bool| {
+        let mut args = vec!["issue", "--ca", "ca", "--id", id, "--out-dir", dir];
+        if force {
+            args.push("--force");
+        }
+        meshid(&d, &args)
+    };
+    let holds = |dir: &str| {
+        let o = meshid(
+            &d,
+            &[
+                "verify",
+                "--bundle",
+                &format!("example.org={dir}/bundle.pem"),
+                &format!("{dir}/svid.pem"),
+            ],
+        );
+        ok(&o);
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    ok(&issue("spiffe://example.org/web", "w", false));
+    let o = issue("spiffe://example.org/db", "w", false);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("already holds an SVID for spiffe://example.org/web"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("--force"), "{}", text(&o));
+    assert_eq!(holds("w"), "spiffe://example.org/web");
+    ok(&issue("spiffe://example.org/db", "w", true));
+    assert_eq!(holds("w"), "spiffe://example.org/db");
+    // A key that is not meshid's SVID: refused, left as it was.
+    std::fs::create_dir(d.join("k")).unwrap();
+    std::fs::write(d.join("k/svid.key"), b"someone's key").unwrap();
+    let o = issue("spiffe://example.org/web", "k", false);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not a readable SVID"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(d.join("k/svid.key")).unwrap(),
+        b"someone's key"
+    );
+    ok(&issue("spiffe://example.org/web", "k", true));
+    assert_eq!(holds("k"), "spiffe://example.org/web");
+}
+
+/// Issue 15 (9): `inspect` (and `verify`) given a private key say so, printing none of it.
+#[test]
+fn inspect_names_a_private_key_and_prints_none_of_it() {
+    let d = scratch("inspect-key");
+    ca_and_web_svid(&d);
+    let key = std::fs::read_to_string(d.join("w/svid.key")).unwrap();
+    std::fs::write(
+        d.join("ec.key"),
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\n-----END EC PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let sec1 = std::fs::read_to_string(d.join("ec.key")).unwrap();
+    for (file, pem, command) in [
+        ("w/svid.key", &key, "inspect"),
+        ("ec.key", &sec1, "inspect"),
+        ("w/svid.key", &key, "verify"),
+    ] {
+        let mut args = vec![command, file];
+        if command == "verify" {
+            args = vec!["verify", "--bundle", "example.org=w/bundle.pem", file];
+        }
+        let o = meshid(&d, &args);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            text(&o).contains(&format!(
+                "{file}: this is a private key; {command} reads certificates"
+            )),
+            "{}",
+            text(&o)
+        );
+        for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(
+                !text(&o).contains(&line[..line.len().min(16)]),
+                "key material printed"
+            );
+        }
+    }
+}
+
+/// Issue 15 (10): an empty subject is marked as SPIFFE's, and the lifetime line explains
+/// the 10 s the CA backdates NotBefore.
+#[test]
+fn inspect_marks_the_empty_subject_and_explains_the_backdating() {
+    let d = scratch("inspect-lifetime");
+    ca_and_web_svid(&d);
+    let o = meshid(&d, &["inspect", "w/svid.pem"]);
+    ok(&o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("\nsubject:      (empty, as SPIFFE leaves it)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nlifetime:     1h10s (1h from issuance + 10s backdated for clock skew)\n"),
+        "{out}"
+    );
+    // The JSON keeps the subject as it is.
+    let o = meshid(&d, &["inspect", "--json", "w/svid.pem"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["subject"], "");
+}

@@ -191,7 +191,7 @@ fn fetch_errors_have_the_documented_exit_codes() {
     let scratch = Scratch::new("errors");
     let dir = &scratch.0;
     // A bad endpoint, or none: usage error, exit 2.
-    let out = meshid(dir, &["fetch", "x509", "--socket", "/no/scheme.sock"]);
+    let out = meshid(dir, &["fetch", "x509", "--socket", "http://x/scheme.sock"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("the scheme must be unix or tcp"));
     let out = meshid(dir, &["fetch", "x509"]);
@@ -565,4 +565,223 @@ fn serve_refuses_a_ttl_under_the_minimum_at_once() {
         );
         assert!(!dir.join("api.sock").exists());
     }
+}
+
+/// Issue 15 (1): `fetch --socket` takes the path `serve --socket` takes, as `unix://PATH`;
+/// a relative path is still refused (exit 2). (2): a connection error shows its OS cause,
+/// once.
+#[test]
+fn fetch_socket_takes_a_path_and_connection_errors_show_the_os_cause() {
+    let scratch = Scratch::new("path");
+    let dir = &scratch.0;
+    let socket = dir.join("api.sock");
+    let _server = serve(dir, &socket, &[]);
+    for command in ["x509", "jwt"] {
+        let mut args = vec!["fetch", command, "--socket", socket.to_str().unwrap()];
+        if command == "jwt" {
+            args.extend(["--audience", "reports"]);
+        }
+        let out = meshid(dir, &args);
+        assert!(out.status.success(), "{command}: {}", text(&out));
+    }
+    let out = meshid(dir, &["fetch", "x509", "--socket", "api.sock"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let missing = dir.join("nonexistent.sock");
+    for socket in [
+        format!("unix://{}", missing.display()),
+        missing.display().to_string(),
+    ] {
+        let out = meshid(dir, &["fetch", "x509", "--socket", &socket]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot connect to unix://")
+                && stderr.contains("No such file or directory (os error 2)"),
+            "{stderr}"
+        );
+        assert_eq!(stderr.matches("transport error").count(), 1, "{stderr}");
+        assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+    }
+}
+
+/// Issue 15 (3): `fetch x509 --out-dir DIR --id ID` writes that SVID, not the default;
+/// an ID not served is refused naming those served, and nothing is written.
+#[test]
+fn fetch_out_dir_writes_the_svid_id_names() {
+    let scratch = Scratch::new("pick");
+    let dir = &scratch.0;
+    let socket = dir.join("api.sock");
+    let _server = serve(dir, &socket, &["--id", "spiffe://example.org/db"]);
+    let endpoint = format!("unix://{}", socket.display());
+    let out = meshid(
+        dir,
+        &[
+            "fetch",
+            "x509",
+            "--socket",
+            &endpoint,
+            "--out-dir",
+            "db",
+            "--id",
+            "spiffe://example.org/db",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = meshid(
+        dir,
+        &[
+            "verify",
+            "--bundle",
+            "example.org=db/bundle.pem",
+            "db/svid.pem",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "spiffe://example.org/db"
+    );
+
+    let out = meshid(
+        dir,
+        &[
+            "fetch",
+            "x509",
+            "--socket",
+            &endpoint,
+            "--out-dir",
+            "none",
+            "--id",
+            "spiffe://example.org/nobody",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no SVID for spiffe://example.org/nobody")
+            && stderr.contains("spiffe://example.org/web, spiffe://example.org/db"),
+        "{stderr}"
+    );
+    assert!(!dir.join("none").exists());
+    // --id without --out-dir is a usage error.
+    let out = meshid(
+        dir,
+        &[
+            "fetch",
+            "x509",
+            "--socket",
+            &endpoint,
+            "--id",
+            "spiffe://example.org/db",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// Issue 15 (4): each `--watch` block starts with `update TIME` and gives each SVID's
+/// serial after the lines it had.
+#[test]
+fn fetch_watch_blocks_start_with_the_time_and_give_serials() {
+    let scratch = Scratch::new("watchlines");
+    let dir = &scratch.0;
+    let socket = dir.join("api.sock");
+    let _server = serve(dir, &socket, &["--ttl", "5s"]);
+    let mut watch = Serving(
+        Command::new(MESHID)
+            .current_dir(dir)
+            .args(["fetch", "x509", "--watch", "--socket"])
+            .arg(&socket)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = watch.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut lines = Vec::new();
+    while lines
+        .iter()
+        .filter(|l: &&String| l.starts_with("bundles "))
+        .count()
+        < 2
+    {
+        lines.push(
+            rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("two updates within 15 s"),
+        );
+    }
+    let blocks: Vec<&[String]> = lines
+        .split_inclusive(|l| l.starts_with("bundles "))
+        .collect();
+    let mut serials = Vec::new();
+    for block in blocks {
+        let time = block[0]
+            .strip_prefix("update ")
+            .unwrap_or_else(|| panic!("{lines:?}"));
+        assert!(meshid::time::parse_rfc3339(time).is_ok(), "{lines:?}");
+        assert_eq!(block[1], "svid spiffe://example.org/web", "{lines:?}");
+        assert_eq!(block[2], "  chain_length 1", "{lines:?}");
+        assert!(block[3].starts_with("  not_after 20"), "{lines:?}");
+        let serial = block[4]
+            .strip_prefix("  serial ")
+            .unwrap_or_else(|| panic!("{lines:?}"));
+        assert!(
+            !serial.is_empty() && serial.chars().all(|c| c.is_ascii_hexdigit() || c == ':'),
+            "{lines:?}"
+        );
+        serials.push(serial.to_owned());
+        assert_eq!(block[5], "bundles example.org", "{lines:?}");
+    }
+    assert_ne!(serials[0], serials[1], "{lines:?}");
+}
+
+/// Issue 15 (5, 6): every duration flag of `serve` and `fetch` says its units; `--id`
+/// and `--socket` name their values as the texts do.
+#[test]
+fn serve_and_fetch_help_say_units_and_value_names() {
+    for args in [
+        &["serve", "workload-api", "--help"][..],
+        &["serve", "sds", "--help"],
+        &["serve", "agent", "--help"],
+        &["fetch", "x509", "--help"],
+        &["fetch", "jwt", "--help"],
+    ] {
+        let out = meshid(Path::new("."), args);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let help = text(&out);
+        let flags = help.matches("<DURATION>").count();
+        assert!(flags > 0, "{args:?}: {help}");
+        assert!(
+            help.matches("(30s, 5m, 1h, 365d)").count() >= flags,
+            "{args:?}: {help}"
+        );
+        assert!(
+            !help.contains("<IDS>") && !help.contains("<ALLOW_UID"),
+            "{args:?}: {help}"
+        );
+    }
+    let help = text(&meshid(
+        Path::new("."),
+        &["serve", "workload-api", "--help"],
+    ));
+    assert!(help.contains("--id <ID>"), "{help}");
+    let help = text(&meshid(Path::new("."), &["fetch", "x509", "--help"]));
+    assert!(
+        help.contains("--socket <ENDPOINT>")
+            && help.contains("--id <ID>")
+            && help.contains("absolute socket path"),
+        "{help}"
+    );
 }

@@ -28,7 +28,7 @@ pub(crate) struct AgentArgs {
     #[arg(long)]
     entries: PathBuf,
     /// The CA's directory (ca.pem, ca.key, and bundle.pem for an intermediate).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     ca: PathBuf,
     #[command(flatten)]
     options: AgentOptions,
@@ -42,11 +42,12 @@ pub(crate) struct AgentArgs {
 pub(crate) struct AgentOptions {
     /// With entries: the lifetime of the SVIDs of entries that name no ttl; renewed at
     /// about half of it.
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     pub(crate) entry_ttl: Duration,
     /// Admit only callers running as this uid (repeat for several); others are refused
     /// before they are attested.
-    #[arg(long = "allow-uid")]
+    #[arg(long = "allow-uid", value_name = "UID")]
     pub(crate) allow_uids: Vec<u32>,
     /// With entries: the most connections the callers of one uid may hold at once (the
     /// socket is open to every local user; the server holds 512 in all).

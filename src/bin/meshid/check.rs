@@ -14,7 +14,7 @@ use crate::lines::shown;
 pub(crate) struct VerifyArgs {
     /// A trust domain's bundle, as TD=FILE (PEM certificates or SPIFFE bundle JSON);
     /// repeatable, one per trust domain.
-    #[arg(long = "bundle", value_parser = parse_bundle_arg, required = true)]
+    #[arg(long = "bundle", value_name = "TD=FILE", value_parser = parse_bundle_arg, required = true)]
     bundles: Vec<(TrustDomain, PathBuf)>,
     /// The chain to verify (PEM, leaf first).
     chain: PathBuf,
@@ -48,7 +48,7 @@ pub(crate) enum BundleCommand {
     /// (X.509 authority) and the JWT keys of DIR/jwt/ (JWT authorities).
     Show {
         /// The CA's directory.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         ca: PathBuf,
     },
 }
@@ -78,11 +78,30 @@ fn read_bundle(td: &TrustDomain, path: &Path) -> Result<X509Bundle, Failure> {
     bundle.map_err(|e| Failure::refused(format!("{}: {e}", path.display())))
 }
 
-/// Reads every certificate of a PEM or DER file.
-fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Failure> {
-    let data = files::read(path)?;
-    meshid::parse_certificates(&data)
-        .map_err(|e| Failure::refused(format!("{}: {e}", path.display())))
+/// Reads every certificate of a PEM or DER file. A PEM private key (`PRIVATE KEY`, `EC
+/// PRIVATE KEY`, ...) among no certificates is named as such, for `command` (never a byte of
+/// it printed).
+fn read_certificates(path: &Path, command: &str) -> Result<Vec<CertificateDer<'static>>, Failure> {
+    let data = zeroize::Zeroizing::new(files::read(path)?);
+    meshid::parse_certificates(&data).map_err(|e| {
+        if holds_private_key(&data) {
+            Failure::refused(format!(
+                "{}: this is a private key; {command} reads certificates",
+                path.display()
+            ))
+        } else {
+            Failure::refused(format!("{}: {e}", path.display()))
+        }
+    })
+}
+
+/// Whether `data` has a PEM block labelled `... PRIVATE KEY` (PKCS#8, SEC1, PKCS#1,
+/// encrypted).
+fn holds_private_key(data: &[u8]) -> bool {
+    data.split(|&b| b == b'\n').any(|line| {
+        let line = line.trim_ascii();
+        line.starts_with(b"-----BEGIN ") && line.ends_with(b"PRIVATE KEY-----")
+    })
 }
 
 pub(crate) fn run_verify(args: &VerifyArgs) -> Result<(), Failure> {
@@ -90,7 +109,7 @@ pub(crate) fn run_verify(args: &VerifyArgs) -> Result<(), Failure> {
     for (td, path) in &args.bundles {
         set.insert(read_bundle(td, path)?);
     }
-    let chain = read_certificates(&args.chain)?;
+    let chain = read_certificates(&args.chain, "verify")?;
     let at = args.at.unwrap_or_else(SystemTime::now);
     let verified = meshid::verify_x509_svid(&chain, &set, at, meshid::ring_algorithms())
         .map_err(|e| Failure::refused(format!("{}: {e}", args.chain.display())))?;
@@ -99,7 +118,7 @@ pub(crate) fn run_verify(args: &VerifyArgs) -> Result<(), Failure> {
 }
 
 pub(crate) fn run_inspect(args: &InspectArgs) -> Result<(), Failure> {
-    let certs = read_certificates(&args.file)?;
+    let certs = read_certificates(&args.file, "inspect")?;
     let mut infos = Vec::new();
     for der in &certs {
         infos.push(CertificateInfo::from_der(der).map_err(Failure::refused)?);
@@ -137,13 +156,18 @@ fn print_text(info: &CertificateInfo) {
     println!("is_ca:        {}", info.is_ca());
     println!("not_before:   {}", info.not_before_rfc3339());
     println!("not_after:    {}", info.not_after_rfc3339());
+    println!("lifetime:     {}", lifetime(info));
     println!(
         "key_type:     {}",
         info.key_type().map_or(none.clone(), |k| k.to_string())
     );
     println!("serial:       {}", info.serial_hex());
     println!("issuer:       {}", shown(info.issuer()));
-    println!("subject:      {}", shown(info.subject()));
+    if info.subject().is_empty() {
+        println!("subject:      (empty, as SPIFFE leaves it)");
+    } else {
+        println!("subject:      {}", shown(info.subject()));
+    }
     for uri in info.uri_sans() {
         println!("uri:          {}", shown(uri));
     }
@@ -152,6 +176,25 @@ fn print_text(info: &CertificateInfo) {
     }
     for v in info.violations() {
         println!("warning:      {v}");
+    }
+}
+
+/// NotBefore to NotAfter. meshid's CA backdates NotBefore 10 s (`src/ca/issue.rs`) for peers
+/// whose clocks run behind, so a lifetime of whole minutes and 10 s is shown as the time from
+/// issuance (the TTL, or less when the CA's expiry capped it) plus the backdating: "1h10s
+/// (1h from issuance + 10s backdated for clock skew)".
+fn lifetime(info: &CertificateInfo) -> String {
+    const BACKDATE: u64 = 10;
+    let secs = info
+        .not_after()
+        .duration_since(info.not_before())
+        .map_or(0, |d| d.as_secs());
+    let total = files::format_duration(std::time::Duration::from_secs(secs));
+    if secs > 60 && secs % 60 == BACKDATE {
+        let issued = files::format_duration(std::time::Duration::from_secs(secs - BACKDATE));
+        format!("{total} ({issued} from issuance + {BACKDATE}s backdated for clock skew)")
+    } else {
+        total
     }
 }
 

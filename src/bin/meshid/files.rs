@@ -27,6 +27,13 @@ impl Failure {
         }
     }
 
+    /// A refusal (exit 1) for an error and its causes: each `source` in turn, after a
+    /// colon, unless the text so far already says it (a `Display` that repeats its
+    /// source, as `cannot connect to X: transport error` does).
+    pub(crate) fn refused_with_causes(error: &(dyn std::error::Error + 'static)) -> Self {
+        Self::refused(with_causes(error))
+    }
+
     /// A file could not be read or written (exit 2).
     pub(crate) fn io(path: &Path, e: impl fmt::Display) -> Self {
         Self {
@@ -34,6 +41,41 @@ impl Failure {
             message: format!("{}: {e}", path.display()),
         }
     }
+}
+
+/// An error's text followed by its causes (`std::error::Error::source`, in turn), each
+/// left out when the text so far already holds it: "cannot connect to unix:///x: transport
+/// error: No such file or directory (os error 2)".
+pub(crate) fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+/// A duration as the duration flags take it, largest units first: `800d`, `1h10s`,
+/// `364d23h59m59s` (whole seconds; `0s` for less than one).
+pub(crate) fn format_duration(d: std::time::Duration) -> String {
+    use std::fmt::Write as _;
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            let _ = write!(out, "{}{unit}", secs / size);
+            secs %= size;
+        }
+    }
+    out
 }
 
 /// Reads a whole file, refusing more than 16 MiB (counted while reading, so a pipe or a

@@ -37,7 +37,7 @@ pub(crate) enum JwtCommand {
 pub(crate) struct MintArgs {
     /// The CA's directory (a root made by `meshid ca init`, or one given a key with
     /// `meshid ca jwt-key add`).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     ca: PathBuf,
     /// The SPIFFE ID (`sub`), in the CA's trust domain, with a path.
     #[arg(long)]
@@ -46,7 +46,8 @@ pub(crate) struct MintArgs {
     #[arg(long = "audience", value_name = "AUD", required = true)]
     audience: Vec<String>,
     /// The token's lifetime (`exp` = now + TTL, capped at the CA's expiry).
-    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
     ttl: Duration,
 }
 

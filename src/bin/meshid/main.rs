@@ -33,7 +33,8 @@ enum Command {
     /// Work with SPIFFE IDs.
     #[command(subcommand)]
     Id(id::IdCommand),
-    /// Run a local certificate authority.
+    /// Create and use a local certificate authority kept in files: make a root or an
+    /// intermediate, sign CSRs, add JWT keys (`serve` serves from one).
     #[command(subcommand)]
     Ca(pki::CaCommand),
     /// Make a new key and a CSR for a SPIFFE ID.

@@ -29,36 +29,38 @@ pub(crate) enum CaCommand {
         #[arg(long)]
         trust_domain: TrustDomain,
         /// The directory to write to (created if missing).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// The CA's lifetime.
-        #[arg(long, value_parser = parse_duration, default_value = "365d")]
+        /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "365d")]
         ttl: Duration,
         /// The CA's key type.
         #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
         key_type: KeyTypeArg,
     },
-    /// Create an intermediate CA below `--ca`: DIR2/ca.pem holds the chain up to, not
-    /// including, the root; DIR2/bundle.pem the root; DIR2/ca.key its key (mode 0600).
+    /// Create an intermediate CA below `--ca PARENT`: DIR/ca.pem holds the chain up to,
+    /// not including, the root; DIR/bundle.pem the root; DIR/ca.key its key (mode 0600).
     ///
-    /// DIR2 is created and published as by `ca init`. An intermediate holds no JWT key and
+    /// DIR (`--out`) is created and published as by `ca init`. An intermediate holds no JWT key and
     /// writes no bundle.json: JWT-SVIDs are minted with the root directory's keys, which
     /// its bundle.json publishes.
     Intermediate {
         /// The parent CA's directory.
-        #[arg(long)]
+        #[arg(long, value_name = "PARENT")]
         ca: PathBuf,
         /// The directory to write to (created if missing).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// The intermediate's lifetime (capped at the parent's).
-        #[arg(long, value_parser = parse_duration, default_value = "30d")]
+        /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30d")]
         ttl: Duration,
         /// The intermediate's key type.
         #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
         key_type: KeyTypeArg,
     },
-    /// Sign a CSR: writes the chain (leaf first, root excluded) to CHAIN.
+    /// Sign a CSR: writes the chain (leaf first, root excluded) to the file --out names.
     ///
     /// The CA decides what it issues: the SPIFFE ID is --id or the CSR's (checked), and the
     /// certificate carries the DNS names given with --dns and no others. DNS names the CSR
@@ -66,20 +68,21 @@ pub(crate) enum CaCommand {
     /// *.example.org are refused unless --allow-wildcard-dns is given.
     Sign {
         /// The CA's directory.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         ca: PathBuf,
         /// The PKCS#10 request (PEM or DER).
         #[arg(long)]
         csr: PathBuf,
         /// Where to write the chain (PEM).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// The SVID's lifetime (capped at the CA's).
-        #[arg(long, value_parser = parse_duration, default_value = "1h")]
+        /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
         ttl: Duration,
         /// Issue for this ID instead of the CSR's (the CSR's is used, after the authority's
         /// checks, when this is absent).
-        #[arg(long)]
+        #[arg(long, value_name = "ID")]
         id: Option<SpiffeId>,
         /// A DNS SAN to put in the certificate (repeatable); the CSR's own DNS names are
         /// never granted without it.
@@ -101,7 +104,7 @@ pub(crate) enum JwtKeyCommand {
     /// (older ones stay published, so tokens they signed still validate).
     Add {
         /// The root CA's directory.
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         ca: PathBuf,
         /// The key type: p256 signs ES256, p384 ES384.
         #[arg(long, value_enum, default_value_t = KeyTypeArg::P256)]
@@ -136,26 +139,33 @@ pub(crate) struct CsrArgs {
     #[arg(long)]
     out: PathBuf,
     /// A DNS SAN to request (repeatable).
-    #[arg(long = "dns")]
+    #[arg(long = "dns", value_name = "NAME")]
     dns: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct IssueArgs {
     /// The CA's directory.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     ca: PathBuf,
     /// The SPIFFE ID to issue.
     #[arg(long)]
     id: SpiffeId,
     /// Where to write svid.pem, svid.key (mode 0600) and bundle.pem, replaced together (a
     /// new version directory and one symlink swap). Created with mode 0700; an existing
-    /// directory that other users may write is refused.
-    #[arg(long)]
+    /// directory that other users may write is refused. Renewing the SVID DIR already
+    /// holds (the same SPIFFE ID) replaces it; DIR holding any other SVID or key is refused
+    /// unless --force.
+    #[arg(long, value_name = "DIR")]
     out_dir: PathBuf,
     /// The SVID's lifetime (capped at the CA's).
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     ttl: Duration,
+    /// Replace what --out-dir holds even when it is another SPIFFE ID's SVID, or a key
+    /// meshid cannot read as an SVID.
+    #[arg(long)]
+    force: bool,
 }
 
 pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
@@ -194,6 +204,7 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
                 .new_intermediate_with_signer(ttl, Arc::new(key.clone()))
                 .map_err(Failure::refused)?;
             save_ca(&out, &child, &key, None)?;
+            note_capped(ttl, child.certificate(), &parent, "intermediate's");
             println!(
                 "intermediate CA for {} written to {}",
                 child.trust_domain(),
@@ -245,6 +256,9 @@ pub(crate) fn run_ca(cmd: CaCommand) -> Result<(), Failure> {
                 );
             }
             files::write(&out, chain_pem(&chain).as_bytes(), Mode::Public)?;
+            if let Some(leaf) = chain.first() {
+                note_capped(ttl, leaf, &authority, "SVID's");
+            }
             println!(
                 "signed: chain of {} written to {}",
                 chain.len(),
@@ -279,12 +293,61 @@ pub(crate) fn run_issue(args: &IssueArgs) -> Result<(), Failure> {
             args.ca.display()
         ))
     })?;
+    if !args.force {
+        refuse_foreign_svid(&args.out_dir, &args.id)?;
+    }
     let svid = ca.issue(&args.id, args.ttl).map_err(Failure::refused)?;
     SvidDir::new(&args.out_dir)
         .write(&svid, &[root])
         .map_err(files::dir_failure)?;
+    note_capped(args.ttl, svid.leaf(), &ca, "SVID's");
     println!("issued {} to {}", svid.id(), args.out_dir.display());
     Ok(())
+}
+
+/// `issue` renews the SVID an out-dir holds (the same SPIFFE ID: what a cron job or an
+/// operator re-running it wants, the version before kept by [`SvidDir`]); it refuses,
+/// unless `--force`, to replace another SPIFFE ID's SVID or a key it cannot read as an
+/// SVID, as `ca init` refuses to replace a CA.
+fn refuse_foreign_svid(dir: &Path, id: &SpiffeId) -> Result<(), Failure> {
+    let holds = ["svid.key", "svid.pem"]
+        .iter()
+        .any(|name| std::fs::symlink_metadata(dir.join(name)).is_ok());
+    if !holds {
+        return Ok(());
+    }
+    let held = SvidDir::new(dir).read().map(|(svid, _)| svid.id().clone());
+    match held {
+        Ok(held) if held == *id => Ok(()),
+        Ok(held) => Err(Failure::refused(format!(
+            "{} already holds an SVID for {held}; refusing to replace it with {id}'s (give --force, or another --out-dir)",
+            dir.display()
+        ))),
+        Err(e) => Err(Failure::refused(format!(
+            "{} already holds svid.key or svid.pem that is not a readable SVID ({e}); refusing to replace it (give --force, or another --out-dir)",
+            dir.display()
+        ))),
+    }
+}
+
+/// Says on stderr when the lifetime granted to `cert` is shorter than the `asked` TTL
+/// because the issuing CA expires first (the library caps it at the CA's NotAfter).
+fn note_capped(asked: Duration, cert: &CertificateDer<'_>, ca: &Authority, what: &str) {
+    let Ok(info) = meshid::CertificateInfo::from_der(cert) else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    let asked_end = now.checked_add(asked);
+    if info.not_after() < ca.not_after() || asked_end.is_some_and(|end| end <= ca.not_after()) {
+        return;
+    }
+    let granted = info.not_after().duration_since(now).unwrap_or_default();
+    eprintln!(
+        "meshid: --ttl {} is past the CA's expiry: the {what} lifetime is capped at {} (until {})",
+        files::format_duration(asked),
+        files::format_duration(granted),
+        info.not_after_rfc3339()
+    );
 }
 
 /// Loads DIR/ca.pem + DIR/ca.key, and DIR/bundle.pem (the root) when present.

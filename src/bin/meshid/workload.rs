@@ -39,7 +39,7 @@ pub(crate) struct SdsArgs {
     #[arg(long)]
     socket: PathBuf,
     /// Issue from this CA directory (with --id or --entries).
-    #[arg(long, requires = "what")]
+    #[arg(long, value_name = "DIR", requires = "what")]
     ca: Option<PathBuf>,
     /// The SPIFFE ID to serve (with --ca).
     #[arg(long)]
@@ -51,7 +51,8 @@ pub(crate) struct SdsArgs {
     #[command(flatten)]
     agent: crate::agent::AgentOptions,
     /// Each SVID's lifetime (with --ca); renewed at about half of it.
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     ttl: Duration,
     /// Bridge from this Workload API endpoint (`unix:///path`), e.g. SPIRE's agent.
     #[arg(long, conflicts_with = "ca")]
@@ -69,12 +70,13 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     socket: PathBuf,
     /// The CA's directory (ca.pem, ca.key, and bundle.pem for an intermediate).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     ca: PathBuf,
     /// A SPIFFE ID to serve an SVID for to every caller (repeat for several; the first is
     /// the default).
     #[arg(
         long = "id",
+        value_name = "ID",
         required_unless_present = "entries",
         conflicts_with = "entries"
     )]
@@ -86,7 +88,8 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     agent: crate::agent::AgentOptions,
     /// Each SVID's lifetime; renewed at about half of it.
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     ttl: Duration,
 }
 
@@ -103,8 +106,9 @@ pub(crate) enum FetchCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct FetchJwtArgs {
-    /// The endpoint (`unix:///path` or `tcp://IP:port`); default: $SPIFFE_ENDPOINT_SOCKET.
-    #[arg(long)]
+    /// The endpoint: `unix:///path`, `tcp://IP:port`, or an absolute socket path (as
+    /// `serve --socket` takes it); default: $SPIFFE_ENDPOINT_SOCKET.
+    #[arg(long, value_name = "ENDPOINT")]
     socket: Option<String>,
     /// An audience value (`aud`); repeatable, at least one (unless --bundles alone).
     #[arg(
@@ -121,28 +125,37 @@ pub(crate) struct FetchJwtArgs {
     #[arg(long)]
     bundles: bool,
     /// Give up (exit 1) if no answer arrives within this time.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     timeout: Duration,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct FetchArgs {
-    /// The endpoint (`unix:///path` or `tcp://IP:port`); default: $SPIFFE_ENDPOINT_SOCKET.
-    #[arg(long)]
+    /// The endpoint: `unix:///path`, `tcp://IP:port`, or an absolute socket path (as
+    /// `serve --socket` takes it); default: $SPIFFE_ENDPOINT_SOCKET.
+    #[arg(long, value_name = "ENDPOINT")]
     socket: Option<String>,
-    /// Write svid.pem, svid.key (mode 0600) and bundle.pem of the default SVID here.
-    #[arg(long)]
+    /// Write svid.pem, svid.key (mode 0600) and bundle.pem of the default SVID (or of
+    /// --id's) to DIR.
+    #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
+    /// With --out-dir: write the SVID for this SPIFFE ID instead of the default (the first
+    /// the server sends); an update without it is refused, naming the IDs served.
+    #[arg(long, value_name = "ID", requires = "out_dir")]
+    id: Option<SpiffeId>,
     /// Keep printing (and writing) every accepted update until interrupted; a refused
     /// update is logged and the last good kept, a lost or stalled stream reconnected.
     #[arg(long)]
     watch: bool,
     /// Without --watch: give up (exit 1) if no answer arrives within this time.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     timeout: Duration,
     /// Give up on a server that does not complete a message within this time (it stalled),
     /// and with --watch reconnect.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     message_timeout: Duration,
 }
 
@@ -357,8 +370,15 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
     }
 }
 
+/// `--socket` as given, or $SPIFFE_ENDPOINT_SOCKET. The library's [`Endpoint::parse`]
+/// stays as strict as the Workload Endpoint standard (a URI); the CLI also takes an
+/// absolute path, as `serve --socket` does, meaning `unix://PATH`. The environment
+/// variable is the standard's, so it stays a URI.
 fn endpoint(socket: Option<&String>) -> Result<Endpoint, Failure> {
     match socket {
+        Some(s) if s.starts_with('/') && !s.contains(['?', '#']) => {
+            Ok(Endpoint::Unix(PathBuf::from(s)))
+        }
         Some(s) => Endpoint::parse(s),
         None => Endpoint::from_env(),
     }
@@ -394,7 +414,7 @@ fn fetch_jwt(args: &FetchJwtArgs) -> Result<(), Failure> {
         let work = async {
             let mut client = WorkloadApiClient::connect(&endpoint)
                 .await
-                .map_err(Failure::refused)?
+                .map_err(|e| Failure::refused_with_causes(&e))?
                 .with_message_timeout(timeout);
             let mut out = String::new();
             if !args.audience.is_empty() {
@@ -405,14 +425,17 @@ fn fetch_jwt(args: &FetchJwtArgs) -> Result<(), Failure> {
                         meshid::ring_algorithms(),
                     )
                     .await
-                    .map_err(Failure::refused)?;
+                    .map_err(|e| Failure::refused_with_causes(&e))?;
                 for svid in &svids {
                     // A token is base64url and dots only: nothing to escape.
                     let _ = writeln!(out, "{}", svid.token());
                 }
             }
             if args.bundles {
-                let bundles = client.fetch_jwt_bundles().await.map_err(Failure::refused)?;
+                let bundles = client
+                    .fetch_jwt_bundles()
+                    .await
+                    .map_err(|e| Failure::refused_with_causes(&e))?;
                 for (td, authorities) in bundles.iter() {
                     let bundle = authorities
                         .iter()
@@ -446,12 +469,12 @@ async fn fetch_once(endpoint: &Endpoint, args: &FetchArgs) -> Result<(), Failure
     let first = async {
         let mut client = WorkloadApiClient::connect(endpoint)
             .await
-            .map_err(Failure::refused)?
+            .map_err(|e| Failure::refused_with_causes(&e))?
             .with_message_timeout(args.message_timeout);
         let mut updates = client
             .watch_x509_contexts()
             .await
-            .map_err(Failure::refused)?;
+            .map_err(|e| Failure::refused_with_causes(&e))?;
         Ok::<_, Failure>(updates.next().await)
     };
     let next = tokio::time::timeout(timeout, first)
@@ -459,15 +482,15 @@ async fn fetch_once(endpoint: &Endpoint, args: &FetchArgs) -> Result<(), Failure
         .map_err(|_| Failure::refused(format!("no answer from {endpoint} within {timeout:?}")))??;
     let context = next
         .ok_or_else(|| Failure::refused("the Workload API stream ended"))?
-        .map_err(Failure::refused)?;
+        .map_err(|e| Failure::refused_with_causes(&e))?;
     let accepted = accept(&context).map_err(|e| {
         Failure::refused(format!(
             "refused the Workload API update (verify before accepting): {e}"
         ))
     })?;
-    if show(&accepted)? {
+    if show(&accepted, false)? {
         if let Some(dir) = &args.out_dir {
-            write(dir, accepted.context())?;
+            write(dir, args.id.as_ref(), accepted.context())?;
         }
     }
     Ok(())
@@ -506,7 +529,8 @@ async fn watch(endpoint: &Endpoint, args: &FetchArgs) -> Result<(), Failure> {
         };
         if !error.is_retryable() {
             return Err(Failure::refused(format!(
-                "the Workload API refused for good: {error}"
+                "the Workload API refused for good: {}",
+                files::with_causes(&error)
             )));
         }
         let now = SystemTime::now();
@@ -515,6 +539,7 @@ async fn watch(endpoint: &Endpoint, args: &FetchArgs) -> Result<(), Failure> {
             held = None;
         }
         let delay = reconnect.next_delay(held);
+        let error = files::with_causes(&error);
         tracing::warn!(%endpoint, %error, retry_in = ?delay, "Workload API stream lost; keeping the last good SVID and reconnecting");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -560,26 +585,40 @@ async fn watch_stream(
             }
         };
         reconnect.reset();
-        *held = Some(accepted.default_valid_until());
-        if !show(&accepted)? {
+        if !show(&accepted, true)? {
             return Ok(Ended::Quit);
         }
-        if let Some(dir) = &args.out_dir {
-            write(dir, accepted.context())?;
+        let Some(dir) = &args.out_dir else {
+            *held = Some(accepted.default_valid_until());
+            continue;
+        };
+        match pick(args.id.as_ref(), accepted.context()) {
+            Ok(svid) => {
+                write_svid(dir, svid, accepted.context())?;
+                *held = accepted.valid_until(svid);
+            }
+            // The files on disk stay the last good ones.
+            Err(failure) => tracing::warn!(%endpoint, error = %failure.message, "not written"),
         }
     }
 }
 
 /// One block per update: each SVID's ID, chain length and expiry, then the bundles.
-/// `Ok(false)` when stdout is gone (a closed pipe): stop quietly. What the server sent is
-/// escaped.
-fn show(accepted: &AcceptedX509Context) -> Result<bool, Failure> {
+/// With `--watch` (`watching`), each block starts with `update TIME` (when it was
+/// accepted, RFC 3339) and each SVID's lines end with its `serial`. `Ok(false)` when
+/// stdout is gone (a closed pipe): stop quietly. What the server sent is escaped.
+fn show(accepted: &AcceptedX509Context, watching: bool) -> Result<bool, Failure> {
     use std::fmt::Write as _;
     use std::io::Write as _;
     let context = accepted.context();
     let mut out = String::new();
+    if watching {
+        let _ = writeln!(out, "update {}", meshid::time::Rfc3339(SystemTime::now()));
+    }
     for svid in context.svids() {
-        let not_after = CertificateInfo::from_der(svid.leaf())
+        let info = CertificateInfo::from_der(svid.leaf()).ok();
+        let not_after = info
+            .as_ref()
             .map(|i| i.not_after_rfc3339().to_owned())
             .unwrap_or_default();
         let _ = write!(
@@ -589,6 +628,10 @@ fn show(accepted: &AcceptedX509Context) -> Result<bool, Failure> {
             svid.chain().len(),
             shown(&not_after),
         );
+        if watching {
+            let serial = info.as_ref().map_or("-", CertificateInfo::serial_hex);
+            let _ = writeln!(out, "  serial {}", shown(serial));
+        }
     }
     let tds: Vec<String> = context
         .bundles()
@@ -607,8 +650,32 @@ fn show(accepted: &AcceptedX509Context) -> Result<bool, Failure> {
     }
 }
 
-fn write(dir: &Path, context: &X509Context) -> Result<(), Failure> {
-    let svid = context.default_svid();
+/// The SVID `--id` names, or the default one; a refusal naming the IDs served when the
+/// update holds no SVID for `--id`.
+fn pick<'a>(
+    id: Option<&SpiffeId>,
+    context: &'a X509Context,
+) -> Result<&'a Arc<meshid::X509Svid>, Failure> {
+    let Some(id) = id else {
+        return Ok(context.default_svid());
+    };
+    context.svid_for(id).ok_or_else(|| {
+        let served: Vec<String> = context
+            .svids()
+            .map(|svid| shown(svid.id().as_str()))
+            .collect();
+        Failure::refused(format!(
+            "no SVID for {id} among those served ({}); nothing written",
+            served.join(", ")
+        ))
+    })
+}
+
+fn write(dir: &Path, id: Option<&SpiffeId>, context: &X509Context) -> Result<(), Failure> {
+    write_svid(dir, pick(id, context)?, context)
+}
+
+fn write_svid(dir: &Path, svid: &meshid::X509Svid, context: &X509Context) -> Result<(), Failure> {
     let roots = context
         .bundles()
         .get(&svid.id().trust_domain())
