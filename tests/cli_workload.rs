@@ -785,3 +785,83 @@ fn serve_and_fetch_help_say_units_and_value_names() {
         "{help}"
     );
 }
+
+/// `--max-conns N` caps the connections `serve workload-api --id` holds: with the one slot
+/// taken by a connection that sends nothing, the next is closed at once (and logged),
+/// while the first stays open; 0 is refused as a usage error.
+#[test]
+fn serve_max_conns_caps_the_connections_held() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    let scratch = Scratch::new("max-conns");
+    let dir = &scratch.0;
+    let out = meshid(
+        dir,
+        &[
+            "serve",
+            "workload-api",
+            "--socket",
+            "api.sock",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/web",
+            "--max-conns",
+            "0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--max-conns"), "{}", text(&out));
+
+    let socket = dir.join("api.sock");
+    let mut server = serve(dir, &socket, &["--max-conns", "1"]);
+    let mut first = UnixStream::connect(&socket).unwrap();
+    // Let the server accept the first before the second arrives.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = UnixStream::connect(&socket).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let started = Instant::now();
+    // Closed by the server: the read ends (EOF or a reset), well before the 10 s preface
+    // timeout would have closed it.
+    let _ = second.read_to_end(&mut sink);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the connection beyond the cap was not closed at once"
+    );
+    // The first is still open: what the server sent (its HTTP/2 settings) is read, then
+    // the read waits.
+    first
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    loop {
+        match first.read(&mut [0u8; 256]) {
+            Ok(0) => panic!("the first connection was closed"),
+            Ok(_) => {}
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                    "the first connection should still be open: {e}"
+                );
+                break;
+            }
+        }
+    }
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let mut stderr = String::new();
+    server
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("connection cap"), "{stderr}");
+}

@@ -49,8 +49,12 @@ pub(crate) struct AgentOptions {
     /// before they are attested.
     #[arg(long = "allow-uid", value_name = "UID")]
     pub(crate) allow_uids: Vec<u32>,
+    /// The most connections the server holds at once (each costs a file descriptor: raise
+    /// `ulimit -n` past 1,024 for more than about 1,000); one accepted beyond it is closed.
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_conns: u32,
     /// With entries: the most connections the callers of one uid may hold at once (the
-    /// socket is open to every local user; the server holds 512 in all).
+    /// socket is open to every local user; the server holds --max-conns in all).
     #[arg(long, default_value_t = 64)]
     pub(crate) max_conns_per_uid: usize,
     /// With entries: hash callers' executables (up to this many MiB) for `unix:sha256`
@@ -60,9 +64,16 @@ pub(crate) struct AgentOptions {
 }
 
 impl AgentOptions {
+    /// The connection limits of a server whose socket only its owner may open: the
+    /// `--max-conns` cap, no cap per uid.
+    pub(crate) fn owner_limits(&self) -> ServeLimits {
+        ServeLimits::default().max_connections(self.max_conns as usize)
+    }
+
     /// The connection limits of a server whose socket every local user may open.
     pub(crate) fn limits(&self) -> ServeLimits {
-        ServeLimits::default().max_connections_per_uid(self.max_conns_per_uid)
+        self.owner_limits()
+            .max_connections_per_uid(self.max_conns_per_uid)
     }
 }
 

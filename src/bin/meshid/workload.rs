@@ -216,7 +216,8 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
     let Some(first) = locals.first() else {
         return Err(Failure::refused("no --id given"));
     };
-    let mut api = with_jwt(WorkloadApiServer::new(first.bundles.clone()), &ca, &args.ca);
+    let mut api = with_jwt(WorkloadApiServer::new(first.bundles.clone()), &ca, &args.ca)
+        .limits(args.agent.owner_limits());
     for local in &locals {
         api = api.with_svid(Arc::clone(&local.store));
     }
@@ -332,7 +333,9 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             })
         }
     };
-    let mut sds = sds.spiffe_validator(args.spiffe_validator);
+    let mut sds = sds
+        .spiffe_validator(args.spiffe_validator)
+        .limits(args.agent.owner_limits());
     if !args.agent.allow_uids.is_empty() {
         sds = sds.allow_uids(args.agent.allow_uids.iter().copied());
     }
