@@ -2,7 +2,7 @@
 # Side by side, in one run on this machine: `meshid serve workload-api` and SPIRE's
 # `spire-agent` (v1.13.3, under its own `spire-server`) serving the same watching clients.
 #
-#   bash benches/spire/compare.sh [--clients 1,100,1000] [--rotations K] [--out DIR] [--smoke]
+#   bash benches/spire/compare.sh [--clients 1,100,1000] [--rotations K (8)] [--out DIR] [--smoke]
 #
 # For each client count N, each server in turn gets a fresh process and N watching clients
 # (benches/spire/watcher: one go-spiffe v2.9.0 program, N goroutines, each its own
@@ -13,23 +13,27 @@
 #   received its first update (idle), and VmHWM (peak) at the end of the phase.
 #   spire-server is reported beside it, not compared.
 # - CPU per rotation: the serving process's time on a CPU over a window of K whole rotation
-#   periods, divided by K: the sum over its threads of /proc/PID/task/TID/schedstat (ns;
-#   a thread gone before the window closes would be missed, and is reported), beside
-#   utime+stime from /proc/PID/stat (10 ms ticks, every thread) as a cross-check. The window opens 0.5 s after every
+#   periods, divided by K: utime+stime from /proc/PID/stat (every thread, ended ones too;
+#   whole 10 ms ticks at each end, so ±20 ms/K). Beside it, the sum over its threads of
+#   /proc/PID/task/TID/schedstat (ns), sampled every 0.2 s so that a thread ending inside
+#   the window counts up to its last sample (what it does after, and its exit, are lost). The window opens 0.5 s after every
 #   client has received rotation r and closes 0.5 s after every client has received
 #   rotation r+K (a rotation is a new leaf serial; each is checked against the server's
 #   own log: exactly K in the window). Idle work between rotations (SPIRE's agent syncs
 #   with its server every 5 s) is part of it.
 # - Rotation-to-client latency p50/p99, over every (rotation, client) pair of the rotations
 #   every client received after its first update: the client's receive time minus the
-#   instant the server logged the new SVID as in place. meshid: its "rotated X509-SVID"
-#   event (RUST_LOG=meshid::rotate=info, logged right after the store publishes it; µs
-#   timestamps, matched by serial). SPIRE: the agent's "SVID updated" event for the entry
+#   instant the server logged the new SVID as about to be served. meshid: its "publishing
+#   X509-SVID" event (RUST_LOG=meshid::rotate=debug, logged just before the store
+#   publishes it; µs timestamps, matched by serial). SPIRE: the agent's "SVID updated" event for the entry
 #   (cache_manager, logged under the cache lock just before it notifies the subscribers;
 #   log_format json, ns timestamps), which SPIRE logs only at DEBUG, where it also logs one
 #   "Fetched X.509 SVID" line per client per update. So SPIRE runs twice per N: at INFO
 #   (its RSS, CPU and fan-out figures) and at DEBUG (its rotation-to-client latency). The
 #   clocks are the same (one machine, CLOCK_REALTIME).
+# - Beside each window: the watcher's CPU and the rest of the machine's (every CPU's busy
+#   time from /proc/stat, less the server's, spire-server's and the watcher's), to show
+#   whether something else ran meanwhile (this machine may be shared).
 # - Fan-out p50/p99: each client's receive time minus the first client's, per rotation;
 #   needs no server log.
 #
@@ -52,7 +56,7 @@ bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$bench/../.." && pwd)"
 
 clients="1,100,1000"
-rotations=5
+rotations=8
 out=""
 smoke=0
 while [ $# -gt 0 ]; do
@@ -159,15 +163,24 @@ cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 # thread_ns PID: "TID ns" for each live thread of the process, ns its time on a CPU
 # (/proc/PID/task/TID/schedstat): what CPU per rotation is computed from, ticks cross-check.
 thread_ns() {
-  local t ns rest
-  for t in /proc/"$1"/task/*; do
-    read -r ns rest <"$t/schedstat" 2>/dev/null && echo "${t##*/} $ns"
-  done
+  grep -Hs '' /proc/"$1"/task/*/schedstat | sed -E 's|^/proc/[0-9]+/task/([0-9]+)/schedstat:([0-9]+) .*|\1 \2|'
   return 0
+}
+# sample_threads PID FILE [SIDE SIDE_FILE]: appends thread_ns every 0.2 s until killed, so a
+# thread that ends inside the window (tokio's blocking threads idle out after 10 s) is
+# counted up to its last sample.
+sample_threads() {
+  while :; do
+    thread_ns "$1" >>"$2"
+    [ -z "${3:-}" ] || thread_ns "$3" >>"$4"
+    sleep 0.2
+  done
 }
 # status_kib PID FIELD: VmRSS, VmHWM, ... in KiB.
 status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 now_ns() { date +%s%N; }
+# machine_busy: the ticks every CPU of the machine spent busy (not idle or waiting on I/O).
+machine_busy() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; }
 
 # complete_serials FILE N: how many serials every one of the N clients has received.
 complete_serials() {
@@ -194,7 +207,7 @@ alive() { kill -0 "$1" 2>/dev/null || fail "$2 exited (see $3)"; }
 # and writes DIR/metrics (key=value) and DIR/watch.txt.
 measure() {
   local dir="$1" pid="$2" n="$3" side="${4:-}"
-  local watch="$dir/watch.txt" m="$dir/metrics" wpid base
+  local watch="$dir/watch.txt" m="$dir/metrics" wpid spid base
   "$watcher" -addr "unix://$dir/api.sock" -n "$n" >"$watch" 2>"$dir/watch.err" &
   wpid=$!
   started+=("$wpid")
@@ -215,17 +228,27 @@ measure() {
     echo "t0_ns=$(now_ns)"
     echo "cpu0=$(cpu_ticks "$pid")"
     [ -z "$side" ] || echo "side_cpu0=$(cpu_ticks "$side")"
+    echo "watcher_cpu0=$(cpu_ticks "$wpid")"
+    echo "busy0=$(machine_busy)"
   } >>"$m"
   thread_ns "$pid" >"$dir/threads0"
   [ -z "$side" ] || thread_ns "$side" >"$dir/side_threads0"
+  : >"$dir/samples"
+  : >"$dir/side_samples"
+  sample_threads "$pid" "$dir/samples" "$side" "$dir/side_samples" &
+  spid=$!
+  started+=("$spid")
   wait_for "$rotations rotations" $((40 * rotations)) complete_at_least "$watch" "$n" $((base + 1 + rotations))
   sleep 0.5
+  stop_pid "$spid"
   thread_ns "$pid" >"$dir/threads1"
   [ -z "$side" ] || thread_ns "$side" >"$dir/side_threads1"
   {
     echo "t1_ns=$(now_ns)"
     echo "cpu1=$(cpu_ticks "$pid")"
     [ -z "$side" ] || echo "side_cpu1=$(cpu_ticks "$side")"
+    echo "watcher_cpu1=$(cpu_ticks "$wpid")"
+    echo "busy1=$(machine_busy)"
     echo "hwm_kib=$(status_kib "$pid" VmHWM)"
     echo "rotations=$rotations"
     echo "clk_tck=$(getconf CLK_TCK)"
@@ -242,7 +265,7 @@ run_meshid() {
   local n="$1" dir="$run/meshid/$1" pid
   mkdir -p "$dir"
   echo "meshid serve workload-api: $n clients" >&2
-  RUST_LOG=warn,meshid::rotate=info "$meshid" serve workload-api --socket "$dir/api.sock" \
+  RUST_LOG=warn,meshid::rotate=debug "$meshid" serve workload-api --socket "$dir/api.sock" \
     --ca "$run/meshid/ca" --id spiffe://example.org/bench --ttl "$meshid_ttl" \
     --max-conns $((n + 64)) >"$dir/server.out" 2>"$dir/server.log" &
   pid=$!
@@ -251,7 +274,7 @@ run_meshid() {
   measure "$dir" "$pid" "$n"
   stop_pid "$pid"
   mkdir -p "$out/meshid-$n"
-  cp "$dir"/{metrics,watch.txt,server.log,threads0,threads1} "$out/meshid-$n/"
+  cp "$dir"/{metrics,watch.txt,server.log,threads0,threads1,samples} "$out/meshid-$n/"
 }
 
 # --- SPIRE -----------------------------------------------------------------------------
@@ -334,7 +357,7 @@ EOF
   measure "$dir" "$pid" "$n" "$spire_server"
   stop_pid "$pid"
   mkdir -p "$out/spire-$level-$n"
-  cp "$dir"/{metrics,watch.txt,server.log,agent.conf,threads0,threads1,side_threads0,side_threads1} "$out/spire-$level-$n/"
+  cp "$dir"/{metrics,watch.txt,server.log,agent.conf,threads0,threads1,samples,side_threads0,side_threads1,side_samples} "$out/spire-$level-$n/"
   rm -rf "$dir"
 }
 
@@ -353,7 +376,7 @@ cp "$spire/server.log" "$out/spire-server.log"
   echo "meshid: $("$meshid" --version) ($(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'))"
   echo "spire: $("$spire_dir/spire-agent" --version 2>&1 | head -n 1), from $spire_dir"
   echo "watcher: go-spiffe $(awk '$2 == "github.com/spiffe/go-spiffe/v2" {print $3}' "$bench/watcher/go.mod"), $(cat "$watcher_dir/VERSION")"
-  echo "meshid: serve workload-api --ttl $meshid_ttl --max-conns N+64, RUST_LOG=warn,meshid::rotate=info"
+  echo "meshid: serve workload-api --ttl $meshid_ttl --max-conns N+64, RUST_LOG=warn,meshid::rotate=debug"
   echo "spire: entry -x509SVIDTTL $spire_ttl, join_token, KeyManager memory, unix attestor, log_format json"
   echo "rotations per window: $rotations; clients: $clients"
 } >"$out/settings.txt"
