@@ -267,8 +267,8 @@ def main():
     ]
     for n, me, info, dbg in rows:
         for label, key, digits, which in figures:
-            if key.startswith("fan") and n == 1:
-                continue  # one client: nothing fans out
+            if key.startswith("fan") and n <= 2:
+                continue  # one client: nothing fans out; two: p50 is the first's, 0
             sp = info if which == "info" else dbg
             a, b = me[key], sp[key]
             ratio = f"{a / b:.2f}" if b else "n/a (SPIRE 0)"

@@ -35,7 +35,9 @@
 #   time from /proc/stat, less the server's, spire-server's and the watcher's), to show
 #   whether something else ran meanwhile (this machine may be shared). A phase whose
 #   window saw more than $MESHID_BENCH_MAX_OTHERS ms/s of it (default 300: 15 % of two
-#   cores; this script's own polling is part of it) is redone, up to 3 times in all.
+#   cores; this script's own polling is part of it) is redone, up to 3 times in all; and
+#   each phase waits (up to 30 min) for a 5 s stretch in which the whole machine was busy
+#   less than that.
 # - Fan-out p50/p99: each client's receive time minus the first client's, per rotation;
 #   needs no server log.
 #
@@ -268,12 +270,29 @@ measure() {
       printf "others_ms_s=%d\n", o * 1000 / v["clk_tck"] / ((v["t1_ns"] - v["t0_ns"]) / 1e9) }' "$m" >>"$m"
 }
 
+# wait_quiet: waits (up to 30 min, then goes on) until the machine's CPUs were busy less
+# than $max_others ms/s over 5 s, so a phase does not start in the middle of someone's build.
+wait_quiet() {
+  local deadline=$((SECONDS + 1800)) b0 b1 rate said=0
+  while :; do
+    b0=$(machine_busy)
+    sleep 5
+    b1=$(machine_busy)
+    rate=$(((b1 - b0) * 1000 / $(getconf CLK_TCK) / 5))
+    [ "$rate" -gt "$max_others" ] || return 0
+    [ "$SECONDS" -lt "$deadline" ] || { echo "  the machine is still busy ($rate ms/s); going on" >&2; return 0; }
+    [ "$said" = 1 ] || echo "  waiting for the machine to quiet down ($rate ms/s busy)" >&2
+    said=1
+  done
+}
+
 # attempts KIND N...: runs "run_KIND N ..." until its window was not disturbed by other load
 # (at most 3 times; if all were, the last is kept and marked); records the attempts.
 attempts() {
   local kind="$1" i others
   shift
   for i in 1 2 3; do
+    wait_quiet
     "run_$kind" "$@"
     echo "attempts=$i" >>"$last_metrics"
     others=$(awk -F= '$1 == "others_ms_s" { print $2 }' "$last_metrics")
