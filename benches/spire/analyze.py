@@ -182,13 +182,14 @@ def phase(out, name):
     if counted != k:
         fail(f"{name}: the server logged {counted} rotations in the window, {k} expected")
 
-    latency, fanout = [], []
+    latency, fanout, per_rotation = [], [], []
     for s in rotations:
         by = {c: t for c, t in first[s].items() if initial[c] != s}
         f = min(first[s].values())
         fanout += [t - f for t in by.values()]
         if s in instants:
             latency += [t - instants[s] for t in by.values()]
+            per_rotation.append((f - instants[s], max(by.values()) - instants[s]))
     if not fanout:
         fail(f"{name}: no rotation reached every client")
 
@@ -211,6 +212,7 @@ def phase(out, name):
         "samples": len(fanout),
         "errors": len(errors),
         "negative": sum(1 for v in latency if v < 0),
+        "per_rotation": per_rotation,
     }
     if latency:
         r["lat50"] = percentile(latency, 50) / 1e6
@@ -320,6 +322,12 @@ def main():
                 )
             if r["threads_ended"]:
                 print(f"- {label}, {n} clients: {r['threads_ended']} threads ended inside the window.")
+    print("\nEach rotation, in order: ms from the server's event to the first and the last client")
+    print("to receive it.\n")
+    for n, me, _, dbg in rows:
+        for label, r in (("meshid", me), ("spire-agent DEBUG", dbg)):
+            spans = " ".join(f"{a / 1e6:.1f}/{b / 1e6:.1f}" for a, b in r["per_rotation"])
+            print(f"- {label}, {n} clients: {spans}")
     neg = sum(r["negative"] for _, *ps in rows for r in ps)
     if neg:
         print(f"\n{neg} latency samples were negative (a client's receipt logged before the server's event).")
