@@ -16,37 +16,37 @@
 #   periods, divided by K: utime+stime from /proc/PID/stat (every thread, ended ones too;
 #   whole 10 ms ticks at each end, so ±20 ms/K). Beside it, the sum over its threads of
 #   /proc/PID/task/TID/schedstat (ns), sampled every 0.2 s so that a thread ending inside
-#   the window counts up to its last sample (what it does after, and its exit, are lost). The window opens 0.5 s after every
-#   client has received rotation r and closes 0.5 s after every client has received
-#   rotation r+K (a rotation is a new leaf serial; each is checked against the server's
-#   own log: exactly K in the window). Idle work between rotations (SPIRE's agent syncs
-#   with its server every 5 s) is part of it.
+#   the window counts up to its last sample (what it does after, and its exit, are lost).
+#   The window opens 0.5 s after every client has received rotation r and closes 0.5 s
+#   after every client has received rotation r+K (a rotation is a new leaf serial; the
+#   server's own log must show exactly K in the window). Idle work between rotations
+#   (SPIRE's agent syncs with its server every 5 s) is part of it.
 # - Rotation-to-client latency p50/p99, over every (rotation, client) pair of the rotations
 #   every client received after its first update: the client's receive time minus the
 #   instant the server logged the new SVID as about to be served. meshid: its "publishing
 #   X509-SVID" event (RUST_LOG=meshid::rotate=debug, logged just before the store
-#   publishes it; µs timestamps, matched by serial). SPIRE: the agent's "SVID updated" event for the entry
-#   (cache_manager, logged under the cache lock just before it notifies the subscribers;
-#   log_format json, ns timestamps), which SPIRE logs only at DEBUG, where it also logs one
-#   "Fetched X.509 SVID" line per client per update. So SPIRE runs twice per N: at INFO
-#   (its RSS, CPU and fan-out figures) and at DEBUG (its rotation-to-client latency). The
-#   clocks are the same (one machine, CLOCK_REALTIME).
+#   publishes it; µs timestamps, matched by serial). SPIRE: the agent's "SVID updated"
+#   event for the entry (cache_manager, logged under the cache lock just before it
+#   notifies the subscribers; log_format json, ns timestamps), which SPIRE logs only at
+#   DEBUG, where it also logs one "Fetched X.509 SVID" line per client per update. So SPIRE
+#   runs twice per N: at INFO (its RSS, CPU and fan-out figures) and at DEBUG (its
+#   rotation-to-client latency). One machine, one clock (CLOCK_REALTIME).
+# - Fan-out p50/p99: each client's receive time minus the first client's, per rotation;
+#   needs no server log.
 # - Beside each window: the watcher's CPU and the rest of the machine's (every CPU's busy
 #   time from /proc/stat, less the server's, spire-server's and the watcher's), to show
 #   whether something else ran meanwhile (this machine may be shared). A phase whose
 #   window saw more than $MESHID_BENCH_MAX_OTHERS ms/s of it (default 300: 15 % of two
 #   cores; this script's own polling is part of it) is redone, up to 3 times in all; and
-#   each phase waits (up to 30 min) for a 5 s stretch in which the whole machine was busy
-#   less than that.
-# - Fan-out p50/p99: each client's receive time minus the first client's, per rotation;
-#   needs no server log.
+#   each phase first waits (up to 30 min) for a 5 s stretch in which the whole machine was
+#   busy less than that.
 #
-# Both servers rotate about every 10 s: meshid `--ttl 20s` renews at about half the
-# lifetime (±10 % jitter); SPIRE's entry has `-x509SVIDTTL 30`, its server backdates
-# NotBefore 10 s, and its agent renews once less than about half of the 40 s certificate
-# is left, checked at each 5 s sync (so every 10 to 15 s). --smoke: 2 clients, 1 rotation,
-# TTLs 10 s and 20 s (about 5 s periods), under 90 s; exits non-zero if any figure is
-# missing, as does every run.
+# Both servers rotate about every 10 s: meshid `--ttl 20s` renews at 40 to 60 % of the
+# lifetime (8 to 12 s); SPIRE's entry has `-x509SVIDTTL 30`, its server backdates NotBefore
+# 10 s, and its agent renews once less than 45 to 55 % of the 40 s certificate is left
+# (8 to 12 s after issue), checked at each 5 s sync (so every 10 to 15 s). --smoke: 2
+# clients, 1 rotation, TTLs 10 s and 20 s (about 5 s periods), about 80 s after the build.
+# Every run exits non-zero if any figure is missing or a check fails.
 #
 # Needs: Rust (builds meshid with --features cli in $CARGO_TARGET_DIR or target/), Go (the
 # watcher, cached like the test peers by tests/peers/lib.sh in $MESHID_PEER_CACHE), Python 3
@@ -78,7 +78,9 @@ done
 max_others="${MESHID_BENCH_MAX_OTHERS:-300}"
 meshid_ttl=20s
 spire_ttl=30
+quiet_secs=5
 if [ "$smoke" = 1 ]; then
+  quiet_secs=2
   clients=2
   rotations=1
   meshid_ttl=10s
@@ -271,14 +273,15 @@ measure() {
 }
 
 # wait_quiet: waits (up to 30 min, then goes on) until the machine's CPUs were busy less
-# than $max_others ms/s over 5 s, so a phase does not start in the middle of someone's build.
+# than $max_others ms/s over 5 s (2 with --smoke), so a phase does not start in the middle
+# of someone's build.
 wait_quiet() {
   local deadline=$((SECONDS + 1800)) b0 b1 rate said=0
   while :; do
     b0=$(machine_busy)
-    sleep 5
+    sleep "$quiet_secs"
     b1=$(machine_busy)
-    rate=$(((b1 - b0) * 1000 / $(getconf CLK_TCK) / 5))
+    rate=$(((b1 - b0) * 1000 / $(getconf CLK_TCK) / quiet_secs))
     [ "$rate" -gt "$max_others" ] || return 0
     [ "$SECONDS" -lt "$deadline" ] || { echo "  the machine is still busy ($rate ms/s); going on" >&2; return 0; }
     [ "$said" = 1 ] || echo "  waiting for the machine to quiet down ($rate ms/s busy)" >&2
