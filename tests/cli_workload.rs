@@ -146,17 +146,12 @@ fn fetch_prints_and_writes_what_serve_serves_and_sigterm_stops_it_cleanly() {
     assert!(!socket.exists(), "socket left behind");
 }
 
-#[test]
-fn fetch_watch_prints_each_rotation() {
-    let scratch = Scratch::new("watch");
-    let dir = &scratch.0;
-    let socket = dir.join("api.sock");
-    let _server = serve(dir, &socket, &["--ttl", "5s"]);
+/// `meshid fetch x509 --watch --socket SOCKET` in `dir`, its standard output line by line.
+fn watch_lines(dir: &Path, socket: &str) -> (Serving, std::sync::mpsc::Receiver<String>) {
     let mut watch = Serving(
         Command::new(MESHID)
             .current_dir(dir)
-            .args(["fetch", "x509", "--watch", "--socket"])
-            .arg(format!("unix://{}", socket.display()))
+            .args(["fetch", "x509", "--watch", "--socket", socket])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -174,6 +169,16 @@ fn fetch_watch_prints_each_rotation() {
             }
         }
     });
+    (watch, rx)
+}
+
+#[test]
+fn fetch_watch_prints_each_rotation() {
+    let scratch = Scratch::new("watch");
+    let dir = &scratch.0;
+    let socket = dir.join("api.sock");
+    let _server = serve(dir, &socket, &["--ttl", "5s"]);
+    let (_watch, rx) = watch_lines(dir, &format!("unix://{}", socket.display()));
     let mut expiries = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     while expiries.len() < 3 {
@@ -687,28 +692,7 @@ fn fetch_watch_blocks_start_with_the_time_and_give_serials() {
     let dir = &scratch.0;
     let socket = dir.join("api.sock");
     let _server = serve(dir, &socket, &["--ttl", "5s"]);
-    let mut watch = Serving(
-        Command::new(MESHID)
-            .current_dir(dir)
-            .args(["fetch", "x509", "--watch", "--socket"])
-            .arg(&socket)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = watch.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (_watch, rx) = watch_lines(dir, socket.to_str().unwrap());
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut lines = Vec::new();
     while lines
