@@ -287,5 +287,10 @@ fn jwt_svids_from_spire(
     let ok = validate("spire-cli");
     assert!(ok.status.success(), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stdout).contains(backend.as_str()));
-    assert!(!validate("someone-else").status.success());
+    let wrong = validate("someone-else");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("audience"),
+        "{wrong:?}"
+    );
 }

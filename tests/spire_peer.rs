@@ -191,6 +191,7 @@ fn spire_agent_fetches_and_validates_meshid_jwt_svids() {
         Duration::from_secs(30),
     );
     assert!(!wrong.success(), "{wrong}");
+    assert!(format!("{wrong}").contains("audience"), "{wrong}");
     let mut forged = token.to_owned().into_bytes();
     let last = forged.len() - 2;
     forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
@@ -208,6 +209,7 @@ fn spire_agent_fetches_and_validates_meshid_jwt_svids() {
         Duration::from_secs(30),
     );
     assert!(!bad.success(), "{bad}");
+    assert!(format!("{bad}").contains("signature"), "{bad}");
 }
 
 #[test]
@@ -262,4 +264,5 @@ selectors = ["unix:uid:{}"]
         Duration::from_secs(30),
     );
     assert!(!other.success(), "{other}");
+    assert!(format!("{other}").contains("PermissionDenied"), "{other}");
 }

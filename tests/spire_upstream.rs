@@ -248,6 +248,8 @@ fn bundles_cross_between_spire_and_meshid() {
     let roots = X509Bundle::parse_pem(td("example.org"), pem.as_bytes()).unwrap();
     assert_eq!(shown.x509_authorities(), roots.authorities());
     assert!(!shown.jwt_authorities().is_empty(), "{json}");
+    let spire_json = spire.dir.join("spire-bundle.json");
+    std::fs::write(&spire_json, &json).unwrap();
 
     // A bundle meshid wrote for other.org, set into SPIRE as a federated bundle.
     let dir = Dir::new("bundles");
@@ -300,6 +302,15 @@ fn bundles_cross_between_spire_and_meshid() {
         ctx.bundles().get(&td("example.org")).unwrap().authorities(),
         roots.authorities()
     );
+    // `meshid verify` takes SPIRE's bundle document as it is.
+    let chain = dir.0.join("federated.pem");
+    std::fs::write(&chain, ctx.default_svid().chain_pem()).unwrap();
+    let bundle_arg = format!("example.org={}", spire_json.display());
+    let printed = meshid(
+        &dir.0,
+        &["verify", "--bundle", &bundle_arg, chain.to_str().unwrap()],
+    );
+    assert!(printed.contains(&id), "{printed}");
 
     // Its JWT key too: a token `meshid jwt mint` signed for other.org validates with
     // meshid's validator against the JWT bundles SPIRE's agent delivered.

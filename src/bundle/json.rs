@@ -222,9 +222,11 @@ impl SpiffeBundle {
     /// is optional. SPIRE and
     /// go-spiffe send their keys without it, so a key with no `use` is read as a JWT
     /// authority here, which [`parse`](Self::parse) (SPIFFE Trust Domain and Bundle §4.2.1,
-    /// `use` required) would ignore. Everything else is checked as by `parse`: a key with
-    /// `use` `x509-svid` is an X.509 authority, one with another `use` is ignored, and a
-    /// JWT authority still needs `kid` and a well-formed public key.
+    /// `use` required) would ignore; so is one whose `use` is RFC 7517's `sig`. A JWK Set
+    /// holds JWT authorities only: keys with any other `use` (`x509-svid` included) are
+    /// ignored, and the result has no X.509 authorities. Everything else is checked as by
+    /// `parse`: a JWT authority still needs a unique `kid` and a well-formed public key,
+    /// and private key members are refused.
     ///
     /// ```
     /// # use meshid::{SpiffeBundle, TrustDomain};
@@ -475,10 +477,11 @@ fn read_entry(
     mut entry: Map<String, Value>,
     document: Document,
 ) -> Result<Entry, BundleError> {
-    let is_x509 = match optional_str(&entry, index, "use")? {
-        Some(X509_SVID) => true,
-        Some(JWT_SVID) => false,
-        None if document == Document::Jwks => false,
+    let is_x509 = match (document, optional_str(&entry, index, "use")?) {
+        (Document::SpiffeBundle, Some(X509_SVID)) => true,
+        // A JWK Set holds JWT authorities only: a key with no `use`, or RFC 7517's `sig`,
+        // is one there; X.509 authorities are not taken from it.
+        (_, Some(JWT_SVID)) | (Document::Jwks, None | Some("sig")) => false,
         _ => return Ok(Entry::Ignored),
     };
     let kty = optional_str(&entry, index, "kty")?;
@@ -505,10 +508,8 @@ fn read_entry(
         param: "kty",
     })?;
     // A JWK Set's key read as a JWT authority is one: it says so when written out as part
-    // of a SPIFFE bundle.
-    entry
-        .entry("use")
-        .or_insert_with(|| Value::String(JWT_SVID.to_owned()));
+    // of a SPIFFE bundle (whatever it said before: nothing, `null` or `sig`).
+    entry.insert("use".to_owned(), Value::String(JWT_SVID.to_owned()));
     Ok(Entry::Jwt(JwtAuthority {
         inner: Arc::new(AuthorityInner {
             key_id,
@@ -610,6 +611,20 @@ mod tests {
                 ..
             })
         ));
+        // `null` and `sig` are read as no `use`, and written out as `jwt-svid`.
+        for use_ in ["null", r#""sig""#] {
+            let with = NO_USE.replace(r#""kid""#, &format!(r#""use":{use_},"kid""#));
+            let doc = format!(r#"{{"keys":[{with}]}}"#);
+            let jwks = SpiffeBundle::parse_jwks(td(), doc.as_bytes()).unwrap();
+            assert_eq!(jwks.jwt_authorities().len(), 1, "{use_}");
+            let again = SpiffeBundle::parse(td(), jwks.to_json().as_bytes()).unwrap();
+            assert_eq!(again, jwks, "{use_}");
+        }
+        // X.509 authorities are not taken from a JWK Set (SPIRE's bundle has one of each).
+        let doc = include_bytes!("../../tests/data/spire/spiffe-bundle.json");
+        let jwks = SpiffeBundle::parse_jwks(td(), doc).unwrap();
+        assert!(jwks.x509_authorities().is_empty());
+        assert_eq!(jwks.jwt_authorities().len(), 1);
         let other_use = NO_USE.replace(r#""kid""#, r#""use":"enc","kid""#);
         let doc = format!(r#"{{"keys":[{other_use}]}}"#);
         assert!(SpiffeBundle::parse_jwks(td(), doc.as_bytes())

@@ -119,7 +119,9 @@ pub trait Identities: Send + Sync {
 
 /// The trust bundles a server hands out (every caller gets the same).
 pub trait Bundles: Send + Sync {
-    /// The current bundles (`None`: none yet).
+    /// The current bundles (`None`: none yet). Called on the servers' async workers (with
+    /// [`Identities::may_block`]'s answer deciding for the whole call), so it must not
+    /// block: hold the bundles in memory, as a `Watch` or a fixed set does.
     fn bundles(&self) -> Option<Arc<BundleSet>>;
 
     /// Moves whenever the bundles may have changed.

@@ -87,7 +87,8 @@ impl Spire {
     /// # Panics
     /// If either does not come up within [`SPIRE_WAIT`] (with their logs).
     pub fn start(tag: &str, config: &ServerConfig) -> Self {
-        let dir = std::env::temp_dir().join(format!("spire-{tag}-{}", std::process::id()));
+        // Not $TMPDIR: a long one would push the sockets past the 108-byte limit.
+        let dir = PathBuf::from(format!("/tmp/spire-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let trust_domain = config

@@ -58,8 +58,8 @@ pub(crate) struct ValidateArgs {
     #[arg(long)]
     trust_domain: TrustDomain,
     /// The trust domain's SPIFFE bundle (JSON, such as DIR/bundle.json or `meshid bundle
-    /// show` prints) or its JWT bundle as a JWK Set (as SPIRE's agent hands it out, keys
-    /// without `use`); its JWT keys are the ones accepted.
+    /// show` prints), whose `jwt-svid` keys are the ones accepted; a document with none is
+    /// read as a JWK Set (as SPIRE's agent hands it out, keys without `use`).
     #[arg(long)]
     bundle: PathBuf,
     /// The audience this relying party identifies with: it must be among the token's `aud`.
@@ -90,10 +90,17 @@ fn mint(args: &MintArgs) -> Result<(), Failure> {
 
 fn validate(args: &ValidateArgs) -> Result<(), Failure> {
     let data = files::read(&args.bundle)?;
-    // A JWK Set reader: it reads SPIFFE bundles as `parse` does, and JWKS keys without
-    // `use` as JWT keys too.
-    let bundle = SpiffeBundle::parse_jwks(args.trust_domain.clone(), &data)
-        .map_err(|e| Failure::refused(format!("{}: {e}", args.bundle.display())))?;
+    // A SPIFFE bundle is read by its own rules (a key without `use` is ignored); only a
+    // document that holds no `jwt-svid` key that way is read as a JWK Set, as SPIRE's agent
+    // hands one out.
+    let refused =
+        |e: meshid::BundleError| Failure::refused(format!("{}: {e}", args.bundle.display()));
+    let bundle = match SpiffeBundle::parse(args.trust_domain.clone(), &data) {
+        Ok(bundle) if !bundle.jwt_authorities().is_empty() => bundle,
+        Ok(_) | Err(_) => {
+            SpiffeBundle::parse_jwks(args.trust_domain.clone(), &data).map_err(refused)?
+        }
+    };
     let token = if args.token == "-" {
         read_stdin_token()?
     } else {

@@ -379,9 +379,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
 /// variable is the standard's, so it stays a URI.
 fn endpoint(socket: Option<&String>) -> Result<Endpoint, Failure> {
     match socket {
-        Some(s) if s.starts_with('/') && !s.contains(['?', '#']) => {
-            Ok(Endpoint::Unix(PathBuf::from(s)))
-        }
+        Some(s) if s.starts_with('/') => Ok(Endpoint::Unix(PathBuf::from(s))),
         Some(s) => Endpoint::parse(s),
         None => Endpoint::from_env(),
     }
