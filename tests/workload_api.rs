@@ -1035,7 +1035,16 @@ async fn a_server_never_removes_a_socket_path_that_is_no_longer_its_own() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Someone replaces the path (a successor's socket, an operator's file).
-    std::fs::remove_file(&path).unwrap();
+    if let Err(e) = std::fs::remove_file(&path) {
+        // Seen once in CI (NotFound): say what the server did, to find out why.
+        let finished = served.is_finished();
+        let _ = stop.send(());
+        panic!(
+            "the socket vanished before the test removed it ({e}); the server had {}: {:?}",
+            if finished { "ended" } else { "not ended" },
+            served.await
+        );
+    }
     std::fs::write(&path, b"successor").unwrap();
     stop.send(()).unwrap();
     served.await.unwrap().unwrap();
