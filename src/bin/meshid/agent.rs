@@ -61,6 +61,11 @@ pub(crate) struct AgentOptions {
     /// selectors; on (256 MiB) when the entries at start use one.
     #[arg(long)]
     pub(crate) hash_executables: Option<u64>,
+    /// Serve Prometheus metrics (`/metrics`, OpenMetrics), liveness (`/healthz`) and
+    /// readiness (`/readyz`: 200 only while every SVID served is valid and the socket is
+    /// bound, else 503 with the reasons as JSON) over HTTP on ADDR, e.g. 127.0.0.1:9090.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 impl AgentOptions {
@@ -223,6 +228,25 @@ impl Running {
     /// SIGINT or SIGTERM, following the entries file meanwhile; then stops the rotators.
     // The lifetime ties the shutdown future to `self` for the closure's result.
     #[allow(clippy::needless_lifetimes)]
+    /// With `--metrics`: the agent's SVIDs, its CA and `server` observed, readiness
+    /// decided by the entries' SVIDs.
+    pub(crate) fn observe<S>(
+        &self,
+        observed: Option<&crate::observe::Observed>,
+        server: S,
+        observer: fn(S, Arc<dyn meshid::serve::ServeObserver>) -> S,
+    ) -> S {
+        let Some(observed) = observed else {
+            return server;
+        };
+        observed.metrics.svid.watch_agent(&self.agent);
+        observed.metrics.ca.watch(&self.ca);
+        observed
+            .ready
+            .check(crate::observe::agent_holds_svids(self.agent.clone()));
+        observer(server, observed.metrics.serve.observer())
+    }
+
     pub(crate) fn serve<'a, F>(
         &'a self,
         serve: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send + 'a>>) -> F,
@@ -244,6 +268,7 @@ impl Running {
 
 /// `meshid serve agent`.
 pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
+    let observed = crate::observe::start(args.options.metrics, &args.socket)?;
     let running = start(&args.ca, &args.entries, &args.options)?;
     let agent = Arc::new(running.agent.clone());
     let sds = SdsServer::new(agent.clone(), agent.clone())
@@ -257,6 +282,7 @@ pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
     .with_sds(sds)
     .socket_mode(0o666)
     .limits(args.options.limits());
+    let server = running.observe(observed.as_ref(), server, WorkloadApiServer::observer);
     let server = match args.options.allow_uids.as_slice() {
         [] => server,
         uids => server.allow_uids(uids.iter().copied()),
