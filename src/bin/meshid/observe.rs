@@ -202,17 +202,33 @@ fn answer<B>(req: &Request<B>, registry: &Registry, ready: &Readiness) -> Respon
     match req.uri().path() {
         "/metrics" => {
             let mut text = String::new();
-            match prometheus_client::encoding::text::encode(&mut text, registry) {
-                Ok(()) => respond(
-                    StatusCode::OK,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    text,
-                ),
-                Err(_) => respond(
+            if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+                return respond(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain",
                     "encoding the metrics failed\n".into(),
-                ),
+                );
+            }
+            // OpenMetrics for whoever asks for it (Prometheus does); the classic text
+            // format (0.0.4) otherwise, for older scrapers, promtool and curl.
+            let openmetrics = req
+                .headers()
+                .get_all(hyper::header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.contains("application/openmetrics-text"));
+            if openmetrics {
+                respond(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    text,
+                )
+            } else {
+                respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    classic_text(&text),
+                )
             }
         }
         "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
@@ -232,6 +248,31 @@ fn answer<B>(req: &Request<B>, registry: &Registry, ready: &Readiness) -> Respon
             "not found: /metrics, /healthz, /readyz\n".into(),
         ),
     }
+}
+
+/// OpenMetrics text as the classic Prometheus text format (0.0.4): a counter family is
+/// named with its `_total` suffix there, and the `# UNIT` and `# EOF` lines do not exist.
+fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let described = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(described.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 /// A readiness check over SVID stores: one reason per store holding no valid SVID.
@@ -276,5 +317,19 @@ pub(crate) fn source_holds_svid(
         } else {
             vec!["no valid X509-SVID from the Workload API".into()]
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_classic_format_names_counters_with_total_and_drops_openmetrics_only_lines() {
+        let om = "# HELP a_seconds A.\n# TYPE a_seconds gauge\n# UNIT a_seconds seconds\na_seconds 1.0\n\
+                  # HELP b B b.\n# TYPE b counter\nb_total{x=\"y\"} 2\n# EOF\n";
+        assert_eq!(
+            super::classic_text(om),
+            "# HELP a_seconds A.\n# TYPE a_seconds gauge\na_seconds 1.0\n\
+             # HELP b_total B b.\n# TYPE b_total counter\nb_total{x=\"y\"} 2\n"
+        );
     }
 }
