@@ -34,17 +34,40 @@ fn bundles(cas: &[&Authority]) -> BundleSet {
         .collect()
 }
 
-/// The value of the sample `name{labels}` in `text` (0 when absent).
-fn sample(text: &str, series: &str) -> f64 {
+/// The count of the sample `name{labels}` in `text` (0 when absent).
+fn sample(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or(0)
 }
 
 fn scrape(registry: &Registry) -> String {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
     text
+}
+
+/// A client configuration presenting `svid`, trusting `cas` and any server ID, its
+/// verifier counted by `metrics`.
+fn client_config(
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    cas: &[&Authority],
+    svid: meshid::X509Svid,
+    metrics: &TlsMetrics,
+) -> Arc<rustls::ClientConfig> {
+    let verifier = SpiffeServerCertVerifier::new(
+        Arc::new(bundles(cas)),
+        authorize::any(),
+        Arc::clone(provider),
+    );
+    Arc::new(
+        meshid::tls::client_config_with_verifier(
+            Arc::clone(provider),
+            Arc::new(svid),
+            metrics.client_verifier(Arc::new(verifier)),
+        )
+        .unwrap(),
+    )
 }
 
 #[test]
@@ -79,21 +102,7 @@ fn refused_peers_are_counted_by_reason_and_accepted_ones_as_accepted() {
 
     // Clients trust both trust domains and any server ID; each decorated as the client
     // side, so the server's certificate is counted there.
-    let client = |svid: meshid::X509Svid| {
-        let verifier = SpiffeServerCertVerifier::new(
-            Arc::new(bundles(&[&example, &other])),
-            authorize::any(),
-            Arc::clone(&provider),
-        );
-        Arc::new(
-            meshid::tls::client_config_with_verifier(
-                Arc::clone(&provider),
-                Arc::new(svid),
-                metrics.client_verifier(Arc::new(verifier)),
-            )
-            .unwrap(),
-        )
-    };
+    let client = |svid| client_config(&provider, &[&example, &other], svid, &metrics);
     let frontend = client(
         example
             .issue(
@@ -132,7 +141,7 @@ fn refused_peers_are_counted_by_reason_and_accepted_ones_as_accepted() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let text = loop {
         let text = scrape(&registry);
-        let server_total: f64 = ["accepted", "not_authorized", "untrusted_trust_domain"]
+        let server_total: u64 = ["accepted", "not_authorized", "untrusted_trust_domain"]
             .iter()
             .map(|r| {
                 sample(
@@ -141,7 +150,7 @@ fn refused_peers_are_counted_by_reason_and_accepted_ones_as_accepted() {
                 )
             })
             .sum();
-        if server_total >= 6.0 || std::time::Instant::now() > deadline {
+        if server_total >= 6 || std::time::Instant::now() > deadline {
             break text;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -152,18 +161,18 @@ fn refused_peers_are_counted_by_reason_and_accepted_ones_as_accepted() {
             &format!("meshid_tls_handshakes_total{{side=\"{side}\",result=\"{result}\"}}"),
         )
     };
-    assert_eq!(series("server", "accepted"), 3.0, "{text}");
-    assert_eq!(series("server", "not_authorized"), 2.0, "{text}");
-    assert_eq!(series("server", "untrusted_trust_domain"), 1.0, "{text}");
-    assert_eq!(series("server", "unknown_issuer"), 0.0, "{text}");
+    assert_eq!(series("server", "accepted"), 3, "{text}");
+    assert_eq!(series("server", "not_authorized"), 2, "{text}");
+    assert_eq!(series("server", "untrusted_trust_domain"), 1, "{text}");
+    assert_eq!(series("server", "unknown_issuer"), 0, "{text}");
     // Every client accepted the server's SVID.
-    assert_eq!(series("client", "accepted"), 6.0, "{text}");
+    assert_eq!(series("client", "accepted"), 6, "{text}");
     assert_eq!(
         sample(
             &text,
             "meshid_tls_verification_duration_seconds_count{side=\"server\"}"
         ),
-        6.0,
+        6,
         "{text}"
     );
     // No peer's ID or serial is a label.
@@ -192,25 +201,16 @@ fn an_expired_server_svid_is_counted_as_expired_on_the_client_side() {
     )
     .unwrap();
     let addr = mtls::echo_server(Arc::new(server));
-    let verifier = SpiffeServerCertVerifier::new(
-        Arc::new(bundles(&[&example])),
-        authorize::any(),
-        Arc::clone(&provider),
-    );
-    let client = Arc::new(
-        meshid::tls::client_config_with_verifier(
-            Arc::clone(&provider),
-            Arc::new(
-                example
-                    .issue(
-                        &id("spiffe://example.org/frontend"),
-                        Duration::from_secs(300),
-                    )
-                    .unwrap(),
-            ),
-            metrics.client_verifier(Arc::new(verifier)),
-        )
-        .unwrap(),
+    let client = client_config(
+        &provider,
+        &[&example],
+        example
+            .issue(
+                &id("spiffe://example.org/frontend"),
+                Duration::from_secs(300),
+            )
+            .unwrap(),
+        &metrics,
     );
     mtls::request(&client, addr).unwrap();
     std::thread::sleep(Authority::MIN_SVID_TTL + Duration::from_secs(1));
@@ -221,7 +221,7 @@ fn an_expired_server_svid_is_counted_as_expired_on_the_client_side() {
             &text,
             "meshid_tls_handshakes_total{side=\"client\",result=\"accepted\"}"
         ),
-        1.0,
+        1,
         "{text}"
     );
     assert_eq!(
@@ -229,7 +229,7 @@ fn an_expired_server_svid_is_counted_as_expired_on_the_client_side() {
             &text,
             "meshid_tls_handshakes_total{side=\"client\",result=\"expired\"}"
         ),
-        1.0,
+        1,
         "{text}"
     );
 }

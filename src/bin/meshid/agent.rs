@@ -63,7 +63,7 @@ pub(crate) struct AgentOptions {
     pub(crate) hash_executables: Option<u64>,
     /// Serve Prometheus metrics (`/metrics`, OpenMetrics), liveness (`/healthz`) and
     /// readiness (`/readyz`: 200 only while every SVID served is valid and the socket is
-    /// bound, else 503 with the reasons as JSON) over HTTP on ADDR, e.g. 127.0.0.1:9090.
+    /// bound, else 503 with the reasons as JSON) over HTTP on ADDR, e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<std::net::SocketAddr>,
 }
@@ -224,17 +224,13 @@ impl Running {
 }
 
 impl Running {
-    /// Runs `serve` (a server serving until the future it is given completes) until
-    /// SIGINT or SIGTERM, following the entries file meanwhile; then stops the rotators.
-    // The lifetime ties the shutdown future to `self` for the closure's result.
-    #[allow(clippy::needless_lifetimes)]
     /// With `--metrics`: the agent's SVIDs, its CA and `server` observed, readiness
     /// decided by the entries' SVIDs.
     pub(crate) fn observe<S>(
         &self,
         observed: Option<&crate::observe::Observed>,
         server: S,
-        observer: fn(S, Arc<dyn meshid::serve::ServeObserver>) -> S,
+        with_observer: fn(S, Arc<dyn meshid::serve::ServeObserver>) -> S,
     ) -> S {
         let Some(observed) = observed else {
             return server;
@@ -244,9 +240,13 @@ impl Running {
         observed
             .ready
             .check(crate::observe::agent_holds_svids(self.agent.clone()));
-        observer(server, observed.metrics.serve.observer())
+        with_observer(server, observed.metrics.serve.observer())
     }
 
+    /// Runs `serve` (a server serving until the future it is given completes) until
+    /// SIGINT or SIGTERM, following the entries file meanwhile; then stops the rotators.
+    // The lifetime ties the shutdown future to `self` for the closure's result.
+    #[allow(clippy::needless_lifetimes)]
     pub(crate) fn serve<'a, F>(
         &'a self,
         serve: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send + 'a>>) -> F,

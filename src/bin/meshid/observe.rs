@@ -108,6 +108,28 @@ pub(crate) struct CliMetrics {
     pub(crate) serve: ServeMetrics,
 }
 
+impl Observed {
+    /// Observes SVIDs kept by `locals` from `ca`: their renewals, the CA's issuance, the
+    /// root's expiry; ready while each holds a valid SVID.
+    pub(crate) fn local(&self, ca: &Arc<meshid::Authority>, locals: &[&meshid::LocalSvid]) {
+        self.metrics.ca.watch(ca);
+        let mut stores = Vec::new();
+        for local in locals {
+            self.metrics.svid.watch_rotator(&local.rotator);
+            self.metrics.svid.watch_bundle_set(local.bundles.clone());
+            stores.push((local.rotator.id().clone(), Arc::clone(&local.store)));
+        }
+        self.ready.check(stores_hold_svids(stores));
+    }
+
+    /// Observes the SVID and bundles of a Workload API `source`; ready while it holds a
+    /// valid SVID.
+    pub(crate) fn source(&self, source: &Arc<meshid::workload::X509Source>) {
+        self.metrics.svid.watch_x509_source(source);
+        self.ready.check(source_holds_svid(Arc::clone(source)));
+    }
+}
+
 /// Binds `addr` (so a bad address fails before anything is issued) and starts serving
 /// on a thread of its own; `None` without `--metrics`.
 pub(crate) fn start(addr: Option<SocketAddr>, socket: &Path) -> Result<Option<Observed>, Failure> {
@@ -276,7 +298,7 @@ fn classic_text(openmetrics: &str) -> String {
 }
 
 /// A readiness check over SVID stores: one reason per store holding no valid SVID.
-pub(crate) fn stores_hold_svids(
+fn stores_hold_svids(
     stores: Vec<(meshid::SpiffeId, Arc<meshid::SvidStore>)>,
 ) -> impl Fn() -> Vec<String> + Send + Sync + 'static {
     move || {
@@ -301,14 +323,14 @@ pub(crate) fn agent_holds_svids(
         let now = std::time::SystemTime::now();
         status
             .iter()
-            .filter(|(_, s)| !s.not_after.is_some_and(|t| now < t))
+            .filter(|(_, s)| s.not_after.is_none_or(|t| now >= t))
             .map(|(entry, _)| format!("no valid X509-SVID for {}", entry.spiffe_id()))
             .collect()
     }
 }
 
 /// A readiness check over a Workload API source.
-pub(crate) fn source_holds_svid(
+fn source_holds_svid(
     source: Arc<meshid::workload::X509Source>,
 ) -> impl Fn() -> Vec<String> + Send + Sync + 'static {
     move || {

@@ -224,20 +224,7 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         api = api.with_svid(Arc::clone(&local.store));
     }
     if let Some(observed) = &observed {
-        observed.metrics.ca.watch(&ca);
-        observed
-            .metrics
-            .svid
-            .watch_bundle_set(first.bundles.clone());
-        for local in &locals {
-            observed.metrics.svid.watch_rotator(&local.rotator);
-        }
-        observed.ready.check(crate::observe::stores_hold_svids(
-            locals
-                .iter()
-                .map(|l| (l.rotator.id().clone(), Arc::clone(&l.store)))
-                .collect(),
-        ));
+        observed.local(&ca, &locals.iter().collect::<Vec<_>>());
         api = api.observer(observed.metrics.serve.observer());
     }
     if !args.agent.allow_uids.is_empty() {
@@ -329,18 +316,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             let ca = Arc::new(load_ca(dir)?);
             let local = local_svid(dir, Arc::clone(&ca), id, args.ttl)?;
             if let Some(observed) = &observed {
-                observed.metrics.ca.watch(&ca);
-                observed.metrics.svid.watch_rotator(&local.rotator);
-                observed
-                    .metrics
-                    .svid
-                    .watch_bundle_set(local.bundles.clone());
-                observed
-                    .ready
-                    .check(crate::observe::stores_hold_svids(vec![(
-                        id.clone(),
-                        Arc::clone(&local.store),
-                    )]));
+                observed.local(&ca, &[&local]);
             }
             rotator = Some(local.rotator);
             println!("serving SDS for {id} on {}", args.socket.display());
@@ -360,10 +336,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             println!("serving SDS from {endpoint} on {}", args.socket.display());
             let source = Arc::new(source);
             if let Some(observed) = &observed {
-                observed.metrics.svid.watch_x509_source(&source);
-                observed
-                    .ready
-                    .check(crate::observe::source_holds_svid(Arc::clone(&source)));
+                observed.source(&source);
             }
             bridged = Some(Arc::clone(&source));
             SdsServer::new(source.clone(), source)
