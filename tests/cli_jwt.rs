@@ -546,3 +546,67 @@ fn jwt_mint_help_says_the_duration_units() {
     );
     assert!(help.contains("--ca <DIR>"), "{help}");
 }
+
+/// Issue 15: `jwt mint --ttl` past the CA's expiry is capped, and said so on stderr (as
+/// `issue` and `ca sign` say it); a TTL within it is not.
+#[test]
+fn a_jwt_ttl_capped_at_the_ca_s_expiry_is_said_on_stderr() {
+    let d = scratch("jwt-capped");
+    let made = meshid(
+        &d,
+        &[
+            "ca",
+            "init",
+            "--trust-domain",
+            "example.org",
+            "--out",
+            "ca",
+            "--ttl",
+            "1h",
+        ],
+    );
+    ok(&made);
+    let capped = meshid(
+        &d,
+        &[
+            "jwt",
+            "mint",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/web",
+            "--audience",
+            "x",
+            "--ttl",
+            "2h",
+        ],
+    );
+    let token = ok(&capped);
+    let err = String::from_utf8_lossy(&capped.stderr);
+    assert!(
+        err.contains("--ttl 2h is past the CA's expiry: the token's lifetime is capped at 59m"),
+        "{err}"
+    );
+    let svid = meshid::JwtSvid::parse_insecure(token.trim()).unwrap();
+    let left = svid.expiry().duration_since(SystemTime::now()).unwrap();
+    assert!(left <= Duration::from_secs(3600), "{left:?}");
+
+    let within = meshid(
+        &d,
+        &[
+            "jwt",
+            "mint",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org/web",
+            "--audience",
+            "x",
+            "--ttl",
+            "5m",
+        ],
+    );
+    ok(&within);
+    assert!(within.stderr.is_empty(), "{}", text(&within));
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -86,7 +86,7 @@ fn readyz_is_ready_only_while_a_valid_svid_is_held_and_the_socket_bound() {
             "--socket",
             dir.join("sds.sock").to_str().unwrap(),
             "--workload-api",
-            &format!("unix://{}", upstream.display()),
+            upstream.to_str().unwrap(), // a path, as --socket takes it
             "--metrics",
             &addr.to_string(),
         ],

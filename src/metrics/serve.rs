@@ -60,6 +60,10 @@ impl ServeMetrics {
             refused: Family::default(),
             sds: Family::default(),
         };
+        // Both answers exist from the start at 0, so a first NACK is an increase.
+        for result in ["ack", "nack"] {
+            metrics.sds.get_or_create_owned(&[("result", result)]);
+        }
         registry.register(
             "meshid_serve_connections",
             "Open connections to the server.",

@@ -83,7 +83,22 @@ fn mint(args: &MintArgs) -> Result<(), Failure> {
         return Err(no_jwt_key(&args.ca, &ca));
     }
     let request = JwtSvidRequest::new(args.id.clone(), args.audience.iter().cloned()).ttl(args.ttl);
+    let asked_end = std::time::SystemTime::now().checked_add(args.ttl);
     let svid = ca.mint_jwt_svid_for(&request).map_err(Failure::refused)?;
+    // `exp` counts whole seconds: a token ending a second or more before what was asked
+    // was capped at the CA's expiry.
+    if asked_end.is_some_and(|end| svid.expiry() + std::time::Duration::from_secs(1) < end) {
+        let granted = svid
+            .expiry()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        eprintln!(
+            "meshid: --ttl {} is past the CA's expiry: the token's lifetime is capped at {} (until {})",
+            crate::files::format_duration(args.ttl),
+            crate::files::format_duration(granted),
+            meshid::time::Rfc3339(svid.expiry())
+        );
+    }
     println!("{}", svid.token());
     Ok(())
 }

@@ -54,8 +54,9 @@ pub(crate) struct SdsArgs {
     /// DURATION is a whole number and one unit: s, m, h or d (30s, 5m, 1h, 365d).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     ttl: Duration,
-    /// Bridge from this Workload API endpoint (`unix:///path`), e.g. SPIRE's agent.
-    #[arg(long, conflicts_with = "ca")]
+    /// Bridge from this Workload API endpoint, e.g. SPIRE's agent: `unix:///path`,
+    /// `tcp://IP:port`, or an absolute socket path.
+    #[arg(long, value_name = "ENDPOINT", conflicts_with = "ca")]
     workload_api: Option<String>,
     /// Serve validation contexts as Envoy's SPIFFE certificate validator listing every
     /// trust domain's bundle.
@@ -323,10 +324,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             SdsServer::for_store(local.store, local.bundles)
         }
         (None, _, Some(endpoint)) => {
-            let endpoint = Endpoint::parse(endpoint).map_err(|e| Failure {
-                code: 2,
-                message: e.to_string(),
-            })?;
+            let endpoint = self::endpoint(Some(endpoint))?;
             let source = runtime
                 .block_on(X509Source::new(
                     endpoint.clone(),
