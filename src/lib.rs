@@ -62,7 +62,8 @@
 //! | `workload-api` | no | the [`workload`] module: a SPIFFE Workload API client, a live `X509Source`, and a server (tokio, tonic, prost; enables `rustls`) |
 //! | `sds` | no | the [`sds`] module: an Envoy SDS v3 server over any `serve::Identities` (a store, the Workload API, an agent) (adds `envoy-types`; needs Rust 1.88) |
 //! | `agent` | no | the [`agent`] module: registration entries, unix workload attestation and an `Agent` serving each caller only its own identities (enables `workload-api`, `sds` and `ca`) |
-//! | `cli` | no | the `meshid` operator binary (enables `ca`, `ring`, `workload-api`, `sds` and `agent`) |
+//! | `metrics` | no | the `metrics` module: Prometheus metrics (prometheus-client, OpenMetrics) registered into the application's `Registry`: SVID expiry and renewals, TLS handshake verdicts, the Workload API and SDS servers, CA issuance |
+//! | `cli` | no | the `meshid` operator binary (enables `ca`, `ring`, `workload-api`, `sds`, `agent` and `metrics`) |
 //!
 //! # Specifications
 //!

@@ -129,7 +129,11 @@ fn a_python_sds_client_sees_fetches_acks_nacks_rotations_and_unknown_names_handl
     let (bundles, store, rotator) = pki();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sds = SdsServer::for_store(Arc::clone(&store), bundles);
+    // Observed as an operator would be: Envoy's ACKs and NACKs, the pushes and their
+    // delay after each rotation (metrics).
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = meshid::metrics::ServeMetrics::register(&mut registry);
+    let sds = SdsServer::for_store(Arc::clone(&store), bundles).observer(metrics.observer());
     let served = runtime.spawn(sds.serve(socket.clone(), async {
         let _ = stopped.await;
     }));
@@ -156,10 +160,52 @@ fn a_python_sds_client_sees_fetches_acks_nacks_rotations_and_unknown_names_handl
     ];
     assert_eq!(lines, expected, "stderr:\n{errors}");
     assert_ne!(store.x509_svid().unwrap().leaf().to_vec(), first, "rotated");
+    check_metrics(&registry);
 
     stop.send(()).unwrap();
     runtime.block_on(served).unwrap().unwrap();
     rotator.stop();
     assert!(!socket.exists(), "socket removed on shutdown");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The script's ACKs and NACKs were counted, and its pushes, two of them after a rotation
+/// with their delay; every stream was closed again.
+fn check_metrics(registry: &prometheus_client::registry::Registry) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        if text.contains("meshid_serve_streams{server=\"sds\",stream=\"sds\"} 0\n")
+            || Instant::now() > deadline
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let count = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert!(
+        count("meshid_sds_responses_total{result=\"ack\"}") >= 1,
+        "{text}"
+    );
+    assert!(
+        count("meshid_sds_responses_total{result=\"nack\"}") >= 1,
+        "{text}"
+    );
+    assert!(
+        count("meshid_serve_pushes_total{server=\"sds\",stream=\"sds\"}") >= 4,
+        "{text}"
+    );
+    assert!(
+        count("meshid_serve_push_delay_seconds_count{server=\"sds\",stream=\"sds\"}") >= 2,
+        "{text}"
+    );
+    assert!(
+        text.contains("meshid_serve_streams{server=\"sds\",stream=\"sds\"} 0\n"),
+        "{text}"
+    );
 }

@@ -23,7 +23,7 @@
 //! the ID of a refused peer.
 //!
 //! ```
-//! # #[cfg(all(feature = "ca", feature = "rustls", feature = "workload-api"))]
+//! # #[cfg(all(feature = "ca", feature = "ring", feature = "rustls", feature = "workload-api"))]
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -47,7 +47,7 @@
 //! web.rotator.stop();
 //! # Ok(())
 //! # }
-//! # #[cfg(not(all(feature = "ca", feature = "rustls", feature = "workload-api")))]
+//! # #[cfg(not(all(feature = "ca", feature = "ring", feature = "rustls", feature = "workload-api")))]
 //! # fn main() {}
 //! ```
 
@@ -57,7 +57,7 @@ use prometheus_client::registry::Registry;
 
 #[cfg(feature = "ca")]
 mod ca;
-#[cfg(any(feature = "workload-api", feature = "sds"))]
+#[cfg(all(any(feature = "workload-api", feature = "sds"), unix))]
 mod serve;
 mod svid;
 #[cfg(feature = "rustls")]
@@ -65,7 +65,7 @@ mod tls;
 
 #[cfg(feature = "ca")]
 pub use ca::CaMetrics;
-#[cfg(any(feature = "workload-api", feature = "sds"))]
+#[cfg(all(any(feature = "workload-api", feature = "sds"), unix))]
 pub use serve::ServeMetrics;
 pub use svid::SvidMetrics;
 #[cfg(feature = "rustls")]
@@ -85,7 +85,7 @@ pub struct Metrics {
     #[cfg(feature = "rustls")]
     pub tls: TlsMetrics,
     /// The Workload API and SDS servers (pass it as their observer).
-    #[cfg(any(feature = "workload-api", feature = "sds"))]
+    #[cfg(all(any(feature = "workload-api", feature = "sds"), unix))]
     pub serve: ServeMetrics,
 }
 
@@ -98,7 +98,7 @@ impl Metrics {
             ca: CaMetrics::register(registry),
             #[cfg(feature = "rustls")]
             tls: TlsMetrics::register(registry),
-            #[cfg(any(feature = "workload-api", feature = "sds"))]
+            #[cfg(all(any(feature = "workload-api", feature = "sds"), unix))]
             serve: ServeMetrics::register(registry),
         }
     }

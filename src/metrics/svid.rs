@@ -48,9 +48,9 @@ impl fmt::Debug for SvidMetrics {
 enum Watched {
     Rotator(StatusReader),
     Bundles(BundleSet),
-    #[cfg(feature = "agent")]
+    #[cfg(all(feature = "agent", unix))]
     Agent(std::sync::Weak<crate::agent::AgentInner>),
-    #[cfg(feature = "workload-api")]
+    #[cfg(all(feature = "workload-api", unix))]
     Source(std::sync::Weak<crate::workload::X509Source>),
 }
 
@@ -90,6 +90,7 @@ impl Row {
         self.renewals = Some((ok, failed));
     }
 
+    #[cfg(all(feature = "workload-api", unix))]
     fn add_svid(&mut self, svid: &crate::X509Svid) {
         if self.not_after.is_none_or(|held| svid.not_after() < held) {
             self.not_after = Some(svid.not_after());
@@ -148,7 +149,7 @@ impl SvidMetrics {
     }
 
     /// Reports every entry's SVID and renewals of `agent`, and its bundles, while it lives.
-    #[cfg(feature = "agent")]
+    #[cfg(all(feature = "agent", unix))]
     #[cfg_attr(docsrs, doc(cfg(feature = "agent")))]
     pub fn watch_agent(&self, agent: &crate::agent::Agent) {
         self.lock().push(Watched::Agent(agent.downgrade()));
@@ -156,7 +157,7 @@ impl SvidMetrics {
 
     /// Reports the SVIDs `source` holds (renewed by its Workload API, so no renewal
     /// counts here) and its bundles, while it lives.
-    #[cfg(feature = "workload-api")]
+    #[cfg(all(feature = "workload-api", unix))]
     #[cfg_attr(docsrs, doc(cfg(feature = "workload-api")))]
     pub fn watch_x509_source(&self, source: &Arc<crate::workload::X509Source>) {
         self.lock().push(Watched::Source(Arc::downgrade(source)));
@@ -173,7 +174,7 @@ impl SvidMetrics {
                 scrape.bundles(set);
                 true
             }
-            #[cfg(feature = "agent")]
+            #[cfg(all(feature = "agent", unix))]
             Watched::Agent(agent) => agent.upgrade().is_some_and(|inner| {
                 let agent = crate::agent::Agent::from_inner(inner);
                 for (entry, status) in agent.status() {
@@ -185,7 +186,7 @@ impl SvidMetrics {
                 }
                 true
             }),
-            #[cfg(feature = "workload-api")]
+            #[cfg(all(feature = "workload-api", unix))]
             Watched::Source(source) => source.upgrade().is_some_and(|source| {
                 if let Some(svid) = crate::SvidSource::x509_svid(&*source) {
                     let row = scrape.svids.entry(svid.id().clone()).or_default();

@@ -80,6 +80,7 @@ impl SdsServer {
 
     /// The gRPC service on another server's socket, reporting to that server's `observer`
     /// (when it has one).
+    #[cfg(feature = "workload-api")]
     pub(crate) fn service_observed(
         mut self,
         closed: watch::Receiver<bool>,

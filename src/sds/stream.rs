@@ -57,91 +57,116 @@ pub(super) fn spawn<P: Protocol>(
     tokio::spawn(async move {
         let seen_by = sds.observer.stream(P::KIND);
         let mut stream = P::default();
-        // The stream's own version of what it serves: one more on every change that may
-        // concern its caller. Subscribed (and the generations read) before anything is
-        // looked up, so a change in between is seen.
-        let mut version = 1u64;
-        let mut seen = sds.bundles.changes().generation();
         // A caller that cannot be looked at (an agent cannot attest it) is refused at once.
-        let mut mine = match crate::serve::blocking(sds.identities.may_block(), || sds.subscribe())
-        {
-            Ok(mine) => mine,
-            Err(status) => {
-                let _ = tx.send(Err(status)).await;
-                return;
+        let subscribed = crate::serve::blocking(sds.identities.may_block(), || sds.subscribe());
+        let refusal = match subscribed {
+            Ok(mine) => {
+                run(
+                    &mut sds,
+                    &mut incoming,
+                    &mut closed,
+                    &tx,
+                    &seen_by,
+                    mine,
+                    &mut stream,
+                )
+                .await
             }
+            Err(status) => Some(status),
         };
-        loop {
-            let push = tokio::select! {
-                message = incoming.message() => match message {
-                    Ok(Some(request)) => match stream.on_request(request) {
-                        Ok((push, answer)) => {
-                            if answer != Ack::Unrelated {
-                                seen_by.observer().sds_answer(answer == Ack::Accepted);
-                            }
-                            push
-                        }
-                        Err(status) => {
-                            tracing::info!(%status, "{} stream refused", P::NAME);
-                            seen_by
-                                .observer()
-                                .refused_call("sds", crate::serve::Refusal::BadRequest);
-                            // The request side is dropped with the task, at once: h2
-                            // resets the stream once the status is out, and some clients
-                            // (grpclib) surface the status only on that reset while they
-                            // are still sending.
-                            let _ = tx.send(Err(status)).await;
-                            break;
-                        }
-                    },
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(%status, "{} stream ended by the client", P::NAME);
-                        break;
-                    }
-                },
-                _ = mine.changed(0) => false,
-                _ = sds.bundles.changes().changed(seen) => false,
-                () = crate::serve::closing(&mut closed) => break,
-            };
-            if *closed.borrow_and_update() {
-                break;
-            }
-            // Whatever woke the stream, a change is a new version (a request arriving
-            // together with a change must not swallow the push).
-            let woke = Arc::clone(&mine);
-            let changed = mine.generation() != 0 || sds.bundles.changes().generation() != seen;
-            if changed {
-                version += 1;
-                seen = sds.bundles.changes().generation();
-                mine = match crate::serve::blocking(sds.identities.may_block(), || sds.subscribe())
-                {
-                    Ok(mine) => mine,
-                    Err(status) => {
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                };
-            }
-            // `update` sends only what is new.
-            let Some(response) = crate::serve::blocking(sds.identities.may_block(), || {
-                stream.update(&sds, push, version)
-            }) else {
-                continue;
-            };
-            let refused = response.is_err();
-            if tx.send(response.map(Unsent)).await.is_err() || refused {
-                break;
-            }
-            let cause: &[&crate::watch::Changes] = if changed {
-                &[&woke, sds.bundles.changes()]
-            } else {
-                &[]
-            };
-            seen_by.observer().pushed(P::KIND, cause);
+        // A refusal ends the stream: the request side is dropped first, so h2 resets the
+        // stream right after the status goes out (some clients, grpclib, surface the status
+        // only on that reset while they are still sending; a reset that came late would
+        // leave them with a stream ended under their feet).
+        drop(incoming);
+        if let Some(status) = refusal {
+            let _ = tx.send(Err(status)).await;
         }
     });
     Box::pin(ReceiverStream::new(rx).map(|pushed| pushed.map(Unsent::into_inner)))
+}
+
+/// The loop of one stream, subscribed as `mine`: answers requests and pushes what changes
+/// until the client leaves or the server closes (`None`), or the stream is refused (the
+/// status to end it with).
+async fn run<P: Protocol>(
+    sds: &mut Sds,
+    incoming: &mut Streaming<P::Request>,
+    closed: &mut tokio::sync::watch::Receiver<bool>,
+    tx: &mpsc::Sender<Result<Unsent<P::Response>, Status>>,
+    seen_by: &crate::serve::StreamSeen,
+    mut mine: Arc<crate::watch::Changes>,
+    stream: &mut P,
+) -> Option<Status> {
+    // The stream's own version of what it serves: one more on every change that may
+    // concern its caller. The generations are read before anything is looked up (the
+    // caller subscribed just before), so a change in between is seen.
+    let mut version = 1u64;
+    let mut seen = sds.bundles.changes().generation();
+    loop {
+        let push = tokio::select! {
+            message = incoming.message() => match message {
+                Ok(Some(request)) => match stream.on_request(request) {
+                    Ok((push, answer)) => {
+                        if answer != Ack::Unrelated {
+                            seen_by.observer().sds_answer(answer == Ack::Accepted);
+                        }
+                        push
+                    }
+                    Err(status) => {
+                        tracing::info!(%status, protocol = P::NAME, "SDS stream refused");
+                        seen_by
+                            .observer()
+                            .refused_call("sds", crate::serve::Refusal::BadRequest);
+                        return Some(status);
+                    }
+                },
+                Ok(None) => return None,
+                Err(status) => {
+                    tracing::debug!(%status, protocol = P::NAME, "SDS stream ended by the client");
+                    return None;
+                }
+            },
+            _ = mine.changed(0) => false,
+            _ = sds.bundles.changes().changed(seen) => false,
+            () = crate::serve::closing(closed) => return None,
+        };
+        if *closed.borrow_and_update() {
+            return None;
+        }
+        // Whatever woke the stream, a change is a new version (a request arriving together
+        // with a change must not swallow the push).
+        let woke = Arc::clone(&mine);
+        let changed = mine.generation() != 0 || sds.bundles.changes().generation() != seen;
+        if changed {
+            version += 1;
+            seen = sds.bundles.changes().generation();
+            mine = match crate::serve::blocking(sds.identities.may_block(), || sds.subscribe()) {
+                Ok(mine) => mine,
+                Err(status) => return Some(status),
+            };
+        }
+        // `update` sends only what is new.
+        let Some(response) = crate::serve::blocking(sds.identities.may_block(), || {
+            stream.update(sds, push, version)
+        }) else {
+            continue;
+        };
+        match response {
+            Ok(response) => {
+                if tx.send(Ok(Unsent(response))).await.is_err() {
+                    return None;
+                }
+            }
+            Err(status) => return Some(status),
+        }
+        let cause: &[&crate::watch::Changes] = if changed {
+            &[&woke, sds.bundles.changes()]
+        } else {
+            &[]
+        };
+        seen_by.observer().pushed(P::KIND, cause);
+    }
 }
 
 /// A response on its way to tonic, whose encoder wipes it; wiped on drop if it never gets

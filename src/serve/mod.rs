@@ -63,7 +63,7 @@ pub(crate) use conn::Peer;
 pub use hpack::HpackError;
 pub use identities::{Bundles, EveryCaller, Identities, Identity, Refused, Subscription};
 pub use jwt::{JwtBundleFeed, JwtIssuer, MintError};
-pub(crate) use observe::Observer;
+pub(crate) use observe::{Observer, StreamSeen};
 pub use observe::{Refusal, ServeEvent, ServeObserver, StreamKind};
 
 /// Why a server could not serve.
