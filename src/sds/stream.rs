@@ -71,7 +71,7 @@ pub(super) fn spawn<P: Protocol>(
                     Ok(Some(request)) => match stream.on_request(request) {
                         Ok(push) => push,
                         Err(status) => {
-                            tracing::info!(%status, "{} stream refused", P::NAME);
+                            tracing::info!(protocol = P::NAME, code = ?status.code(), reason = status.message(), "stream refused");
                             // The request side is dropped with the task, at once: h2
                             // resets the stream once the status is out, and some clients
                             // (grpclib) surface the status only on that reset while they
@@ -82,7 +82,7 @@ pub(super) fn spawn<P: Protocol>(
                     },
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(%status, "{} stream ended by the client", P::NAME);
+                        tracing::debug!(protocol = P::NAME, %status, "stream ended by the client");
                         break;
                     }
                 },
@@ -142,7 +142,7 @@ impl<T: Wipe + Default> Drop for Unsent<T> {
 pub(super) fn other_type(protocol: &str, type_url: &str) -> bool {
     let other = !type_url.is_empty() && type_url != SECRET_TYPE_URL;
     if other {
-        tracing::warn!(%type_url, "{protocol}: request for another type ignored");
+        tracing::warn!(protocol, %type_url, "request for another type ignored");
     }
     other
 }
@@ -227,10 +227,10 @@ impl Ack {
             return Self::Unrelated;
         }
         if let Some(error) = error_detail {
-            tracing::warn!(?version, code = error.code, message = %error.message, "Envoy rejected the secrets ({protocol} NACK); not resending until they change");
+            tracing::warn!(protocol, ?version, nonce, code = error.code, detail = %error.message, "Envoy rejected the secrets (NACK); not resending until they change");
             Self::Rejected
         } else {
-            tracing::debug!(?version, "{protocol} ACK");
+            tracing::debug!(protocol, ?version, nonce, "ACK");
             Self::Accepted
         }
     }

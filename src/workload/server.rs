@@ -317,6 +317,10 @@ impl State {
     fn admit<T>(request: &Request<T>) -> Result<(), Status> {
         let header = request.metadata().get(proto::SECURITY_HEADER);
         if header.and_then(|v| v.to_str().ok()) != Some("true") {
+            tracing::info!(
+                reason = "security header missing",
+                "Workload API request refused"
+            );
             return Err(Status::invalid_argument(
                 "security header missing from request",
             ));
@@ -339,6 +343,11 @@ impl State {
             Status::permission_denied(format!("no identity issued: {refused}"))
         })?;
         if subscription.identities.is_empty() {
+            tracing::info!(
+                ?caller,
+                reason = "no identity issued",
+                "Workload API caller refused"
+            );
             return Err(Self::no_identity());
         }
         Ok(subscription)
