@@ -123,8 +123,8 @@ enum Command {
 }
 
 /// A log writer (stderr, or a buffer in tests) that makes what it is given safe to print.
-/// Text logs have every line escaped by [`lines::shown`]: log fields carry text from
-/// servers and certificates (status messages, IDs refused). JSON logs are JSON already
+/// Text logs are escaped by [`lines::shown`], one event to a line: log fields carry text
+/// from servers and certificates (status messages, IDs refused). JSON logs are JSON already
 /// (serde_json escapes what is below U+0020); [`lines::json_shown`] escapes the rest that
 /// could drive a terminal, inside strings, so each line stays valid JSON of the same value.
 struct SafeWriter<W> {
@@ -137,11 +137,12 @@ impl<W: std::io::Write> std::io::Write for SafeWriter<W> {
         let text = String::from_utf8_lossy(buf);
         let out = match self.format {
             LogFormat::Json => lines::json_shown(&text),
-            LogFormat::Text => text
-                .split('\n')
-                .map(lines::shown)
-                .collect::<Vec<_>>()
-                .join("\n"),
+            // One event per write, ending in a newline: a newline before that (a field
+            // shown with Display) is escaped too, so no field can forge a line.
+            LogFormat::Text => match text.strip_suffix('\n') {
+                Some(event) => lines::shown(event) + "\n",
+                None => lines::shown(&text),
+            },
         };
         self.inner.write_all(out.as_bytes())?;
         Ok(buf.len())
@@ -310,7 +311,7 @@ mod tests {
     #[test]
     fn json_logs_are_one_valid_object_per_line_whatever_the_fields_hold() {
         let out = logged(super::LogFormat::Json, || {
-            tracing::warn!(id = HOSTILE, count = 3, "refused {}", "x");
+            tracing::warn!(id = HOSTILE, shown = %HOSTILE, count = 3, "refused {}", "x");
         });
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 1, "{out:?}");
@@ -320,6 +321,7 @@ mod tests {
         assert_eq!(v["level"], "WARN");
         assert_eq!(v["message"], "refused x");
         assert_eq!(v["id"], HOSTILE);
+        assert_eq!(v["shown"], HOSTILE);
         assert_eq!(v["count"], 3);
         assert!(v["timestamp"].as_str().is_some_and(|t| t.starts_with("20")));
     }
@@ -328,10 +330,19 @@ mod tests {
     fn text_logs_escape_what_the_fields_hold() {
         let out = logged(super::LogFormat::Text, || {
             tracing::warn!(id = HOSTILE, "refused");
+            tracing::warn!(id = %HOSTILE, "refused");
         });
-        assert_eq!(out.lines().count(), 1, "{out:?}");
+        assert_eq!(out.lines().count(), 2, "{out:?}");
+        assert!(
+            out.lines().all(|l| l.contains(" WARN refused id=")),
+            "{out:?}"
+        );
+        assert!(out.contains("line\\nforged"), "{out:?}");
         assert!(out.contains("WARN"), "{out:?}");
         assert!(out.contains("\\u{1b}[31m"), "{out:?}");
-        assert!(!out.trim_end().chars().any(char::is_control), "{out:?}");
+        assert!(
+            out.lines().all(|l| !l.chars().any(char::is_control)),
+            "{out:?}"
+        );
     }
 }
