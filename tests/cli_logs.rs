@@ -71,6 +71,15 @@ impl Drop for Scratch {
 // ---------------------------------------------------------------------------------------
 // The secret detector.
 
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// What must never be logged, each with what it is (for the failure message).
 #[derive(Default)]
 struct Secrets(Vec<(String, String)>);
@@ -132,7 +141,7 @@ impl Secrets {
             }
             start = end;
         }
-        let hex: String = scalar.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex(&scalar);
         self.add(&format!("{what} (scalar hex)"), hex.to_uppercase());
         self.add(&format!("{what} (scalar hex)"), hex);
         self.add(
@@ -188,7 +197,7 @@ fn the_secret_detector_finds_what_it_looks_for() {
 
     let pkcs8 = p256::SecretKey::from_pkcs8_pem(&pem).unwrap();
     let scalar = pkcs8.to_bytes();
-    let hex: String = scalar.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex(&scalar);
     let pem_line = pem.lines().nth(1).unwrap();
     let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let escaped_pem = pem.replace('\n', "\\n");
@@ -213,11 +222,7 @@ fn the_secret_detector_finds_what_it_looks_for() {
         "2026-01-01T00:00:00Z  INFO rotated X509-SVID id=spiffe://example.org/a serial=4f00";
     assert_eq!(secrets.found_in(clean), None);
     // The last line of a P-256 key's PEM is public key only (in every certificate for it).
-    let last = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .last()
-        .unwrap();
+    let last = pem.lines().rfind(|l| !l.starts_with("-----")).unwrap();
     assert_eq!(secrets.found_in(&format!("x5c={last}")), None);
 }
 
@@ -317,149 +322,107 @@ fn is_rotation(format: &str, line: &str) -> bool {
     }
 }
 
+/// Every process's stderr lines, by process.
+type Logged = Vec<(String, Vec<String>)>;
+
 /// Runs the whole flow with `--log-format format` at `--log-level trace` and checks its
 /// logs: no secret in any line, and what should be there is.
 fn flow(format: &str) {
     let scratch = Scratch::new(format);
-    let dir = &scratch.0;
-    let logs = ["--log-level", "trace", "--log-format", format];
-    // (process, stderr) for every process run.
-    let mut logged: Vec<(String, Vec<String>)> = Vec::new();
-    let mut keep = |what: &str, out: &Output| {
-        logged.push((
-            what.to_owned(),
-            stderr(out).lines().map(str::to_owned).collect(),
-        ));
+    let (logged, tokens) = run_flow(format, &scratch.0);
+    check_logs(format, &scratch.0, &logged, &tokens);
+}
+
+/// Runs the flow in `dir`: what each process logged, and the JWT-SVIDs `fetch jwt` printed.
+fn run_flow(format: &str, dir: &Path) -> (Logged, Vec<String>) {
+    // `meshid ARGS` at trace, RUST_LOG=off (the flag must win), its stderr kept.
+    let mut logged: Logged = Vec::new();
+    let mut at_trace = |what: &str, args: &[&str]| {
+        let logs = ["--log-level", "trace", "--log-format", format];
+        let out = meshid_env(dir, &[args, &logs[..]].concat(), Some("off"));
+        ok(&out);
+        let lines = stderr(&out).lines().map(str::to_owned).collect();
+        logged.push((what.to_owned(), lines));
+        out
     };
 
-    let out = meshid_env(
-        dir,
-        &[
-            &["ca", "init", "--trust-domain", "example.org", "--out", "ca"],
-            &logs[..],
-        ]
-        .concat(),
-        Some("off"),
+    at_trace(
+        "ca init",
+        &["ca", "init", "--trust-domain", "example.org", "--out", "ca"],
     );
-    ok(&out);
-    keep("ca init", &out);
     assert!(
         std::fs::read_dir(dir.join("ca/jwt")).unwrap().count() > 0,
         "ca init made no JWT key"
     );
-
-    let out = meshid_env(
-        dir,
-        &[
-            &["issue", "--ca", "ca", "--id", ID, "--out-dir", "issued"],
-            &logs[..],
-        ]
-        .concat(),
-        Some("off"),
+    at_trace(
+        "issue",
+        &["issue", "--ca", "ca", "--id", ID, "--out-dir", "issued"],
     );
-    ok(&out);
-    keep("issue", &out);
 
     let socket = dir.join("api.sock");
-    let socket_arg = socket.to_str().unwrap();
+    let socket = socket.to_str().unwrap();
     let server = Running::start(
         dir,
         &[
-            &[
-                "serve",
-                "workload-api",
-                "--socket",
-                socket_arg,
-                "--ca",
-                "ca",
-                "--id",
-                ID,
-                "--ttl",
-                "5s",
-            ],
-            &logs[..],
-        ]
-        .concat(),
+            "serve",
+            "workload-api",
+            "--socket",
+            socket,
+            "--ca",
+            "ca",
+            "--id",
+            ID,
+            "--ttl",
+            "5s",
+            "--log-level",
+            "trace",
+            "--log-format",
+            format,
+        ],
     );
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the socket never appeared: {:?}",
-            server.stderr_lines()
-        );
+    while !Path::new(socket).exists() {
+        let lines = server.stderr_lines();
+        assert!(Instant::now() < deadline, "no socket: {lines:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let fetch = |out_dir: &str| {
-        meshid_env(
-            dir,
-            &[
-                &[
-                    "fetch",
-                    "x509",
-                    "--socket",
-                    socket_arg,
-                    "--out-dir",
-                    out_dir,
-                ],
-                &logs[..],
-            ]
-            .concat(),
-            Some("off"),
-        )
-    };
-    let out = fetch("first");
-    ok(&out);
-    keep("fetch x509", &out);
-
-    let out = meshid_env(
-        dir,
-        &[
-            &["fetch", "jwt", "--socket", socket_arg, "--audience", "x"],
-            &logs[..],
-        ]
-        .concat(),
-        Some("off"),
+    let fetch = ["fetch", "x509", "--socket", socket, "--out-dir"];
+    at_trace("fetch x509", &[&fetch[..], &["first"]].concat());
+    let out = at_trace(
+        "fetch jwt",
+        &["fetch", "jwt", "--socket", socket, "--audience", "x"],
     );
-    ok(&out);
-    keep("fetch jwt", &out);
     let tokens: Vec<String> = stdout(&out)
         .split_whitespace()
         .filter(|w| w.starts_with("eyJ") && w.matches('.').count() == 2)
         .map(str::to_owned)
         .collect();
-    assert!(
-        !tokens.is_empty(),
-        "fetch jwt printed no token: {}",
-        stdout(&out)
-    );
+    assert!(!tokens.is_empty(), "no token: {}", stdout(&out));
 
     // Several rotations (5 s SVIDs renew at about half their life), then the SVID of the
     // moment: a key issued after the first fetch.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while server
-        .stderr_lines()
-        .iter()
-        .filter(|l| is_rotation(format, l))
-        .count()
-        < 3
-    {
+    let rotations = |lines: Vec<String>| lines.iter().filter(|l| is_rotation(format, l)).count();
+    while rotations(server.stderr_lines()) < 3 {
         assert!(Instant::now() < deadline, "fewer than 3 rotations in 30 s");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = fetch("last");
-    ok(&out);
-    keep("fetch x509 (after rotations)", &out);
+    at_trace(
+        "fetch x509 (after rotations)",
+        &[&fetch[..], &["last"]].concat(),
+    );
 
     let (exit, server_stderr, server_stdout) = server.terminate();
     assert!(exit.success(), "{exit:?}: {server_stderr:?}");
-    assert!(
-        server_stdout.iter().any(|l| l.starts_with("serving ")),
-        "{server_stdout:?}"
-    );
+    let serving = server_stdout.iter().any(|l| l.starts_with("serving "));
+    assert!(serving, "{server_stdout:?}");
     logged.push(("serve workload-api".to_owned(), server_stderr));
+    (logged, tokens)
+}
 
+/// No secret in any line of `logged`, and the run's events in it.
+fn check_logs(format: &str, dir: &Path, logged: &Logged, tokens: &[String]) {
     // The secrets, read from disk, and the tokens printed.
     let mut secrets = Secrets::default();
     secrets.key_files(&dir.join("ca"));
@@ -472,7 +435,7 @@ fn flow(format: &str) {
         std::fs::read(dir.join("last/svid.key")).unwrap(),
         "the SVID did not rotate between the fetches"
     );
-    for token in &tokens {
+    for token in tokens {
         secrets.add_token("JWT-SVID from fetch jwt", token);
     }
     assert!(
@@ -482,7 +445,7 @@ fn flow(format: &str) {
 
     let mut lines = 0usize;
     let mut levels = std::collections::BTreeSet::new();
-    for (process, stderr) in &logged {
+    for (process, stderr) in logged {
         for line in stderr {
             lines += 1;
             if let Some(what) = secrets.found_in(line) {
