@@ -91,6 +91,9 @@ mod ca;
 mod id;
 pub mod jwt;
 mod key;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod pem;
 mod rotate;
 #[cfg(all(feature = "sds", unix))]
@@ -129,7 +132,8 @@ pub use jwt::{JwtAlgorithm, JwtError, JwtSvid, JwtValidator};
 pub use key::{KeyError, KeyType, PrivateKey};
 pub use pem::{certificates_to_pem, PemError};
 pub use rotate::{
-    Issuer, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource, SvidStore,
+    Issuer, RenewalFailure, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource,
+    SvidStore,
 };
 #[cfg(unix)]
 pub use svid::{create_private_dir, DirError, SvidDir};

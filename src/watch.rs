@@ -27,7 +27,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 
@@ -48,6 +48,9 @@ struct Waiters {
     wakers: Vec<(u64, Waker)>,
     next_key: u64,
     forward: Vec<Weak<Changes>>,
+    /// When the last notify ran (here or forwarded): what a server measures its push
+    /// delay from.
+    last: Option<Instant>,
 }
 
 impl Changes {
@@ -59,6 +62,7 @@ impl Changes {
                 wakers: Vec::new(),
                 next_key: 0,
                 forward: Vec::new(),
+                last: None,
             }),
             changed: Condvar::new(),
         }
@@ -76,6 +80,7 @@ impl Changes {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let (wakers, forward) = {
             let mut waiters = self.lock();
+            waiters.last = Some(Instant::now());
             waiters.forward.retain(|w| w.strong_count() > 0);
             (std::mem::take(&mut waiters.wakers), waiters.forward.clone())
         };
@@ -87,6 +92,12 @@ impl Changes {
             target.notify();
         }
         generation
+    }
+
+    /// When the generation last moved (`None`: never): a server pushing because of a
+    /// change measures how long the push took from here.
+    pub fn last_change(&self) -> Option<Instant> {
+        self.lock().last
     }
 
     /// From now on, every bump of this `Changes` bumps `target` too (while `target` lives;

@@ -111,7 +111,7 @@ impl Issuer for EntryIssuer {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     ca: Arc<Authority>,
     attestor: Arc<dyn Attestor>,
     algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
@@ -179,6 +179,16 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
+    /// A reference that does not keep the agent alive (metrics read it on each scrape).
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The agent a [`downgrade`](Self::downgrade)d reference points to.
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
     /// How long [`start`](Self::start) waits for every entry's first SVID.
     pub const FIRST_SVIDS_WITHIN: Duration = Duration::from_secs(30);
 

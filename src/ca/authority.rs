@@ -139,6 +139,8 @@ pub struct Authority {
     signer: Arc<dyn Signer>,
     /// The JWT-SVID signing keys, oldest first; the last one mints by default.
     jwt_keys: Vec<JwtKey>,
+    /// What it issued and refused (shared by clones), for metrics.
+    counts: Arc<super::counts::IssueCounts>,
 }
 
 impl Authority {
@@ -198,6 +200,7 @@ impl Authority {
             not_after,
             signer,
             jwt_keys: Vec::new(),
+            counts: Arc::default(),
         })
     }
 
@@ -247,6 +250,7 @@ impl Authority {
             not_after,
             signer,
             jwt_keys: Vec::new(),
+            counts: Arc::default(),
         })
     }
 
@@ -315,6 +319,7 @@ impl Authority {
             not_after: cert.tbs_certificate().validity().not_after.to_system_time(),
             signer,
             jwt_keys: Vec::new(),
+            counts: Arc::default(),
         })
     }
 
@@ -324,10 +329,17 @@ impl Authority {
     /// authority's NotAfter. A `ttl` under [`Authority::MIN_SVID_TTL`] is refused with
     /// [`CaError::TtlTooShort`].
     pub fn issue(&self, id: &SpiffeId, ttl: Duration) -> Result<X509Svid, CaError> {
-        self.check_id(id)?;
-        let key = KeyPair::generate(KeyType::P256)?;
-        let chain = self.sign(id, &[], &key.public_key_der(), ttl)?;
-        Ok(X509Svid::new(chain, key.to_private_key()?)?)
+        self.counts.x509(|| {
+            self.check_id(id)?;
+            let key = KeyPair::generate(KeyType::P256)?;
+            let chain = self.sign(id, &[], &key.public_key_der(), ttl)?;
+            Ok(X509Svid::new(chain, key.to_private_key()?)?)
+        })
+    }
+
+    /// What this authority (and its clones) issued and refused so far.
+    pub(crate) fn counts(&self) -> &super::counts::IssueCounts {
+        &self.counts
     }
 
     /// Issues an X509-SVID as [`issue`](Self::issue) does, for what `request` says: its ID
@@ -348,6 +360,10 @@ impl Authority {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn issue_for(&self, request: &SvidRequest) -> Result<X509Svid, CaError> {
+        self.counts.x509(|| self.issue_for_uncounted(request))
+    }
+
+    fn issue_for_uncounted(&self, request: &SvidRequest) -> Result<X509Svid, CaError> {
         let id = request.id.as_ref().ok_or(CaError::NoSpiffeId)?;
         self.check_id(id)?;
         if !request.allow_wildcard_dns {
@@ -368,6 +384,14 @@ impl Authority {
     /// `request` allows it ([`CaError::WildcardDnsName`]). Returns the chain, leaf first,
     /// root excluded.
     pub fn sign_csr(
+        &self,
+        csr: &Csr,
+        request: &SvidRequest,
+    ) -> Result<Vec<CertificateDer<'static>>, CaError> {
+        self.counts.x509(|| self.sign_csr_uncounted(csr, request))
+    }
+
+    fn sign_csr_uncounted(
         &self,
         csr: &Csr,
         request: &SvidRequest,
@@ -445,6 +469,10 @@ impl Authority {
     /// Mints a JWT-SVID as [`mint_jwt_svid`](Self::mint_jwt_svid) does, for what `request`
     /// says: optional `jti` and `iss` claims, and which key signs.
     pub fn mint_jwt_svid_for(&self, request: &JwtSvidRequest) -> Result<JwtSvid, CaError> {
+        self.counts.jwt(|| self.mint_jwt_svid_uncounted(request))
+    }
+
+    fn mint_jwt_svid_uncounted(&self, request: &JwtSvidRequest) -> Result<JwtSvid, CaError> {
         self.check_id(&request.id)?;
         if request.audience.is_empty() || request.audience.iter().any(String::is_empty) {
             return Err(CaError::EmptyAudience);

@@ -4,6 +4,7 @@
 mod authority;
 #[cfg(any(feature = "ring", feature = "aws-lc-rs"))]
 mod backend_signer;
+pub(crate) mod counts;
 mod csr;
 mod issue;
 mod jwt;

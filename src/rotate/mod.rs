@@ -10,5 +10,6 @@ mod rotator;
 mod store;
 
 pub use policy::RotationPolicy;
-pub use rotator::{Issuer, RotationStatus, Rotator, RotatorConfig};
+pub(crate) use rotator::StatusReader;
+pub use rotator::{Issuer, RenewalFailure, RotationStatus, Rotator, RotatorConfig};
 pub use store::{SvidSource, SvidStore};

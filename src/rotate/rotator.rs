@@ -25,7 +25,7 @@ pub trait Issuer: Send + Sync {
 }
 
 /// A snapshot of a rotator, for metrics and health checks.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RotationStatus {
     /// The store's generation after the last publish or clear.
@@ -40,10 +40,68 @@ pub struct RotationStatus {
     pub successes: u64,
     /// Renewals that failed (issuance or verification).
     pub failures: u64,
+    /// The failures by what failed, in [`RenewalFailure`] order; they add up to
+    /// [`failures`](Self::failures).
+    pub failures_by_kind: [(RenewalFailure, u64); 3],
+    /// When the SVID being served became valid (its NotBefore, backdated for clock skew).
+    pub not_before: Option<SystemTime>,
+    /// When the last successful renewal published its SVID.
+    pub last_success: Option<SystemTime>,
     /// Failures since the last success.
     pub consecutive_failures: u32,
     /// Why the last renewal failed, if it did.
     pub last_error: Option<String>,
+}
+
+impl Default for RotationStatus {
+    fn default() -> Self {
+        Self {
+            generation: 0,
+            serial: None,
+            not_after: None,
+            next_renewal: None,
+            successes: 0,
+            failures: 0,
+            failures_by_kind: RenewalFailure::ALL.map(|kind| (kind, 0)),
+            consecutive_failures: 0,
+            last_error: None,
+            not_before: None,
+            last_success: None,
+        }
+    }
+}
+
+/// What failed in a renewal: a closed set, so a metric labelled by it stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum RenewalFailure {
+    /// The issuer failed or refused (the CA is down, expired, or said no).
+    Issuer,
+    /// The issuer returned an SVID for another SPIFFE ID.
+    WrongId,
+    /// The new SVID does not verify against the bundles (X509-SVID §5), so it was never
+    /// published.
+    Verify,
+}
+
+impl RenewalFailure {
+    /// Every kind, in the order of [`RotationStatus::failures_by_kind`].
+    pub const ALL: [Self; 3] = [Self::Issuer, Self::WrongId, Self::Verify];
+
+    /// A short lower-case name (`issuer`, `wrong_id`, `verify`): a metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Issuer => "issuer",
+            Self::WrongId => "wrong_id",
+            Self::Verify => "verify",
+        }
+    }
+}
+
+impl std::fmt::Display for RenewalFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What a [`Rotator`] renews and how.
@@ -138,6 +196,17 @@ impl Rotator {
         lock(&self.shared.status).clone()
     }
 
+    /// The SPIFFE ID this rotator renews.
+    pub fn id(&self) -> &SpiffeId {
+        &self.shared.config.id
+    }
+
+    /// A reader of this rotator's status that does not keep it alive (metrics read it on
+    /// each scrape; once the rotator is dropped it reads `None`).
+    pub(crate) fn status_reader(&self) -> StatusReader {
+        StatusReader(Arc::downgrade(&self.shared))
+    }
+
     /// Renews now rather than at the scheduled time.
     pub fn renew_now(&self) {
         // Recorded under the lock, so a request made while a renewal is under way is not
@@ -177,6 +246,19 @@ impl std::fmt::Debug for Rotator {
     }
 }
 
+/// See [`Rotator::status_reader`].
+#[derive(Clone)]
+pub(crate) struct StatusReader(std::sync::Weak<Shared>);
+
+impl StatusReader {
+    /// The rotator's ID and status, while it lives.
+    pub(crate) fn read(&self) -> Option<(SpiffeId, RotationStatus)> {
+        let shared = self.0.upgrade()?;
+        let status = lock(&shared.status).clone();
+        Some((shared.config.id.clone(), status))
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -207,7 +289,7 @@ fn run(shared: &Shared) {
                     random_unit(),
                 );
                 let serial = serial_hex(&svid);
-                let not_after = svid.not_after();
+                let (not_before, not_after) = (svid.not_before(), svid.not_after());
                 // Logged (and timestamped) before the store has it, so a log's time is never
                 // later than the moment a server could hand the SVID out (the "rotated"
                 // event below may be, on a busy machine): benches/spire measures from it.
@@ -220,20 +302,25 @@ fn run(shared: &Shared) {
                 st.generation = generation;
                 st.serial = Some(serial);
                 st.not_after = Some(not_after);
+                st.not_before = Some(not_before);
                 st.next_renewal = Some(next);
+                st.last_success = Some(SystemTime::now());
                 st.successes += 1;
                 st.consecutive_failures = 0;
                 st.last_error = None;
                 next
             }
-            Err(why) => {
+            Err((kind, why)) => {
                 let mut st = lock(&shared.status);
                 st.failures += 1;
+                if let Some((_, n)) = st.failures_by_kind.iter_mut().find(|(k, _)| *k == kind) {
+                    *n += 1;
+                }
                 st.consecutive_failures = st.consecutive_failures.saturating_add(1);
                 let delay = cfg
                     .policy
                     .retry_delay(st.consecutive_failures, random_unit());
-                tracing::warn!(id = %cfg.id, error = %why, retry_in = ?delay, "X509-SVID renewal failed");
+                tracing::warn!(id = %cfg.id, failed = %kind, error = %why, retry_in = ?delay, "X509-SVID renewal failed");
                 st.last_error = Some(why);
                 drop(st);
                 // Keep the last good SVID until it expires (the issuer call may have been
@@ -279,21 +366,21 @@ fn drop_if_expired(shared: &Shared, now: SystemTime) {
         st.generation = cfg.store.clear();
         st.serial = None;
         st.not_after = None;
+        st.not_before = None;
         tracing::error!(id = %cfg.id, "X509-SVID expired with no replacement; serving none");
     }
 }
 
 /// Issues a new SVID and verifies it against the bundles before anyone sees it.
-fn renew(cfg: &RotatorConfig) -> Result<X509Svid, String> {
+fn renew(cfg: &RotatorConfig) -> Result<X509Svid, (RenewalFailure, String)> {
     let svid = cfg
         .issuer
         .issue_svid(&cfg.id, cfg.ttl)
-        .map_err(|e| format!("issuer: {e}"))?;
+        .map_err(|e| (RenewalFailure::Issuer, format!("issuer: {e}")))?;
     if svid.id() != &cfg.id {
-        return Err(format!(
-            "issuer returned an SVID for {}, not {}",
-            svid.id(),
-            cfg.id
+        return Err((
+            RenewalFailure::WrongId,
+            format!("issuer returned an SVID for {}, not {}", svid.id(), cfg.id),
         ));
     }
     crate::verify_x509_svid(
@@ -302,7 +389,12 @@ fn renew(cfg: &RotatorConfig) -> Result<X509Svid, String> {
         SystemTime::now(),
         cfg.algorithms,
     )
-    .map_err(|e| format!("new SVID does not verify: {e}"))?;
+    .map_err(|e| {
+        (
+            RenewalFailure::Verify,
+            format!("new SVID does not verify: {e}"),
+        )
+    })?;
     Ok(svid)
 }
 

@@ -94,18 +94,19 @@ impl DeltaState {
 
 impl Protocol for DeltaState {
     const NAME: &'static str = "delta SDS";
+    const KIND: crate::serve::StreamKind = crate::serve::StreamKind::SdsDelta;
     type Request = DeltaDiscoveryRequest;
     type Response = DeltaDiscoveryResponse;
 
     /// Takes a request; whether something may need pushing now (`update` decides). Names
     /// over the bounds are refused, and end the stream.
-    fn on_request(&mut self, request: Self::Request) -> Result<bool, Status> {
+    fn on_request(&mut self, request: Self::Request) -> Result<(bool, Ack), Status> {
         if other_type(Self::NAME, &request.type_url) {
-            return Ok(false);
+            return Ok((false, Ack::Unrelated));
         }
         // On a NACK, the rejected versions stay held, so they are not resent: only a
         // change of content sends a secret again.
-        Ack::of(
+        let answer = Ack::of(
             Self::NAME,
             self.nonce,
             None,
@@ -141,7 +142,7 @@ impl Protocol for DeltaState {
                 self.hold(name, Held::announced(version));
             }
         }
-        Ok(self.fresh.len() > fresh)
+        Ok((self.fresh.len() > fresh, answer))
     }
 
     /// The response bringing this stream up to date, if anything is new for it, whatever
@@ -258,7 +259,7 @@ mod tests {
         // Exactly at the bounds is fine; one more name, or one more byte, is not.
         let mut stream = DeltaState::default();
         let names = (0..MAX_NAMES).map(|i| format!("{i:04}"));
-        assert!(stream.on_request(subscribe(names, 0)).unwrap());
+        assert!(stream.on_request(subscribe(names, 0)).unwrap().0);
         let refused = stream
             .on_request(subscribe(["one more".into()], 0))
             .unwrap_err();
@@ -267,21 +268,26 @@ mod tests {
         let per = MAX_NAME_BYTES / 32;
         assert_eq!(per, MAX_NAME_LEN);
         let names = (0..32).map(|i| format!("{i:02}{}", "x".repeat(per - 2)));
-        assert!(stream.on_request(subscribe(names, 0)).unwrap());
+        assert!(stream.on_request(subscribe(names, 0)).unwrap().0);
         assert_eq!(stream.bytes, MAX_NAME_BYTES);
         // Subscribing again to what is held costs nothing; a new byte is refused.
         let again = subscribe([format!("00{}", "x".repeat(per - 2))], 0);
-        assert!(!stream.on_request(again).unwrap());
+        assert!(!stream.on_request(again).unwrap().0);
         let refused = stream.on_request(subscribe(["y".into()], 0)).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         // Unsubscribing frees the room.
         let mut stream = DeltaState::default();
-        assert!(stream.on_request(subscribe(["a".repeat(100)], 0)).unwrap());
+        assert!(
+            stream
+                .on_request(subscribe(["a".repeat(100)], 0))
+                .unwrap()
+                .0
+        );
         let leave = DeltaDiscoveryRequest {
             resource_names_unsubscribe: vec!["a".repeat(100)],
             ..Default::default()
         };
-        assert!(!stream.on_request(leave).unwrap());
+        assert!(!stream.on_request(leave).unwrap().0);
         assert_eq!((stream.bytes, stream.subscribed.len()), (0, 0));
     }
 
@@ -291,17 +297,17 @@ mod tests {
         let mut stream = DeltaState::default();
         let mut names: Vec<String> = (0..1000).map(|i| format!("unknown-{i}")).collect();
         names.push("default".into());
-        assert!(stream.on_request(subscribe(names, 0)).unwrap());
+        assert!(stream.on_request(subscribe(names, 0)).unwrap().0);
         let first = stream.update(&sds, true, 1).unwrap().unwrap();
         assert_eq!(first.resources.len(), 1);
         assert_eq!(stream.lookups, 1001);
         // An ACK: nothing looked up, nothing sent.
-        assert!(!stream.on_request(subscribe([], 1)).unwrap());
+        assert!(!stream.on_request(subscribe([], 1)).unwrap().0);
         assert!(stream.update(&sds, false, 1).is_none());
         assert_eq!(stream.lookups, 1001);
         // Two new names: two lookups; only the one that exists is sent.
         let two = ["ROOTCA".to_owned(), "unknown-x".to_owned()];
-        assert!(stream.on_request(subscribe(two, 1)).unwrap());
+        assert!(stream.on_request(subscribe(two, 1)).unwrap().0);
         let pushed = stream.update(&sds, true, 1).unwrap().unwrap();
         assert_eq!(pushed.resources.len(), 1);
         assert_eq!(pushed.resources[0].name, "ROOTCA");
@@ -315,7 +321,12 @@ mod tests {
     fn announced_versions_are_held_and_only_ours_match() {
         let sds = fixture();
         let mut first = DeltaState::default();
-        assert!(first.on_request(subscribe(["default".into()], 0)).unwrap());
+        assert!(
+            first
+                .on_request(subscribe(["default".into()], 0))
+                .unwrap()
+                .0
+        );
         let sent = first.update(&sds, true, 1).unwrap().unwrap();
         let version = sent.resources[0].version.clone();
         // A re-established stream announcing that version is not sent it again; one
@@ -333,7 +344,7 @@ mod tests {
             ]
             .into_iter()
             .collect();
-            assert!(stream.on_request(request).unwrap());
+            assert!(stream.on_request(request).unwrap().0);
             let pushed = stream.update(&sds, true, 1).unwrap().unwrap();
             let names: Vec<&str> = pushed.resources.iter().map(|r| r.name.as_str()).collect();
             if resent {

@@ -52,6 +52,7 @@ impl FuzzStreams {
                 trust_domain: None,
                 caller: Caller::unknown(),
                 held: None,
+                observer: crate::serve::Observer::default(),
             },
             store,
             svids,
@@ -91,7 +92,7 @@ impl FuzzStreams {
         }
         let request = DiscoveryRequest::decode(bytes).ok()?;
         match self.sotw.on_request(request.clone()) {
-            Ok(push) => Some((request, self.sotw_answer(push))),
+            Ok((push, _)) => Some((request, self.sotw_answer(push))),
             Err(status) => {
                 self.sotw_closed = true;
                 Some((request, Some(Err(status.message().to_owned()))))
@@ -116,7 +117,7 @@ impl FuzzStreams {
         }
         let request = DeltaDiscoveryRequest::decode(bytes).ok()?;
         let answer = match self.delta.on_request(request.clone()) {
-            Ok(push) => self
+            Ok((push, _)) => self
                 .delta
                 .update(&self.sds, push, self.version)
                 .map(|r| r.map_err(|status| status.message().to_owned())),

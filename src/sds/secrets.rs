@@ -87,6 +87,8 @@ pub(super) struct Current {
 impl Sds {
     fn refuse(&self, refused: &crate::serve::Refused) -> Status {
         tracing::info!(caller = ?self.caller, reason = %refused, "SDS caller refused");
+        self.observer
+            .refused_call("sds", crate::serve::Refusal::NoIdentity);
         Status::permission_denied(format!("no identity issued: {refused}"))
     }
 
@@ -107,10 +109,7 @@ impl Sds {
         let svids = self
             .identities
             .x509_svids(&self.caller)
-            .map_err(|refused| {
-                tracing::info!(caller = ?self.caller, reason = %refused, "SDS caller refused");
-                Status::permission_denied(format!("no identity issued: {refused}"))
-            })?;
+            .map_err(|refused| self.refuse(&refused))?;
         Ok(Current {
             svids: svids.into_iter().map(|i| i.svid).collect(),
             bundles: self.bundles.bundles().unwrap_or_default(),
@@ -325,6 +324,7 @@ pub(super) fn fixture_rotating() -> (Sds, impl Fn()) {
         trust_domain: None,
         caller: Caller::unknown(),
         held: None,
+        observer: crate::serve::Observer::default(),
     };
     let rotate = move || {
         store.publish(ca.issue(&id, Duration::from_secs(60)).unwrap());

@@ -9,7 +9,8 @@ use tokio::sync::watch;
 
 use crate::sds::service::Sds;
 use crate::serve::{
-    Bundles, Caller, EveryCaller, Identities, Listen, ServeError, ServeLimits, Serving,
+    Bundles, Caller, EveryCaller, Identities, Listen, ServeError, ServeLimits, ServeObserver,
+    Serving,
 };
 use crate::watch::Watch;
 use crate::{BundleSet, SvidStore, TrustDomain};
@@ -66,6 +67,7 @@ impl SdsServer {
     /// The gRPC service, ending its streams once `closed` turns true.
     pub(crate) fn service(self, closed: watch::Receiver<bool>) -> Sds {
         Sds {
+            observer: self.serving.observer(),
             identities: self.identities,
             bundles: self.bundles,
             closed,
@@ -74,6 +76,27 @@ impl SdsServer {
             caller: Caller::unknown(),
             held: None,
         }
+    }
+
+    /// The gRPC service on another server's socket, reporting to that server's `observer`
+    /// (when it has one).
+    pub(crate) fn service_observed(
+        mut self,
+        closed: watch::Receiver<bool>,
+        observer: Option<Arc<dyn ServeObserver>>,
+    ) -> Sds {
+        if observer.is_some() {
+            self.serving.observer = observer;
+        }
+        self.service(closed)
+    }
+
+    /// Reports connections, streams, pushes, refusals, ACKs and NACKs to `observer` (for
+    /// metrics: `meshid::metrics::ServeMetrics`, feature `metrics`).
+    #[must_use]
+    pub fn observer(mut self, observer: Arc<dyn ServeObserver>) -> Self {
+        self.serving.observer = Some(observer);
+        self
     }
 
     /// Serve validation contexts as Envoy's SPIFFE certificate validator

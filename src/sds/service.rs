@@ -25,7 +25,7 @@ use zeroize::Zeroize as _;
 use crate::sds::delta::DeltaState;
 use crate::sds::sotw::{self, StreamState};
 use crate::sds::stream;
-use crate::serve::{Bundles, Caller, Identities, Identity};
+use crate::serve::{Bundles, Caller, Identities, Identity, Observer};
 
 /// The SDS service: what it serves from, the signal that ends every stream at shutdown,
 /// and (set per request) who calls.
@@ -43,6 +43,8 @@ pub(crate) struct Sds {
     /// On a stream: the caller's identities as last subscribed (looked at once per change,
     /// not per request); `None`: look now.
     pub(super) held: Option<Arc<Vec<Identity>>>,
+    /// Who hears of streams, pushes, refusals, ACKs and NACKs.
+    pub(super) observer: Observer,
 }
 
 /// The gRPC path of the service's methods, up to the method name.
@@ -252,7 +254,7 @@ mod tests {
             resource_names_subscribe: names.to_vec(),
             ..Default::default()
         };
-        assert!(delta.on_request(request).unwrap());
+        assert!(delta.on_request(request).unwrap().0);
         let mut response = delta.update(&sds, true, 1).unwrap().unwrap();
         assert!(holds_key(&sds, &response.encode_to_vec()));
         response.wipe();

@@ -75,14 +75,15 @@ impl StreamState {
 
 impl Protocol for StreamState {
     const NAME: &'static str = "SDS";
+    const KIND: crate::serve::StreamKind = crate::serve::StreamKind::Sds;
     type Request = DiscoveryRequest;
     type Response = DiscoveryResponse;
 
     /// Handles a request; whether to push now. The work is bounded by the request (its
     /// names are checked, sorted and compared with the stream's), not by the stream.
-    fn on_request(&mut self, request: Self::Request) -> Result<bool, Status> {
+    fn on_request(&mut self, request: Self::Request) -> Result<(bool, Ack), Status> {
         if other_type(Self::NAME, &request.type_url) {
-            return Ok(false);
+            return Ok((false, Ack::Unrelated));
         }
         let answer = Ack::of(
             Self::NAME,
@@ -104,11 +105,11 @@ impl Protocol for StreamState {
         if names != self.names {
             self.names = names;
             self.names_changed = true;
-            return Ok(true);
+            return Ok((true, answer));
         }
         // A stale request (answering an older nonce) or an ACK/NACK: nothing new to send,
         // except on the very first request.
-        Ok(first)
+        Ok((first, answer))
     }
 
     /// The response to send for `version` after an event (`push`: the event may call for
@@ -182,7 +183,9 @@ mod tests {
     fn the_first_request_and_new_names_push_acks_and_nacks_do_not() {
         let mut s = StreamState::default();
         assert!(
-            s.on_request(request(&["default"], "", "", false)).unwrap(),
+            s.on_request(request(&["default"], "", "", false))
+                .unwrap()
+                .0,
             "first request"
         );
         // We "sent" version 1 with nonce 1.
@@ -190,28 +193,37 @@ mod tests {
         s.sent = Some(1);
         assert!(
             !s.on_request(request(&["default"], "1", "1", false))
-                .unwrap(),
+                .unwrap()
+                .0,
             "an ACK"
         );
         assert!(s.nacked.is_none());
         assert!(
-            !s.on_request(request(&["default"], "1", "0", true)).unwrap(),
+            !s.on_request(request(&["default"], "1", "0", true))
+                .unwrap()
+                .0,
             "a NACK"
         );
         assert_eq!(s.nacked, Some(1), "version 1 is not resent");
         // A NACK of an older nonce is stale: ignored.
         s.nacked = None;
-        assert!(!s.on_request(request(&["default"], "0", "0", true)).unwrap());
+        assert!(
+            !s.on_request(request(&["default"], "0", "0", true))
+                .unwrap()
+                .0
+        );
         assert!(s.nacked.is_none());
         // New names (in any order, duplicates ignored) push at once.
-        assert!(s
-            .on_request(request(&["ROOTCA", "default", "ROOTCA"], "1", "1", false))
-            .unwrap());
+        assert!(
+            s.on_request(request(&["ROOTCA", "default", "ROOTCA"], "1", "1", false))
+                .unwrap()
+                .0
+        );
         assert_eq!(s.names, ["ROOTCA", "default"]);
         // Another type is ignored.
         let mut other = request(&["x"], "", "", false);
         other.type_url = "type.googleapis.com/envoy.config.cluster.v3.Cluster".into();
-        assert!(!s.on_request(other).unwrap());
+        assert!(!s.on_request(other).unwrap().0);
     }
 
     #[test]
@@ -245,21 +257,30 @@ mod tests {
         // at once (Envoy must not wait a rotation for a secret it just asked for).
         let mut stream = StreamState::default();
         let first = ["default".to_owned()];
-        assert!(stream
-            .on_request(request(&["default"], "", "", false))
-            .unwrap());
+        assert!(
+            stream
+                .on_request(request(&["default"], "", "", false))
+                .unwrap()
+                .0
+        );
         let pushed = stream.update(&sds, true, 1).unwrap().unwrap();
         assert_eq!(pushed.resources.len(), first.len());
-        assert!(!stream
-            .on_request(request(&["default"], "1", "0", true))
-            .unwrap());
+        assert!(
+            !stream
+                .on_request(request(&["default"], "1", "0", true))
+                .unwrap()
+                .0
+        );
         assert!(
             stream.update(&sds, true, 1).is_none(),
             "rejected version resent"
         );
-        assert!(stream
-            .on_request(request(&["default", "ROOTCA"], "1", "0", false))
-            .unwrap());
+        assert!(
+            stream
+                .on_request(request(&["default", "ROOTCA"], "1", "0", false))
+                .unwrap()
+                .0
+        );
         let pushed = stream
             .update(&sds, true, 1)
             .expect("new names answered")
@@ -267,13 +288,19 @@ mod tests {
         assert_eq!(pushed.resources.len(), 2);
         // An ACK arriving together with a version bump still brings the stream up to date.
         let mut acked = StreamState::default();
-        assert!(acked
-            .on_request(request(&["default"], "", "", false))
-            .unwrap());
+        assert!(
+            acked
+                .on_request(request(&["default"], "", "", false))
+                .unwrap()
+                .0
+        );
         let first = acked.update(&sds, true, 1).unwrap().unwrap();
-        assert!(!acked
-            .on_request(request(&["default"], &first.nonce, "1", false))
-            .unwrap());
+        assert!(
+            !acked
+                .on_request(request(&["default"], &first.nonce, "1", false))
+                .unwrap()
+                .0
+        );
         // A new version with the same secrets for this stream (another caller's identity
         // rotated) is not sent.
         assert!(

@@ -4,6 +4,7 @@
 //! of ACKs and NACKs ([`Ack`]).
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tokio::sync::mpsc;
@@ -26,9 +27,13 @@ pub(super) trait Protocol: Default + Send + 'static {
     /// What the server pushes (wiped of its secrets once encoded, or dropped unsent).
     type Response: Wipe + Default + Send + 'static;
 
-    /// Takes a request; whether it calls for a push now. An `Err` is a refusal (a request
-    /// over the bounds on names, [`check_name`]), and ends the stream.
-    fn on_request(&mut self, request: Self::Request) -> Result<bool, Status>;
+    /// Takes a request; whether it calls for a push now, and what it says of the last
+    /// response. An `Err` is a refusal (a request over the bounds on names,
+    /// [`check_name`]), and ends the stream.
+    fn on_request(&mut self, request: Self::Request) -> Result<(bool, Ack), Status>;
+
+    /// The kind of stream, as observers count it.
+    const KIND: crate::serve::StreamKind;
 
     /// The response bringing this stream up to `version`, if any. `push`: a request
     /// called for one; after a version bump it is false and the stream decides whether it
@@ -50,6 +55,7 @@ pub(super) fn spawn<P: Protocol>(
     let (tx, rx) = mpsc::channel(4);
     let mut closed = sds.closed.clone();
     tokio::spawn(async move {
+        let seen_by = sds.observer.stream(P::KIND);
         let mut stream = P::default();
         // The stream's own version of what it serves: one more on every change that may
         // concern its caller. Subscribed (and the generations read) before anything is
@@ -69,9 +75,17 @@ pub(super) fn spawn<P: Protocol>(
             let push = tokio::select! {
                 message = incoming.message() => match message {
                     Ok(Some(request)) => match stream.on_request(request) {
-                        Ok(push) => push,
+                        Ok((push, answer)) => {
+                            if answer != Ack::Unrelated {
+                                seen_by.observer().sds_answer(answer == Ack::Accepted);
+                            }
+                            push
+                        }
                         Err(status) => {
                             tracing::info!(protocol = P::NAME, code = ?status.code(), reason = status.message(), "stream refused");
+                            seen_by
+                                .observer()
+                                .refused_call("sds", crate::serve::Refusal::BadRequest);
                             // The request side is dropped with the task, at once: h2
                             // resets the stream once the status is out, and some clients
                             // (grpclib) surface the status only on that reset while they
@@ -95,7 +109,9 @@ pub(super) fn spawn<P: Protocol>(
             }
             // Whatever woke the stream, a change is a new version (a request arriving
             // together with a change must not swallow the push).
-            if mine.generation() != 0 || sds.bundles.changes().generation() != seen {
+            let woke = Arc::clone(&mine);
+            let changed = mine.generation() != 0 || sds.bundles.changes().generation() != seen;
+            if changed {
                 version += 1;
                 seen = sds.bundles.changes().generation();
                 mine = match crate::serve::blocking(sds.identities.may_block(), || sds.subscribe())
@@ -117,6 +133,12 @@ pub(super) fn spawn<P: Protocol>(
             if tx.send(response.map(Unsent)).await.is_err() || refused {
                 break;
             }
+            let cause: &[&crate::watch::Changes] = if changed {
+                &[&woke, sds.bundles.changes()]
+            } else {
+                &[]
+            };
+            seen_by.observer().pushed(P::KIND, cause);
         }
     });
     Box::pin(ReceiverStream::new(rx).map(|pushed| pushed.map(Unsent::into_inner)))

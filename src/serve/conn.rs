@@ -137,7 +137,11 @@ pub(crate) struct Conn {
     awaiting_preface: bool,
     timer: Pin<Box<Sleep>>,
     /// Held while the connection lives: its place under the server's connection cap.
-    _permit: (OwnedSemaphorePermit, Option<super::incoming::UidSlot>),
+    _permit: (
+        OwnedSemaphorePermit,
+        Option<super::incoming::UidSlot>,
+        Option<super::observe::ConnectionSeen>,
+    ),
 }
 
 impl Conn {
@@ -145,7 +149,11 @@ impl Conn {
         inner: Stream,
         mut closed: watch::Receiver<bool>,
         timeouts: Timeouts,
-        permit: (OwnedSemaphorePermit, Option<super::incoming::UidSlot>),
+        permit: (
+            OwnedSemaphorePermit,
+            Option<super::incoming::UidSlot>,
+            Option<super::observe::ConnectionSeen>,
+        ),
     ) -> Self {
         let cred = inner.peer_cred();
         let caller = match cred {

@@ -42,6 +42,7 @@ pub(crate) struct Admission {
     /// The most connections one uid may hold, and how many each holds.
     per_uid: Option<(usize, UidCounts)>,
     refused: AtomicU64,
+    observer: super::Observer,
 }
 
 /// How many connections each uid holds.
@@ -89,8 +90,10 @@ impl Admission {
         allowed_uids: Option<Arc<BTreeSet<u32>>>,
         timeouts: conn::Timeouts,
         forced: watch::Receiver<bool>,
+        observer: super::Observer,
     ) -> Self {
         Self {
+            observer,
             name,
             slots: Arc::new(Semaphore::new(max_connections)),
             allowed: allowed_uids.map(|uids| (uids, Arc::new(Semaphore::new(STRANGER_SLOTS)))),
@@ -131,7 +134,7 @@ impl Admission {
                 stream,
                 self.forced.clone(),
                 self.timeouts,
-                (permit, uid_slot),
+                (permit, uid_slot, self.observer.connection()),
             ));
         }
         self.count_refusal("its connection cap");
@@ -140,6 +143,8 @@ impl Admission {
 
     /// Counts (and logs, sparingly) a connection closed at `cap`.
     fn count_refusal(&self, cap: &str) {
+        self.observer
+            .refused(super::observe::Refusal::ConnectionCap);
         let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
         // Counted always, logged at warn the first time and every 1,000th (a flood must
         // not flood the logs).

@@ -55,6 +55,7 @@ mod identities;
 mod incoming;
 mod jwt;
 mod listener;
+mod observe;
 
 pub use authority::H2RewriteError;
 pub use caller::Caller;
@@ -62,6 +63,8 @@ pub(crate) use conn::Peer;
 pub use hpack::HpackError;
 pub use identities::{Bundles, EveryCaller, Identities, Identity, Refused, Subscription};
 pub use jwt::{JwtBundleFeed, JwtIssuer, MintError};
+pub(crate) use observe::Observer;
+pub use observe::{Refusal, ServeEvent, ServeObserver, StreamKind};
 
 /// Why a server could not serve.
 #[derive(Debug, Error)]
@@ -197,6 +200,14 @@ pub(crate) struct Serving {
     pub(crate) grace: Duration,
     pub(crate) max_streams: u32,
     pub(crate) limits: ServeLimits,
+    /// Who hears of connections, streams, pushes and refusals (metrics).
+    pub(crate) observer: Option<Arc<dyn ServeObserver>>,
+}
+
+impl std::fmt::Debug for dyn ServeObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServeObserver")
+    }
 }
 
 impl Serving {
@@ -209,7 +220,19 @@ impl Serving {
             grace: Duration::from_secs(5),
             max_streams,
             limits: ServeLimits::default(),
+            observer: None,
         }
+    }
+
+    /// The observer, labelled with this server's name: `workload_api`, `sds`, or
+    /// `workload_api_and_sds` for both on one socket.
+    pub(crate) fn observer(&self) -> Observer {
+        let label = match self.name {
+            "Workload API" => "workload_api",
+            "SDS" => "sds",
+            _ => "workload_api_and_sds",
+        };
+        Observer::new(label, self.observer.clone())
     }
 
     /// Serves `service` on `listen` until `shutdown` completes. `stop` runs once, when
@@ -240,6 +263,7 @@ impl Serving {
                 idle: self.limits.idle_timeout,
             },
             forced,
+            self.observer(),
         );
         let (listener, socket) = match listen {
             Listen::Unix(path) => {
@@ -275,6 +299,7 @@ impl Serving {
         let admitted = Admit {
             inner: service,
             allowed: self.allowed_uids.clone(),
+            observer: self.observer(),
         };
         let result = tonic::transport::Server::builder()
             .max_concurrent_streams(self.max_streams)
@@ -319,6 +344,7 @@ impl Drop for Guard {
 struct Admit<S> {
     inner: S,
     allowed: Option<Arc<BTreeSet<u32>>>,
+    observer: Observer,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -347,6 +373,7 @@ where
                     reason = "uid not allowed",
                     "refused a caller"
                 );
+                self.observer.refused(Refusal::UidNotAllowed);
                 // As SPIRE answers a workload it has no registration for.
                 let refused = Status::permission_denied("no identity issued").into_http();
                 return Box::pin(async move { Ok(refused) });

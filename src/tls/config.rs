@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::NoServerSessionStorage;
 use rustls::version::{TLS12, TLS13};
 use rustls::{ClientConfig, CommonState, Error as TlsError, ServerConfig};
@@ -25,10 +27,21 @@ pub fn server_config(
 ) -> Result<ServerConfig, TlsError> {
     let verifier =
         SpiffeClientCertVerifier::new(Arc::new(bundles), authorizer, Arc::clone(&provider));
+    server_config_with_verifier(provider, svid, Arc::new(verifier))
+}
+
+/// [`server_config`] with the client-certificate verifier given: a
+/// [`SpiffeClientCertVerifier`] decorated (with metrics: `meshid::metrics::TlsMetrics`),
+/// or another.
+pub fn server_config_with_verifier(
+    provider: Arc<CryptoProvider>,
+    svid: impl SvidSource + 'static,
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<ServerConfig, TlsError> {
     let resolver = SvidResolver::new(svid, Arc::clone(&provider));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&TLS13, &TLS12])?
-        .with_client_cert_verifier(Arc::new(verifier))
+        .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(resolver));
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
@@ -49,11 +62,22 @@ pub fn client_config(
 ) -> Result<ClientConfig, TlsError> {
     let verifier =
         SpiffeServerCertVerifier::new(Arc::new(bundles), authorizer, Arc::clone(&provider));
+    client_config_with_verifier(provider, svid, Arc::new(verifier))
+}
+
+/// [`client_config`] with the server-certificate verifier given: a
+/// [`SpiffeServerCertVerifier`] decorated (with metrics: `meshid::metrics::TlsMetrics`),
+/// or another.
+pub fn client_config_with_verifier(
+    provider: Arc<CryptoProvider>,
+    svid: impl SvidSource + 'static,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> Result<ClientConfig, TlsError> {
     let resolver = SvidResolver::new(svid, Arc::clone(&provider));
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&TLS13, &TLS12])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(Arc::new(resolver));
     config.resumption = Resumption::disabled();
     Ok(config)

@@ -90,6 +90,8 @@ mod config;
 mod resolver;
 mod verifier;
 
-pub use config::{client_config, peer_id, server_config};
+pub use config::{
+    client_config, client_config_with_verifier, peer_id, server_config, server_config_with_verifier,
+};
 pub use resolver::SvidResolver;
 pub use verifier::{rejection, PeerRejected, SpiffeClientCertVerifier, SpiffeServerCertVerifier};

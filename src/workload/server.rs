@@ -28,8 +28,8 @@ use super::proto::{
     X509SvidMessage, X509SvidRequest, X509SvidResponse,
 };
 use crate::serve::{
-    Bundles, Caller, EveryCaller, Identities, Identity, JwtBundleFeed, JwtIssuer, Listen,
-    ServeError, ServeLimits, Serving, Subscription,
+    Bundles, Caller, EveryCaller, Identities, Identity, JwtBundleFeed, JwtIssuer, Listen, Observer,
+    Refusal, ServeError, ServeLimits, ServeObserver, Serving, StreamKind, Subscription,
 };
 use crate::watch::Watch;
 use crate::{BundleSet, SvidStore, X509Bundle};
@@ -179,6 +179,15 @@ impl WorkloadApiServer {
         self
     }
 
+    /// Reports connections, streams, pushes and refusals to `observer` (for metrics:
+    /// `meshid::metrics::ServeMetrics`, feature `metrics`). With [`with_sds`](Self::with_sds),
+    /// the SDS streams on the socket are reported to it too.
+    #[must_use]
+    pub fn observer(mut self, observer: Arc<dyn ServeObserver>) -> Self {
+        self.serving.observer = Some(observer);
+        self
+    }
+
     /// Admits only callers running as one of `uids` (Unix peer credentials); others get
     /// `PermissionDenied`.
     #[must_use]
@@ -258,13 +267,14 @@ impl WorkloadApiServer {
             bundles: self.bundles,
             jwt: self.jwt,
             closed: closed.clone(),
+            observer: self.serving.observer(),
         });
         let service = WorkloadService(state);
         #[cfg(feature = "sds")]
         if let Some(sds) = self.sds {
             let both = WithSds {
                 workload: service,
-                sds: sds.service(closed),
+                sds: sds.service_observed(closed, self.serving.observer.clone()),
             };
             return self.serving.serve(listen, both, shutdown, stop).await;
         }
@@ -282,6 +292,8 @@ struct State {
     jwt: Option<jwt::Jwt>,
     /// True once the server is closing: streams end.
     closed: watch::Receiver<bool>,
+    /// Who hears of streams, pushes and refusals.
+    observer: Observer,
 }
 
 fn concat_der(bundle: &X509Bundle) -> Vec<u8> {
@@ -314,13 +326,15 @@ impl PartialEq for Basis {
 impl State {
     /// The header check every method runs first (callers were admitted by the serving
     /// layer).
-    fn admit<T>(request: &Request<T>) -> Result<(), Status> {
+    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let header = request.metadata().get(proto::SECURITY_HEADER);
         if header.and_then(|v| v.to_str().ok()) != Some("true") {
             tracing::info!(
                 reason = "security header missing",
                 "Workload API request refused"
             );
+            self.observer
+                .refused_call(StreamKind::X509Svid.api(), Refusal::BadRequest);
             return Err(Status::invalid_argument(
                 "security header missing from request",
             ));
@@ -340,6 +354,8 @@ impl State {
         })
         .map_err(|refused| {
             tracing::info!(?caller, reason = %refused, "Workload API caller refused");
+            self.observer
+                .refused_call(StreamKind::X509Svid.api(), Refusal::NoIdentity);
             Status::permission_denied(format!("no identity issued: {refused}"))
         })?;
         if subscription.identities.is_empty() {
@@ -348,6 +364,8 @@ impl State {
                 reason = "no identity issued",
                 "Workload API caller refused"
             );
+            self.observer
+                .refused_call(StreamKind::X509Svid.api(), Refusal::NoIdentity);
             return Err(Self::no_identity());
         }
         Ok(subscription)
@@ -447,11 +465,18 @@ impl State {
         let (mut sent, first) = self.message(&mine.identities, svids)?;
         let (tx, rx) = mpsc::channel(1);
         let state = Arc::clone(self);
+        let kind = if svids {
+            StreamKind::X509Svid
+        } else {
+            StreamKind::X509Bundles
+        };
         tokio::spawn(async move {
+            let seen_by = state.observer.stream(kind);
             let mut closed = state.closed.clone();
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
+            seen_by.observer().pushed(kind, &[]);
             loop {
                 tokio::select! {
                     _ = mine.changes.changed(0) => {}
@@ -459,6 +484,8 @@ impl State {
                     () = crate::serve::closing(&mut closed) => return,
                     () = tx.closed() => return,
                 }
+                // What woke the stream: the push's delay is measured from its change.
+                let woke = Arc::clone(&mine.changes);
                 seen = state.bundles.changes().generation();
                 let next = state
                     .subscribe(&caller)
@@ -473,6 +500,9 @@ impl State {
                         if tx.send(Ok(message)).await.is_err() {
                             return;
                         }
+                        seen_by
+                            .observer()
+                            .pushed(kind, &[&woke, state.bundles.changes()]);
                     }
                     Err(status) => {
                         tracing::info!(?caller, %status, "Workload API stream ended: no identity left");
@@ -534,7 +564,7 @@ impl tower::Service<http::Request<Body>> for WorkloadService {
                 let handler = tower::service_fn(move |r: Request<X509SvidRequest>| {
                     let state = Arc::clone(&state);
                     async move {
-                        State::admit(&r)?;
+                        state.admit(&r)?;
                         let rx = state.stream(caller_of(&r), true)?;
                         Ok::<_, Status>(Response::new(pushes(rx, |m| match m {
                             Message::Svids(m) => Some(m),
@@ -550,7 +580,7 @@ impl tower::Service<http::Request<Body>> for WorkloadService {
                 let handler = tower::service_fn(move |r: Request<X509BundlesRequest>| {
                     let state = Arc::clone(&state);
                     async move {
-                        State::admit(&r)?;
+                        state.admit(&r)?;
                         let rx = state.stream(caller_of(&r), false)?;
                         Ok::<_, Status>(Response::new(pushes(rx, |m| match m {
                             Message::Bundles(m) => Some(m),
@@ -586,7 +616,7 @@ impl tower::Service<http::Request<Body>> for WorkloadService {
                     let state = Arc::clone(&state);
                     async move {
                         if state.jwt.is_some() {
-                            State::admit(&r)?;
+                            state.admit(&r)?;
                         }
                         let rx = state.jwt_bundles_stream(caller_of(&r))?;
                         Ok::<_, Status>(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -61,6 +61,11 @@ pub(crate) struct AgentOptions {
     /// selectors; on (256 MiB) when the entries at start use one.
     #[arg(long)]
     pub(crate) hash_executables: Option<u64>,
+    /// Serve Prometheus metrics (`/metrics`, OpenMetrics), liveness (`/healthz`) and
+    /// readiness (`/readyz`: 200 only while every SVID served is valid and the socket is
+    /// bound, else 503 with the reasons as JSON) over HTTP on ADDR, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 impl AgentOptions {
@@ -221,6 +226,25 @@ impl Running {
 }
 
 impl Running {
+    /// With `--metrics`: the agent's SVIDs, its CA and `server` observed, readiness
+    /// decided by the entries' SVIDs.
+    pub(crate) fn observe<S>(
+        &self,
+        observed: Option<&crate::observe::Observed>,
+        server: S,
+        with_observer: fn(S, Arc<dyn meshid::serve::ServeObserver>) -> S,
+    ) -> S {
+        let Some(observed) = observed else {
+            return server;
+        };
+        observed.metrics.svid.watch_agent(&self.agent);
+        observed.metrics.ca.watch(&self.ca);
+        observed
+            .ready
+            .check(crate::observe::agent_holds_svids(self.agent.clone()));
+        with_observer(server, observed.metrics.serve.observer())
+    }
+
     /// Runs `serve` (a server serving until the future it is given completes) until
     /// SIGINT or SIGTERM, following the entries file meanwhile; then stops the rotators.
     // The lifetime ties the shutdown future to `self` for the closure's result.
@@ -246,6 +270,7 @@ impl Running {
 
 /// `meshid serve agent`.
 pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
+    let observed = crate::observe::start(args.options.metrics, &args.socket)?;
     let running = start(&args.ca, &args.entries, &args.options)?;
     let agent = Arc::new(running.agent.clone());
     let sds = SdsServer::new(agent.clone(), agent.clone())
@@ -259,6 +284,7 @@ pub(crate) fn run(args: &AgentArgs) -> Result<(), Failure> {
     .with_sds(sds)
     .socket_mode(0o666)
     .limits(args.options.limits());
+    let server = running.observe(observed.as_ref(), server, WorkloadApiServer::observer);
     let server = match args.options.allow_uids.as_slice() {
         [] => server,
         uids => server.allow_uids(uids.iter().copied()),

@@ -19,6 +19,7 @@ mod files;
 mod id;
 mod jwt;
 mod lines;
+mod observe;
 mod pki;
 mod workload;
 

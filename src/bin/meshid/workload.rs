@@ -187,6 +187,7 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         ServeCommand::Sds(args) => return run_sds(&args),
         ServeCommand::Agent(args) => return crate::agent::run(&args),
     };
+    let observed = crate::observe::start(args.agent.metrics, &args.socket)?;
     if let Some(entries) = &args.entries {
         let running = crate::agent::start(&args.ca, entries, &args.agent)?;
         let agent = Arc::new(running.agent.clone());
@@ -197,6 +198,7 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         )
         .socket_mode(0o666)
         .limits(args.agent.limits());
+        let server = running.observe(observed.as_ref(), server, WorkloadApiServer::observer);
         let server = match args.agent.allow_uids.as_slice() {
             [] => server,
             uids => server.allow_uids(uids.iter().copied()),
@@ -220,6 +222,10 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
         .limits(args.agent.owner_limits());
     for local in &locals {
         api = api.with_svid(Arc::clone(&local.store));
+    }
+    if let Some(observed) = &observed {
+        observed.local(&ca, &locals.iter().collect::<Vec<_>>());
+        api = api.observer(observed.metrics.serve.observer());
     }
     if !args.agent.allow_uids.is_empty() {
         api = api.allow_uids(args.agent.allow_uids.iter().copied());
@@ -281,6 +287,7 @@ fn local_svid(
 }
 
 fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
+    let observed = crate::observe::start(args.agent.metrics, &args.socket)?;
     if let (Some(dir), Some(entries)) = (&args.ca, &args.entries) {
         let running = crate::agent::start(dir, entries, &args.agent)?;
         let agent = Arc::new(running.agent.clone());
@@ -289,6 +296,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
             .trust_domain(running.agent.trust_domain().clone())
             .socket_mode(0o666)
             .limits(args.agent.limits());
+        let sds = running.observe(observed.as_ref(), sds, SdsServer::observer);
         let sds = match args.agent.allow_uids.as_slice() {
             [] => sds,
             uids => sds.allow_uids(uids.iter().copied()),
@@ -305,7 +313,11 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
     let mut bridged = None;
     let sds = match (&args.ca, &args.id, &args.workload_api) {
         (Some(dir), Some(id), None) => {
-            let local = local_svid(dir, Arc::new(load_ca(dir)?), id, args.ttl)?;
+            let ca = Arc::new(load_ca(dir)?);
+            let local = local_svid(dir, Arc::clone(&ca), id, args.ttl)?;
+            if let Some(observed) = &observed {
+                observed.local(&ca, &[&local]);
+            }
             rotator = Some(local.rotator);
             println!("serving SDS for {id} on {}", args.socket.display());
             SdsServer::for_store(local.store, local.bundles)
@@ -323,6 +335,9 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
                 .map_err(Failure::refused)?;
             println!("serving SDS from {endpoint} on {}", args.socket.display());
             let source = Arc::new(source);
+            if let Some(observed) = &observed {
+                observed.source(&source);
+            }
             bridged = Some(Arc::clone(&source));
             SdsServer::new(source.clone(), source)
         }
@@ -336,6 +351,9 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
     let mut sds = sds
         .spiffe_validator(args.spiffe_validator)
         .limits(args.agent.owner_limits());
+    if let Some(observed) = &observed {
+        sds = sds.observer(observed.metrics.serve.observer());
+    }
     if !args.agent.allow_uids.is_empty() {
         sds = sds.allow_uids(args.agent.allow_uids.iter().copied());
     }

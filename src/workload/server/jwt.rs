@@ -12,7 +12,7 @@ use tonic::{Request, Status};
 
 use super::State;
 use crate::jwt::{JwtBundles, JwtSvid, JwtValidator};
-use crate::serve::{Caller, JwtBundleFeed, JwtIssuer};
+use crate::serve::{Caller, JwtBundleFeed, JwtIssuer, StreamKind};
 use crate::workload::proto::{
     JwtBundlesResponse, JwtSvidMessage, JwtSvidRequest, JwtSvidResponse, ValidateJwtSvidRequest,
     ValidateJwtSvidResponse,
@@ -85,7 +85,7 @@ impl State {
         request: &Request<JwtSvidRequest>,
     ) -> Result<JwtSvidResponse, Status> {
         let jwt = self.jwt()?;
-        Self::admit(request)?;
+        self.admit(request)?;
         let message = request.get_ref();
         if message.audience.is_empty() {
             return Err(audience_required());
@@ -144,7 +144,7 @@ impl State {
         request: &Request<ValidateJwtSvidRequest>,
     ) -> Result<ValidateJwtSvidResponse, Status> {
         let jwt = self.jwt()?;
-        Self::admit(request)?;
+        self.admit(request)?;
         let message = request.get_ref();
         if message.audience.is_empty() {
             return Err(audience_required());
@@ -183,10 +183,12 @@ impl State {
             let Some(jwt) = state.jwt.as_ref() else {
                 return;
             };
+            let seen_by = state.observer.stream(StreamKind::JwtBundles);
             let mut closed = state.closed.clone();
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
+            seen_by.observer().pushed(StreamKind::JwtBundles, &[]);
             loop {
                 tokio::select! {
                     _ = mine.changes.changed(0) => {}
@@ -212,6 +214,9 @@ impl State {
                 if tx.send(Ok(message)).await.is_err() {
                     return;
                 }
+                seen_by
+                    .observer()
+                    .pushed(StreamKind::JwtBundles, &[jwt.bundles.changes()]);
             }
         });
         Ok(rx)
