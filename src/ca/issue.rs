@@ -115,9 +115,26 @@ pub(crate) fn issue(
     };
     let tbs_der = tbs.to_der().map_err(|_| CaError::Encoding)?;
     let signature = sign_bits(signer, &tbs_der)?;
-    Ok(CertificateDer::from(assemble(
-        &tbs_der, &algorithm, &signature,
-    )?))
+    let cert = CertificateDer::from(assemble(&tbs_der, &algorithm, &signature)?);
+    // Every X509-SVID issued comes through here (`Authority::sign`). Public parts only.
+    if let Role::Leaf { id, .. } = params.role {
+        tracing::info!(
+            spiffe_id = %id,
+            serial = %hex(tbs.serial_number.as_bytes()),
+            not_after = %crate::time::Rfc3339(params.not_after),
+            "issued X509-SVID"
+        );
+    }
+    Ok(cert)
+}
+
+/// Lowercase hex, as `CertificateInfo::serial_hex` shows a serial.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// `SEQUENCE { tbs, signatureAlgorithm, signature }` (a Certificate, or a PKCS#10

@@ -264,5 +264,14 @@ pub(super) fn mint(
     }
     let token = key.sign(&claims)?;
     // Read back by the format rules: what meshid mints, meshid accepts.
-    JwtSvid::parse_insecure(&token).map_err(|_| CaError::Encoding)
+    let svid = JwtSvid::parse_insecure(&token).map_err(|_| CaError::Encoding)?;
+    // The claims that say whose and until when, never the token (a bearer credential).
+    tracing::info!(
+        spiffe_id = %request.id,
+        audience = ?request.audience,
+        key_id = key.key_id(),
+        not_after = %crate::time::Rfc3339(UNIX_EPOCH + Duration::from_secs(expiry)),
+        "issued JWT-SVID"
+    );
+    Ok(svid)
 }

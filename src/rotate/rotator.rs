@@ -298,7 +298,7 @@ fn run(shared: &Shared) {
                 // asks for the status gets the status of that generation.
                 let mut st = lock(&shared.status);
                 let generation = cfg.store.publish(svid);
-                tracing::info!(id = %cfg.id, serial = %serial, generation, "rotated X509-SVID");
+                tracing::info!(id = %cfg.id, serial = %serial, generation, not_after = %crate::time::Rfc3339(not_after), "rotated X509-SVID");
                 st.generation = generation;
                 st.serial = Some(serial);
                 st.not_after = Some(not_after);

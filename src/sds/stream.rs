@@ -114,7 +114,7 @@ async fn run<P: Protocol>(
                         push
                     }
                     Err(status) => {
-                        tracing::info!(%status, protocol = P::NAME, "SDS stream refused");
+                        tracing::info!(protocol = P::NAME, code = ?status.code(), reason = status.message(), "stream refused");
                         seen_by
                             .observer()
                             .refused_call("sds", crate::serve::Refusal::BadRequest);
@@ -123,7 +123,7 @@ async fn run<P: Protocol>(
                 },
                 Ok(None) => return None,
                 Err(status) => {
-                    tracing::debug!(%status, protocol = P::NAME, "SDS stream ended by the client");
+                    tracing::debug!(protocol = P::NAME, %status, "stream ended by the client");
                     return None;
                 }
             },
@@ -189,7 +189,7 @@ impl<T: Wipe + Default> Drop for Unsent<T> {
 pub(super) fn other_type(protocol: &str, type_url: &str) -> bool {
     let other = !type_url.is_empty() && type_url != SECRET_TYPE_URL;
     if other {
-        tracing::warn!(%type_url, "{protocol}: request for another type ignored");
+        tracing::warn!(protocol, %type_url, "request for another type ignored");
     }
     other
 }
@@ -274,10 +274,10 @@ impl Ack {
             return Self::Unrelated;
         }
         if let Some(error) = error_detail {
-            tracing::warn!(?version, code = error.code, message = %error.message, "Envoy rejected the secrets ({protocol} NACK); not resending until they change");
+            tracing::warn!(protocol, ?version, nonce, code = error.code, detail = %error.message, "Envoy rejected the secrets (NACK); not resending until they change");
             Self::Rejected
         } else {
-            tracing::debug!(?version, "{protocol} ACK");
+            tracing::debug!(protocol, ?version, nonce, "ACK");
             Self::Accepted
         }
     }

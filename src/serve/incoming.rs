@@ -150,15 +150,17 @@ impl Admission {
         // not flood the logs).
         if refused == 1 || refused % 1000 == 0 {
             tracing::warn!(
+                server = self.name,
                 refused,
-                "{} server at {cap}: closed a new connection",
-                self.name
+                reason = cap,
+                "closed a new connection at a cap"
             );
         } else {
             tracing::debug!(
+                server = self.name,
                 refused,
-                "{} server at {cap}: closed a new connection",
-                self.name
+                reason = cap,
+                "closed a new connection at a cap"
             );
         }
     }

@@ -367,7 +367,12 @@ where
         if let Some(allowed) = &self.allowed {
             let uid = peer.and_then(|p| p.cred).map(|c| c.uid());
             if !uid.is_some_and(|uid| allowed.contains(&uid)) {
-                tracing::info!(?uid, path = req.uri().path(), "refused a caller");
+                tracing::info!(
+                    ?uid,
+                    path = req.uri().path(),
+                    reason = "uid not allowed",
+                    "refused a caller"
+                );
                 self.observer.refused(Refusal::UidNotAllowed);
                 // As SPIRE answers a workload it has no registration for.
                 let refused = Status::permission_denied("no identity issued").into_http();

@@ -329,6 +329,10 @@ impl State {
     fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
         let header = request.metadata().get(proto::SECURITY_HEADER);
         if header.and_then(|v| v.to_str().ok()) != Some("true") {
+            tracing::info!(
+                reason = "security header missing",
+                "Workload API request refused"
+            );
             self.observer
                 .refused_call(StreamKind::X509Svid.api(), Refusal::BadRequest);
             return Err(Status::invalid_argument(
@@ -355,6 +359,11 @@ impl State {
             Status::permission_denied(format!("no identity issued: {refused}"))
         })?;
         if subscription.identities.is_empty() {
+            tracing::info!(
+                ?caller,
+                reason = "no identity issued",
+                "Workload API caller refused"
+            );
             self.observer
                 .refused_call(StreamKind::X509Svid.api(), Refusal::NoIdentity);
             return Err(Self::no_identity());

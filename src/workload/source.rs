@@ -488,6 +488,7 @@ async fn follow(
             Ok(current) => {
                 reconnect.reset();
                 let (id, not_after) = (current.svid.id().clone(), current.valid_until);
+                let svid = Arc::clone(&current.svid);
                 {
                     let mut status = shared.status();
                     status.updates += 1;
@@ -496,7 +497,13 @@ async fn follow(
                     status.last_error = None;
                 }
                 shared.current.publish(current);
-                tracing::info!(%id, valid_until = ?not_after, "Workload API update accepted");
+                tracing::info!(
+                    %id,
+                    serial = crate::CertificateInfo::from_der(svid.leaf())
+                        .map_or_else(|_| String::new(), |info| info.serial_hex().to_owned()),
+                    valid_until = %crate::time::Rfc3339(not_after),
+                    "Workload API update accepted"
+                );
             }
             Err(error) => {
                 tracing::warn!(%endpoint, %error, "Workload API update refused; keeping the last good one");

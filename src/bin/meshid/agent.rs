@@ -197,7 +197,7 @@ impl Running {
         let registry = match Registry::load(&self.entries, self.agent.trust_domain()) {
             Ok(registry) => registry,
             Err(e) => {
-                tracing::error!(reason = why, "{path}: {e}; the entries in force stay");
+                tracing::error!(entries = %path, reason = %e, trigger = why, "registration entries refused; the entries in force stay");
                 println!("entries refused ({why}): {path}: {e}");
                 return;
             }
@@ -205,8 +205,10 @@ impl Running {
         for (key, looked_up) in [("path:", self.paths), ("sha256:", self.hashes)] {
             if !looked_up && uses(&registry, key) {
                 tracing::warn!(
-                    "{path}: entries with unix:{key} selectors match no caller: this agent \
-                     started without them (restart it, or give --hash-executables)"
+                    entries = %path,
+                    selector = %format_args!("unix:{key}"),
+                    "entries with this selector match no caller: this agent started without \
+                     them (restart it, or give --hash-executables)"
                 );
             }
         }
@@ -216,7 +218,7 @@ impl Running {
                 r.added, r.removed, r.kept
             ),
             Err(e) => {
-                tracing::error!(reason = why, "{path}: {e}; the entries in force stay");
+                tracing::error!(entries = %path, reason = %e, trigger = why, "registration entries refused; the entries in force stay");
                 println!("entries refused ({why}): {path}: {e}");
             }
         }

@@ -94,6 +94,26 @@ pub(crate) fn shown(s: &str) -> String {
     out
 }
 
+/// A line of JSON (or several, each ending in `\n`) made as safe to print as [`shown`]
+/// makes text, and still JSON of the same value: the control and invisible characters
+/// [`shown`] escapes, other than the newlines ending lines, become `\uXXXX` escapes.
+/// serde_json escapes those below U+0020 itself, but not DEL, the C1 controls (U+009B
+/// starts a terminal escape as ESC `[` does) or the bidi and zero-width characters. In
+/// JSON such characters can only stand inside strings, where the escape means the same.
+pub(crate) fn json_shown(json: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c != '\n' && (c.is_control() || hidden(c)) {
+            // All of them are in the Basic Multilingual Plane: one escape each.
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Bidi controls (Unicode TR9: embeddings, overrides, isolates, marks) and zero-width
 /// characters: printed, they change how the text around them reads.
 fn hidden(c: char) -> bool {
@@ -124,6 +144,26 @@ mod tests {
             shown("a\u{202e}b\u{2066}c\u{200b}"),
             "a\\u{202e}b\\u{2066}c\\u{200b}"
         );
+    }
+
+    #[test]
+    fn json_shown_escapes_inside_strings_and_keeps_the_value() {
+        let value = serde_json::json!({"m": "a\u{7f}b\u{9b}31m\u{202e}c\u{feff}", "n": "\n\u{1b}"});
+        let line = value.to_string() + "\n";
+        let safe = json_shown(&line);
+        assert!(safe.ends_with('\n'));
+        assert!(
+            !safe
+                .trim_end_matches('\n')
+                .chars()
+                .any(|c| c.is_control() || hidden(c)),
+            "{safe:?}"
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&safe).unwrap(),
+            value
+        );
+        assert_eq!(json_shown("{\"é\":\"日本\"}"), "{\"é\":\"日本\"}");
     }
 
     fn all(input: &[u8]) -> Vec<(Vec<u8>, usize)> {

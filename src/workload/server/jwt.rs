@@ -124,6 +124,11 @@ impl State {
         }
         if svids.is_empty() {
             // As SPIRE: an ID the caller holds no identity for is not its to ask for.
+            tracing::info!(
+                requested = wanted.as_ref().map_or("", SpiffeId::as_str),
+                reason = "no identity issued for the ID asked",
+                "JWT-SVID refused"
+            );
             return Err(Status::permission_denied(format!(
                 "no identity issued for {}",
                 wanted.map(|w| w.to_string()).unwrap_or_default()
@@ -151,7 +156,10 @@ impl State {
         let validator = JwtValidator::new(message.audience.clone(), jwt.algorithms);
         let svid = validator
             .validate(&message.svid, &*bundles, SystemTime::now())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(|e| {
+                tracing::info!(reason = %e, "JWT-SVID validation refused a token");
+                Status::invalid_argument(e.to_string())
+            })?;
         Ok(ValidateJwtSvidResponse {
             spiffe_id: svid.id().to_string(),
             claims: Some(claims_struct(svid.claims())),
