@@ -20,6 +20,7 @@ mod registry;
 mod selector;
 
 pub use attest::{AttestError, Attestor, UnixAttestor};
+#[cfg(feature = "metrics")]
 pub(crate) use node::Inner as AgentInner;
 pub use node::{Agent, AgentError, Reloaded};
 pub use registry::{Entry, Registry, RegistryError};

@@ -179,11 +179,13 @@ impl std::fmt::Debug for Agent {
 }
 
 impl Agent {
+    #[cfg(feature = "metrics")]
     /// A reference that does not keep the agent alive (metrics read it on each scrape).
     pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
         Arc::downgrade(&self.inner)
     }
 
+    #[cfg(feature = "metrics")]
     /// The agent a [`downgrade`](Self::downgrade)d reference points to.
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
         Self { inner }

@@ -338,6 +338,7 @@ impl Authority {
     }
 
     /// What this authority (and its clones) issued and refused so far.
+    #[cfg(any(feature = "metrics", test))]
     pub(crate) fn counts(&self) -> &super::counts::IssueCounts {
         &self.counts
     }

@@ -31,6 +31,7 @@ impl Kind {
         result
     }
 
+    #[cfg(any(feature = "metrics", test))]
     fn read(&self) -> (u64, [u64; REFUSALS.len()]) {
         (
             self.issued.load(Ordering::Relaxed),
@@ -51,11 +52,13 @@ impl IssueCounts {
     }
 
     /// X.509: issued, and refused by [`REFUSALS`].
+    #[cfg(any(feature = "metrics", test))]
     pub(crate) fn x509_counts(&self) -> (u64, [u64; REFUSALS.len()]) {
         self.x509.read()
     }
 
     /// JWT: issued, and refused by [`REFUSALS`].
+    #[cfg(any(feature = "metrics", test))]
     pub(crate) fn jwt_counts(&self) -> (u64, [u64; REFUSALS.len()]) {
         self.jwt.read()
     }

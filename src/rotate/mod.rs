@@ -10,6 +10,7 @@ mod rotator;
 mod store;
 
 pub use policy::RotationPolicy;
+#[cfg(feature = "metrics")]
 pub(crate) use rotator::StatusReader;
 pub use rotator::{Issuer, RenewalFailure, RotationStatus, Rotator, RotatorConfig};
 pub use store::{SvidSource, SvidStore};

@@ -201,6 +201,7 @@ impl Rotator {
         &self.shared.config.id
     }
 
+    #[cfg(feature = "metrics")]
     /// A reader of this rotator's status that does not keep it alive (metrics read it on
     /// each scrape; once the rotator is dropped it reads `None`).
     pub(crate) fn status_reader(&self) -> StatusReader {
@@ -247,9 +248,11 @@ impl std::fmt::Debug for Rotator {
 }
 
 /// See [`Rotator::status_reader`].
+#[cfg(feature = "metrics")]
 #[derive(Clone)]
 pub(crate) struct StatusReader(std::sync::Weak<Shared>);
 
+#[cfg(feature = "metrics")]
 impl StatusReader {
     /// The rotator's ID and status, while it lives.
     pub(crate) fn read(&self) -> Option<(SpiffeId, RotationStatus)> {
