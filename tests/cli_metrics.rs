@@ -373,3 +373,70 @@ impl WithStdin for Command {
         }
     }
 }
+
+#[test]
+fn an_agent_reports_each_entry_s_svid_and_is_ready_while_every_entry_holds_one() {
+    let scratch = Scratch::new("magent");
+    let dir = &scratch.0;
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(dir).unwrap());
+    std::fs::write(
+        dir.join("entries.toml"),
+        format!(
+            "[[entry]]\nspiffe_id = \"spiffe://example.org/a\"\nselectors = [\"unix:uid:{uid}\"]\n\n\
+             [[entry]]\nspiffe_id = \"spiffe://example.org/b\"\nselectors = [\"unix:uid:{uid}\"]\nttl = \"6s\"\n"
+        ),
+    )
+    .unwrap();
+    let socket = dir.join("agent.sock");
+    let addr = http::free_addr();
+    let _agent = spawn(
+        dir,
+        &[
+            "serve",
+            "agent",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--entries",
+            "entries.toml",
+            "--ca",
+            "ca",
+            "--metrics",
+            &addr.to_string(),
+        ],
+    );
+    until(addr, "/readyz", Duration::from_secs(20), |s, _| s == 200);
+    // Both entries, by SPIFFE ID; b (6 s) renewed again and again.
+    let (_, text) = until(addr, "/metrics", Duration::from_secs(15), |_, text| {
+        http::sample(
+            text,
+            "meshid_svid_renewals_total{spiffe_id=\"spiffe://example.org/b\",result=\"ok\",reason=\"none\"}",
+        )
+        .is_some_and(|n| n >= 2.0)
+    });
+    for id in ["spiffe://example.org/a", "spiffe://example.org/b"] {
+        let series = format!("meshid_svid_expiry_timestamp_seconds{{spiffe_id=\"{id}\"}}");
+        assert!(
+            http::sample(&text, &series).is_some(),
+            "{series} in\n{text}"
+        );
+    }
+    assert!(
+        text.contains("meshid_bundle_root_expiry_timestamp_seconds{trust_domain=\"example.org\"}"),
+        "{text}"
+    );
+    let issued = http::sample(&text, "meshid_ca_issued_total{kind=\"x509_svid\"}").unwrap_or(0.0);
+    assert!(issued >= 3.0, "{text}");
+    // A caller of the agent's socket: its SVIDs pushed on one stream.
+    let fetched = Command::new(MESHID)
+        .args(["fetch", "x509", "--socket", socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{fetched:?}");
+    until(addr, "/metrics", Duration::from_secs(10), |_, text| {
+        http::sample(
+            text,
+            "meshid_serve_pushes_total{server=\"workload_api\",stream=\"x509_svid\"}",
+        )
+        .is_some_and(|n| n >= 1.0)
+    });
+}
