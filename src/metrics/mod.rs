@@ -57,6 +57,7 @@ use prometheus_client::registry::Registry;
 
 #[cfg(feature = "ca")]
 mod ca;
+mod histogram;
 #[cfg(all(any(feature = "workload-api", feature = "sds"), unix))]
 mod serve;
 mod svid;

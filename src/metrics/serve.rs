@@ -6,9 +6,10 @@ use std::sync::Arc;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::histogram::DurationHistogram;
 use crate::serve::{ServeEvent, ServeObserver};
 
 type Labels1 = [(&'static str, &'static str); 1];
@@ -33,7 +34,7 @@ pub struct ServeMetrics {
     connections: Family<Labels1, Gauge>,
     streams: Family<Labels2, Gauge>,
     pushes: Family<Labels2, Counter>,
-    delays: Family<Labels2, Histogram>,
+    delays: Family<Labels2, DurationHistogram>,
     refused: Family<Labels2, Counter>,
     sds: Family<Labels1, Counter>,
 }
@@ -44,9 +45,9 @@ impl fmt::Debug for ServeMetrics {
     }
 }
 
-fn delay_histogram() -> Histogram {
+fn delay_histogram() -> DurationHistogram {
     // 100 µs to about 100 s: an idle push, a fan-out to thousands, a stalled client.
-    Histogram::new(exponential_buckets(1e-4, 4.0, 11))
+    DurationHistogram::new(exponential_buckets(1e-4, 4.0, 11))
 }
 
 impl ServeMetrics {
@@ -56,7 +57,7 @@ impl ServeMetrics {
             connections: Family::default(),
             streams: Family::default(),
             pushes: Family::default(),
-            delays: Family::new_with_constructor(delay_histogram as fn() -> Histogram),
+            delays: Family::new_with_constructor(delay_histogram as fn() -> DurationHistogram),
             refused: Family::default(),
             sds: Family::default(),
         };
@@ -135,9 +136,7 @@ impl ServeObserver for ServeMetrics {
                 let labels = [("server", stream.api()), ("stream", stream.as_str())];
                 self.pushes.get_or_create(&labels).inc();
                 if let Some(delay) = since_change {
-                    self.delays
-                        .get_or_create(&labels)
-                        .observe(delay.as_secs_f64());
+                    self.delays.get_or_create(&labels).observe(delay);
                 }
             }
             ServeEvent::SdsAnswer { accepted } => {
