@@ -37,6 +37,9 @@ use arc_swap::ArcSwapOption;
 #[derive(Default)]
 pub struct Changes {
     generation: AtomicU64,
+    /// When the last notify ran (here or forwarded), in nanoseconds since [`epoch`] plus
+    /// one (0: never): what a server measures its push delay from.
+    last: AtomicU64,
     waiters: Mutex<Waiters>,
     changed: Condvar,
 }
@@ -48,9 +51,6 @@ struct Waiters {
     wakers: Vec<(u64, Waker)>,
     next_key: u64,
     forward: Vec<Weak<Changes>>,
-    /// When the last notify ran (here or forwarded): what a server measures its push
-    /// delay from.
-    last: Option<Instant>,
 }
 
 impl Changes {
@@ -58,11 +58,11 @@ impl Changes {
     pub const fn new() -> Self {
         Self {
             generation: AtomicU64::new(0),
+            last: AtomicU64::new(0),
             waiters: Mutex::new(Waiters {
                 wakers: Vec::new(),
                 next_key: 0,
                 forward: Vec::new(),
-                last: None,
             }),
             changed: Condvar::new(),
         }
@@ -77,10 +77,16 @@ impl Changes {
     /// Bumps the generation, wakes every waiter and forwards the bump; returns the new
     /// generation.
     pub fn notify(&self) -> u64 {
+        // The time first: whoever sees the new generation sees this change's time (or a
+        // later one's).
+        let since = epoch().elapsed().as_nanos();
+        self.last.store(
+            u64::try_from(since).unwrap_or(u64::MAX - 1) + 1,
+            Ordering::Release,
+        );
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let (wakers, forward) = {
             let mut waiters = self.lock();
-            waiters.last = Some(Instant::now());
             waiters.forward.retain(|w| w.strong_count() > 0);
             (std::mem::take(&mut waiters.wakers), waiters.forward.clone())
         };
@@ -97,7 +103,10 @@ impl Changes {
     /// When the generation last moved (`None`: never): a server pushing because of a
     /// change measures how long the push took from here.
     pub fn last_change(&self) -> Option<Instant> {
-        self.lock().last
+        match self.last.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(epoch() + Duration::from_nanos(n - 1)),
+        }
     }
 
     /// From now on, every bump of this `Changes` bumps `target` too (while `target` lives;
@@ -137,6 +146,12 @@ impl Changes {
     fn lock(&self) -> std::sync::MutexGuard<'_, Waiters> {
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The instant change times are counted from (the first one asked for).
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 impl std::fmt::Debug for Changes {

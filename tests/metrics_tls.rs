@@ -233,3 +233,122 @@ fn an_expired_server_svid_is_counted_as_expired_on_the_client_side() {
         "{text}"
     );
 }
+
+/// Presents a chain with a key that is not its own: what anyone holding a copy of the
+/// (public) chain can try.
+#[derive(Debug)]
+struct Stolen(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Stolen {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_chain_presented_without_its_key_is_counted_as_a_bad_signature_not_accepted() {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let example = ca("example.org");
+    let mut registry = Registry::default();
+    let metrics = TlsMetrics::register(&mut registry);
+    let server_verifier = SpiffeClientCertVerifier::new(
+        Arc::new(bundles(&[&example])),
+        authorize::any(),
+        Arc::clone(&provider),
+    );
+    let server = meshid::tls::server_config_with_verifier(
+        Arc::clone(&provider),
+        Arc::new(
+            example
+                .issue(
+                    &id("spiffe://example.org/backend"),
+                    Duration::from_secs(300),
+                )
+                .unwrap(),
+        ),
+        metrics.server_verifier(Arc::new(server_verifier)),
+    )
+    .unwrap();
+    let addr = mtls::echo_server(Arc::new(server));
+
+    // The frontend's chain, signed for with another SVID's key.
+    let victim = example
+        .issue(
+            &id("spiffe://example.org/frontend"),
+            Duration::from_secs(300),
+        )
+        .unwrap();
+    let thief = example
+        .issue(&id("spiffe://example.org/thief"), Duration::from_secs(300))
+        .unwrap();
+    let key = provider
+        .key_provider
+        .load_private_key(rustls::pki_types::PrivateKeyDer::Pkcs8(
+            thief.private_key().secret_pkcs8_der().to_vec().into(),
+        ))
+        .unwrap();
+    let stolen = rustls::sign::CertifiedKey::new(victim.chain().to_vec(), key);
+    let verifier = SpiffeServerCertVerifier::new(
+        Arc::new(bundles(&[&example])),
+        authorize::any(),
+        Arc::clone(&provider),
+    );
+    let client = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(metrics.client_verifier(Arc::new(verifier)))
+        .with_client_cert_resolver(Arc::new(Stolen(Arc::new(stolen))));
+    let client = Arc::new(client);
+    mtls::request(&client, addr).unwrap_err();
+    // The honest frontend, for contrast.
+    let honest = client_config(&provider, &[&example], victim, &metrics);
+    mtls::request(&honest, addr).unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(&registry);
+        let server = sample(
+            &text,
+            "meshid_tls_handshakes_total{side=\"server\",result=\"bad_signature\"}",
+        ) + sample(
+            &text,
+            "meshid_tls_handshakes_total{side=\"server\",result=\"accepted\"}",
+        );
+        if server >= 2 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let series = |side: &str, result: &str| {
+        sample(
+            &text,
+            &format!("meshid_tls_handshakes_total{{side=\"{side}\",result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(series("server", "bad_signature"), 1, "{text}");
+    assert_eq!(
+        series("server", "accepted"),
+        1,
+        "only the honest one: {text}"
+    );
+    // The chain itself verified both times.
+    assert_eq!(
+        sample(
+            &text,
+            "meshid_tls_verification_duration_seconds_count{side=\"server\"}"
+        ),
+        2,
+        "{text}"
+    );
+    // Both clients saw the real server.
+    assert_eq!(series("client", "accepted"), 2, "{text}");
+}

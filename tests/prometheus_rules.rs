@@ -237,9 +237,9 @@ const MUTATIONS: &[Mutation] = &[
     },
     Mutation {
         alert: "MeshidSdsNacks",
-        from: "unless meshid_sds_responses_total{result=\"nack\"} offset 5m",
-        to: "unless meshid_sds_responses_total{result=\"nack\"}",
-        why: "missing the first NACK ever (a new series at 1)",
+        from: "{result=\"nack\"}[5m]",
+        to: "{result=\"nack\"}[1m]",
+        why: "forgetting a NACK after a minute",
     },
     Mutation {
         alert: "MeshidNoReadyAgent",

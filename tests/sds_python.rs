@@ -176,9 +176,9 @@ fn check_metrics(registry: &prometheus_client::registry::Registry) {
     let text = loop {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
-        if text.contains("meshid_serve_streams{server=\"sds\",stream=\"sds\"} 0\n")
-            || Instant::now() > deadline
-        {
+        let closed = text.contains("meshid_serve_streams{server=\"sds\",stream=\"sds\"} 0\n")
+            && text.contains("meshid_serve_connections{server=\"sds\"} 0\n");
+        if closed || Instant::now() > deadline {
             break text;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -188,20 +188,38 @@ fn check_metrics(registry: &prometheus_client::registry::Registry) {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
     };
-    assert!(
-        count("meshid_sds_responses_total{result=\"ack\"}") >= 1,
+    // The script answers r1 (ACK), r2 (NACK), r3 (ACK, then again with new names: the same
+    // answer, not counted twice) and r4 (ACK).
+    assert_eq!(
+        count("meshid_sds_responses_total{result=\"ack\"}"),
+        3,
         "{text}"
     );
-    assert!(
-        count("meshid_sds_responses_total{result=\"nack\"}") >= 1,
+    assert_eq!(
+        count("meshid_sds_responses_total{result=\"nack\"}"),
+        1,
         "{text}"
     );
-    assert!(
-        count("meshid_serve_pushes_total{server=\"sds\",stream=\"sds\"}") >= 4,
+    // r1 to r4; r2 and r3 after a rotation, so measured from it.
+    assert_eq!(
+        count("meshid_serve_pushes_total{server=\"sds\",stream=\"sds\"}"),
+        4,
         "{text}"
     );
-    assert!(
-        count("meshid_serve_push_delay_seconds_count{server=\"sds\",stream=\"sds\"}") >= 2,
+    assert_eq!(
+        count("meshid_serve_push_delay_seconds_count{server=\"sds\",stream=\"sds\"}"),
+        2,
+        "{text}"
+    );
+    // The unknown names, on a stream and from FetchSecrets.
+    assert_eq!(
+        count("meshid_serve_refused_total{server=\"sds\",reason=\"no_identity\"}"),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        count("meshid_serve_connections{server=\"sds\"}"),
+        0,
         "{text}"
     );
     assert!(

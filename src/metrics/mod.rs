@@ -70,7 +70,7 @@ pub use ca::CaMetrics;
 pub use serve::ServeMetrics;
 pub use svid::SvidMetrics;
 #[cfg(feature = "rustls")]
-pub use tls::{MeteredClientCertVerifier, MeteredServerCertVerifier, TlsMetrics};
+pub use tls::TlsMetrics;
 
 /// Every meshid metric family, registered at once (each part can also be registered on
 /// its own).

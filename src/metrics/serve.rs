@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::histogram::DurationHistogram;
-use crate::serve::{ServeEvent, ServeObserver};
+use crate::serve::{Refusal, ServeEvent, ServeObserver, StreamKind};
 
 type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
@@ -31,12 +31,33 @@ type Labels2 = [(&'static str, &'static str); 2];
 /// in a label.
 #[derive(Clone)]
 pub struct ServeMetrics {
-    connections: Family<Labels1, Gauge>,
-    streams: Family<Labels2, Gauge>,
-    pushes: Family<Labels2, Counter>,
-    delays: Family<Labels2, DurationHistogram>,
-    refused: Family<Labels2, Counter>,
-    sds: Family<Labels1, Counter>,
+    /// Every series of a closed label set, looked up once: an event only adds.
+    connections: [Gauge; SERVERS.len()],
+    streams: [Gauge; STREAMS.len()],
+    pushes: [Counter; STREAMS.len()],
+    delays: [DurationHistogram; STREAMS.len()],
+    refused: [[Counter; REFUSALS.len()]; SERVERS.len()],
+    sds: [Counter; 2],
+}
+
+/// The `server` label values: a socket's server, or a call's API.
+const SERVERS: [&str; 3] = ["workload_api", "sds", "workload_api_and_sds"];
+const STREAMS: [StreamKind; 5] = [
+    StreamKind::X509Svid,
+    StreamKind::X509Bundles,
+    StreamKind::JwtBundles,
+    StreamKind::Sds,
+    StreamKind::SdsDelta,
+];
+const REFUSALS: [Refusal; 4] = [
+    Refusal::UidNotAllowed,
+    Refusal::ConnectionCap,
+    Refusal::NoIdentity,
+    Refusal::BadRequest,
+];
+
+fn server_index(server: &str) -> usize {
+    SERVERS.iter().position(|s| *s == server).unwrap_or(2)
 }
 
 impl fmt::Debug for ServeMetrics {
@@ -51,50 +72,51 @@ fn delay_histogram() -> DurationHistogram {
 }
 
 impl ServeMetrics {
-    /// Registers the families into `registry`.
+    /// Registers the families into `registry`; every series of their closed label sets
+    /// exists from the start, at 0.
     pub fn register(registry: &mut Registry) -> Self {
+        let connections = Family::<Labels1, Gauge>::default();
+        let streams = Family::<Labels2, Gauge>::default();
+        let pushes = Family::<Labels2, Counter>::default();
+        let delays = Family::<Labels2, DurationHistogram>::new_with_constructor(
+            delay_histogram as fn() -> DurationHistogram,
+        );
+        let refused = Family::<Labels2, Counter>::default();
+        let sds = Family::<Labels1, Counter>::default();
+        let stream_labels = |kind: StreamKind| [("server", kind.api()), ("stream", kind.as_str())];
         let metrics = Self {
-            connections: Family::default(),
-            streams: Family::default(),
-            pushes: Family::default(),
-            delays: Family::new_with_constructor(delay_histogram as fn() -> DurationHistogram),
-            refused: Family::default(),
-            sds: Family::default(),
+            connections: SERVERS.map(|s| connections.get_or_create_owned(&[("server", s)])),
+            streams: STREAMS.map(|k| streams.get_or_create_owned(&stream_labels(k))),
+            pushes: STREAMS.map(|k| pushes.get_or_create_owned(&stream_labels(k))),
+            delays: STREAMS.map(|k| delays.get_or_create_owned(&stream_labels(k))),
+            refused: SERVERS.map(|s| {
+                REFUSALS
+                    .map(|r| refused.get_or_create_owned(&[("server", s), ("reason", r.as_str())]))
+            }),
+            sds: ["ack", "nack"].map(|r| sds.get_or_create_owned(&[("result", r)])),
         };
-        // Both answers exist from the start at 0, so a first NACK is an increase.
-        for result in ["ack", "nack"] {
-            metrics.sds.get_or_create_owned(&[("result", result)]);
-        }
         registry.register(
             "meshid_serve_connections",
             "Open connections to the server.",
-            metrics.connections.clone(),
+            connections,
         );
-        registry.register(
-            "meshid_serve_streams",
-            "Open streams, by kind.",
-            metrics.streams.clone(),
-        );
-        registry.register(
-            "meshid_serve_pushes",
-            "Messages pushed on streams.",
-            metrics.pushes.clone(),
-        );
+        registry.register("meshid_serve_streams", "Open streams, by kind.", streams);
+        registry.register("meshid_serve_pushes", "Messages pushed on streams.", pushes);
         registry.register_with_unit(
             "meshid_serve_push_delay",
             "From a change (a rotation, new bundles) to the push it caused.",
             Unit::Seconds,
-            metrics.delays.clone(),
+            delays,
         );
         registry.register(
             "meshid_serve_refused",
             "Connections and calls refused, by reason.",
-            metrics.refused.clone(),
+            refused,
         );
         registry.register(
             "meshid_sds_responses",
             "Envoy's answers to pushed SDS responses: ACK or NACK.",
-            metrics.sds.clone(),
+            sds,
         );
         metrics
     }
@@ -108,40 +130,41 @@ impl ServeMetrics {
 impl ServeObserver for ServeMetrics {
     fn observe(&self, event: ServeEvent) {
         match event {
-            ServeEvent::ConnectionOpened { server } => {
-                self.connections.get_or_create(&[("server", server)]).inc();
+            ServeEvent::ConnectionOpened { server, .. } => {
+                self.connections[server_index(server)].inc();
             }
-            ServeEvent::ConnectionClosed { server } => {
-                self.connections.get_or_create(&[("server", server)]).dec();
+            ServeEvent::ConnectionClosed { server, .. } => {
+                self.connections[server_index(server)].dec();
             }
-            ServeEvent::Refused { server, reason } => {
-                self.refused
-                    .get_or_create(&[("server", server), ("reason", reason.as_str())])
-                    .inc();
+            ServeEvent::Refused { server, reason, .. } => {
+                if let Some(r) = REFUSALS.iter().position(|r| *r == reason) {
+                    self.refused[server_index(server)][r].inc();
+                }
             }
             ServeEvent::StreamOpened(kind) => {
-                self.streams
-                    .get_or_create(&[("server", kind.api()), ("stream", kind.as_str())])
-                    .inc();
+                if let Some(k) = STREAMS.iter().position(|k| *k == kind) {
+                    self.streams[k].inc();
+                }
             }
             ServeEvent::StreamClosed(kind) => {
-                self.streams
-                    .get_or_create(&[("server", kind.api()), ("stream", kind.as_str())])
-                    .dec();
+                if let Some(k) = STREAMS.iter().position(|k| *k == kind) {
+                    self.streams[k].dec();
+                }
             }
             ServeEvent::Pushed {
                 stream,
                 since_change,
+                ..
             } => {
-                let labels = [("server", stream.api()), ("stream", stream.as_str())];
-                self.pushes.get_or_create(&labels).inc();
-                if let Some(delay) = since_change {
-                    self.delays.get_or_create(&labels).observe(delay);
+                if let Some(k) = STREAMS.iter().position(|k| *k == stream) {
+                    self.pushes[k].inc();
+                    if let Some(delay) = since_change {
+                        self.delays[k].observe(delay);
+                    }
                 }
             }
-            ServeEvent::SdsAnswer { accepted } => {
-                let result = if accepted { "ack" } else { "nack" };
-                self.sds.get_or_create(&[("result", result)]).inc();
+            ServeEvent::SdsAnswer { accepted, .. } => {
+                self.sds[usize::from(!accepted)].inc();
             }
         }
     }

@@ -28,12 +28,23 @@ use crate::{BundleSet, RenewalFailure, RotationStatus, Rotator, SpiffeId, TrustD
 /// | `meshid_svid_renewals_total` (counter) | `spiffe_id`, `result` (`ok`, `error`), `reason` (`none`, `issuer`, `wrong_id`, `verify`) |
 /// | `meshid_bundle_root_expiry_timestamp_seconds` (gauge) | `trust_domain` |
 ///
-/// An SVID no longer held (expired with no replacement) has no expiry series: alert on
-/// its absence, or on the renewals. Several sources holding the same SPIFFE ID are
-/// reported as one: the earliest expiry, the counters added up.
+/// An SVID no longer held (expired with no replacement, once its rotator has noticed) has
+/// no expiry series: alert on its absence, or on the renewals. Several sources holding the
+/// same SPIFFE ID are reported as one: the earliest expiry, the counters added up; when
+/// one of them goes away (a rotator dropped, an entry removed) its counts stay in the
+/// total, so a counter never goes down.
 #[derive(Clone, Default)]
 pub struct SvidMetrics {
     watched: Arc<Mutex<Vec<Watched>>>,
+    /// Per SPIFFE ID, the renewal counts last summed and what sources that went away had
+    /// counted: ok, then each failure kind.
+    kept: Arc<Mutex<BTreeMap<SpiffeId, Kept>>>,
+}
+
+#[derive(Default)]
+struct Kept {
+    last: [u64; 4],
+    gone: [u64; 4],
 }
 
 impl fmt::Debug for SvidMetrics {
@@ -81,11 +92,7 @@ impl Row {
         let (mut ok, mut failed) = self.renewals.unwrap_or_default();
         ok += status.successes;
         for (i, kind) in RenewalFailure::ALL.iter().enumerate() {
-            failed[i] += status
-                .failures_by_kind
-                .iter()
-                .find(|(k, _)| k == kind)
-                .map_or(0, |(_, n)| *n);
+            failed[i] += status.failures_of(*kind);
         }
         self.renewals = Some((ok, failed));
     }
@@ -163,6 +170,28 @@ impl SvidMetrics {
         self.lock().push(Watched::Source(Arc::downgrade(source)));
     }
 
+    /// Keeps each renewal counter from going down when a source of its ID goes away.
+    fn keep_monotonic(&self, scrape: &mut Scrape) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        for (id, row) in &mut scrape.svids {
+            let Some((ok, failed)) = &mut row.renewals else {
+                continue;
+            };
+            let entry = kept.entry(id.clone()).or_default();
+            let now = [*ok, failed[0], failed[1], failed[2]];
+            let mut shown = [0; 4];
+            for i in 0..4 {
+                if now[i] < entry.last[i] {
+                    entry.gone[i] += entry.last[i] - now[i];
+                }
+                entry.last[i] = now[i];
+                shown[i] = now[i] + entry.gone[i];
+            }
+            *ok = shown[0];
+            failed.copy_from_slice(&shown[1..]);
+        }
+    }
+
     fn scrape(&self) -> Scrape {
         let mut scrape = Scrape::default();
         self.lock().retain(|watched| match watched {
@@ -198,6 +227,7 @@ impl SvidMetrics {
                 true
             }),
         });
+        self.keep_monotonic(&mut scrape);
         scrape
     }
 }
@@ -346,6 +376,20 @@ mod tests {
         );
         assert!(out.contains(&root_line), "{out}");
         assert!(!out.contains("serial"), "{out}");
+
+        // A second source of the same ID: the counts add up; when it goes, they stay.
+        let other = LocalSvid::start(
+            ca.clone(),
+            &id,
+            Duration::from_secs(60),
+            crate::ring_algorithms(),
+        )
+        .unwrap();
+        metrics.watch_rotator(&other.rotator);
+        let ok = r#"meshid_svid_renewals_total{spiffe_id="spiffe://example.org/web",result="ok",reason="none"}"#;
+        assert!(text(&registry).contains(&format!("{ok} 2")));
+        other.rotator.stop();
+        assert!(text(&registry).contains(&format!("{ok} 2")), "never down");
 
         local.rotator.stop();
         let out = text(&registry);

@@ -17,7 +17,7 @@ use crate::tls::{rejection, PeerRejected};
 use crate::VerifyError;
 
 /// The `result` label values: `accepted`, or why the peer was refused.
-const RESULTS: [&str; 7] = [
+const RESULTS: [&str; 8] = [
     "accepted",
     "untrusted_trust_domain",
     "unknown_issuer",
@@ -25,15 +25,19 @@ const RESULTS: [&str; 7] = [
     "profile",
     "not_authorized",
     "malformed",
+    "bad_signature",
 ];
+const ACCEPTED: usize = 0;
+const BAD_SIGNATURE: usize = 7;
 
-/// The index in [`RESULTS`] of a verifier's verdict.
-fn result_of(verdict: Result<(), &TlsError>) -> usize {
-    let Err(error) = verdict else { return 0 };
+/// The index in [`RESULTS`] of a certificate verifier's refusal.
+fn refusal_of(error: &TlsError) -> usize {
     match rejection(error) {
         Some(PeerRejected::Unauthorized(_)) => 5,
         Some(PeerRejected::Verify(e)) => match e {
             VerifyError::NoBundle { .. } => 1,
+            // No path to the bundle's authorities: not signed by them, or by nothing
+            // this side can check.
             VerifyError::UnknownIssuer
             | VerifyError::BadSignature
             | VerifyError::UnsupportedSignatureAlgorithm => 2,
@@ -41,8 +45,18 @@ fn result_of(verdict: Result<(), &TlsError>) -> usize {
             | VerifyError::NotYetValid { .. }
             | VerifyError::ExpiredAnchor { .. }
             | VerifyError::AnchorNotYetValid { .. } => 3,
-            VerifyError::EmptyChain => 6,
-            _ => 4,
+            // The X509-SVID profile, of the leaf or of the CAs on its path.
+            VerifyError::Profile(_)
+            | VerifyError::RootNotCa
+            | VerifyError::RootNoKeyCertSign
+            | VerifyError::RootIdHasPath
+            | VerifyError::IntermediateNoKeyCertSign
+            | VerifyError::PathLenExceeded
+            | VerifyError::UnsupportedCriticalExtension
+            | VerifyError::NameConstraints
+            | VerifyError::WrongRole
+            | VerifyError::ExtendedKeyUsage => 4,
+            VerifyError::EmptyChain | VerifyError::Path(_) => 6,
         },
         // Another verifier's error (a decorated non-SPIFFE verifier), or a certificate
         // rustls could not take.
@@ -58,8 +72,12 @@ fn result_of(verdict: Result<(), &TlsError>) -> usize {
 /// | `meshid_tls_handshakes_total` (counter) | `side`, `result` (`accepted`, `untrusted_trust_domain`, `unknown_issuer`, `expired`, `profile`, `not_authorized`, `malformed`) |
 /// | `meshid_tls_verification_duration_seconds` (histogram) | `side` |
 ///
-/// Each handshake in which the peer presented a certificate counts once, with the
-/// verifier's verdict. Decorate the verifiers and build the configurations with them:
+/// Each handshake in which the peer presented a certificate counts once: refused with the
+/// reason its certificate failed, `bad_signature` when the certificate passed but the
+/// peer's signature over the handshake did not (a peer presenting a chain whose key it
+/// does not hold: chains are public), else `accepted` once that signature verified. A
+/// handshake abandoned between the two is not counted. Decorate the verifiers and build
+/// the configurations with them:
 ///
 /// ```
 /// # #[cfg(all(feature = "ring", feature = "ca"))]
@@ -116,11 +134,25 @@ impl Side {
         }
     }
 
-    fn time<T>(&self, verify: impl FnOnce() -> Result<T, TlsError>) -> Result<T, TlsError> {
+    /// Times a certificate verification; counts it if it refused.
+    fn certificate<T>(&self, verify: impl FnOnce() -> Result<T, TlsError>) -> Result<T, TlsError> {
         let started = Instant::now();
         let verdict = verify();
         self.duration.observe(started.elapsed());
-        self.results[result_of(verdict.as_ref().map(|_| ()))].inc();
+        if let Err(e) = &verdict {
+            self.results[refusal_of(e)].inc();
+        }
+        verdict
+    }
+
+    /// Counts the handshake signature's verdict: the end of a handshake's peer checks.
+    fn signature<T>(&self, verdict: Result<T, TlsError>) -> Result<T, TlsError> {
+        let result = if verdict.is_ok() {
+            ACCEPTED
+        } else {
+            BAD_SIGNATURE
+        };
+        self.results[result].inc();
         verdict
     }
 }
@@ -182,7 +214,7 @@ impl TlsMetrics {
 }
 
 /// A client-certificate verifier whose verdicts are counted ([`TlsMetrics::server_verifier`]).
-pub struct MeteredClientCertVerifier {
+struct MeteredClientCertVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     side: Side,
 }
@@ -214,7 +246,7 @@ impl ClientCertVerifier for MeteredClientCertVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, TlsError> {
-        self.side.time(|| {
+        self.side.certificate(|| {
             self.inner
                 .verify_client_cert(end_entity, intermediates, now)
         })
@@ -226,7 +258,8 @@ impl ClientCertVerifier for MeteredClientCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.side
+            .signature(self.inner.verify_tls12_signature(message, cert, dss))
     }
 
     fn verify_tls13_signature(
@@ -235,7 +268,8 @@ impl ClientCertVerifier for MeteredClientCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.side
+            .signature(self.inner.verify_tls13_signature(message, cert, dss))
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -248,7 +282,7 @@ impl ClientCertVerifier for MeteredClientCertVerifier {
 }
 
 /// A server-certificate verifier whose verdicts are counted ([`TlsMetrics::client_verifier`]).
-pub struct MeteredServerCertVerifier {
+struct MeteredServerCertVerifier {
     inner: Arc<dyn ServerCertVerifier>,
     side: Side,
 }
@@ -270,7 +304,7 @@ impl ServerCertVerifier for MeteredServerCertVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        self.side.time(|| {
+        self.side.certificate(|| {
             self.inner.verify_server_cert(
                 end_entity,
                 intermediates,
@@ -287,7 +321,8 @@ impl ServerCertVerifier for MeteredServerCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.side
+            .signature(self.inner.verify_tls12_signature(message, cert, dss))
     }
 
     fn verify_tls13_signature(
@@ -296,7 +331,8 @@ impl ServerCertVerifier for MeteredServerCertVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.side
+            .signature(self.inner.verify_tls13_signature(message, cert, dss))
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -325,24 +361,21 @@ mod tests {
                 Arc::new(rejected),
             )))
         };
-        assert_eq!(RESULTS[result_of(Ok(()))], "accepted");
+
         let td = crate::TrustDomain::new("other.org").unwrap();
         let no_bundle = wrap(PeerRejected::Verify(VerifyError::NoBundle {
             trust_domain: td,
         }));
-        assert_eq!(
-            RESULTS[result_of(Err(&no_bundle))],
-            "untrusted_trust_domain"
-        );
+        assert_eq!(RESULTS[refusal_of(&no_bundle)], "untrusted_trust_domain");
         let unknown = wrap(PeerRejected::Verify(VerifyError::UnknownIssuer));
-        assert_eq!(RESULTS[result_of(Err(&unknown))], "unknown_issuer");
+        assert_eq!(RESULTS[refusal_of(&unknown)], "unknown_issuer");
         let id = SpiffeId::new("spiffe://example.org/x").unwrap();
         let refused = wrap(PeerRejected::Unauthorized(Unauthorized::new(
             id,
             crate::authorize::Refusal::NotOneOf { allowed: 0 },
         )));
-        assert_eq!(RESULTS[result_of(Err(&refused))], "not_authorized");
+        assert_eq!(RESULTS[refusal_of(&refused)], "not_authorized");
         let other = TlsError::InvalidCertificate(rustls::CertificateError::BadEncoding);
-        assert_eq!(RESULTS[result_of(Err(&other))], "malformed");
+        assert_eq!(RESULTS[refusal_of(&other)], "malformed");
     }
 }

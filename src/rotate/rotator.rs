@@ -40,9 +40,9 @@ pub struct RotationStatus {
     pub successes: u64,
     /// Renewals that failed (issuance or verification).
     pub failures: u64,
-    /// The failures by what failed, in [`RenewalFailure`] order; they add up to
+    /// The failures by what failed ([`failures_of`](Self::failures_of)); they add up to
     /// [`failures`](Self::failures).
-    pub failures_by_kind: [(RenewalFailure, u64); 3],
+    failures_by_kind: [u64; RenewalFailure::ALL.len()],
     /// When the SVID being served became valid (its NotBefore, backdated for clock skew).
     pub not_before: Option<SystemTime>,
     /// When the last successful renewal published its SVID.
@@ -51,6 +51,13 @@ pub struct RotationStatus {
     pub consecutive_failures: u32,
     /// Why the last renewal failed, if it did.
     pub last_error: Option<String>,
+}
+
+impl RotationStatus {
+    /// The renewals that failed for `kind` of reason.
+    pub fn failures_of(&self, kind: RenewalFailure) -> u64 {
+        self.failures_by_kind[kind as usize]
+    }
 }
 
 impl Default for RotationStatus {
@@ -62,7 +69,7 @@ impl Default for RotationStatus {
             next_renewal: None,
             successes: 0,
             failures: 0,
-            failures_by_kind: RenewalFailure::ALL.map(|kind| (kind, 0)),
+            failures_by_kind: [0; RenewalFailure::ALL.len()],
             consecutive_failures: 0,
             last_error: None,
             not_before: None,
@@ -85,8 +92,8 @@ pub enum RenewalFailure {
 }
 
 impl RenewalFailure {
-    /// Every kind, in the order of [`RotationStatus::failures_by_kind`].
-    pub const ALL: [Self; 3] = [Self::Issuer, Self::WrongId, Self::Verify];
+    /// Every kind.
+    pub const ALL: &'static [Self] = &[Self::Issuer, Self::WrongId, Self::Verify];
 
     /// A short lower-case name (`issuer`, `wrong_id`, `verify`): a metric label value.
     pub fn as_str(self) -> &'static str {
@@ -316,9 +323,7 @@ fn run(shared: &Shared) {
             Err((kind, why)) => {
                 let mut st = lock(&shared.status);
                 st.failures += 1;
-                if let Some((_, n)) = st.failures_by_kind.iter_mut().find(|(k, _)| *k == kind) {
-                    *n += 1;
-                }
+                st.failures_by_kind[kind as usize] += 1;
                 st.consecutive_failures = st.consecutive_failures.saturating_add(1);
                 let delay = cfg
                     .policy

@@ -63,6 +63,8 @@ pub(super) struct DeltaState {
     /// The feed version every subscribed name was last looked up at.
     looked_up: Option<u64>,
     nonce: u64,
+    /// The last nonce the client answered (see the state-of-the-world stream's).
+    answered: u64,
     /// How many names this stream has looked up (tests count the work of a request).
     #[cfg(test)]
     lookups: usize,
@@ -108,7 +110,7 @@ impl Protocol for DeltaState {
         // change of content sends a secret again.
         let answer = Ack::of(
             Self::NAME,
-            self.nonce,
+            (self.nonce, &mut self.answered),
             None,
             &request.response_nonce,
             request.error_detail.as_ref(),

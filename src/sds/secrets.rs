@@ -87,8 +87,6 @@ pub(super) struct Current {
 impl Sds {
     fn refuse(&self, refused: &crate::serve::Refused) -> Status {
         tracing::info!(caller = ?self.caller, reason = %refused, "SDS caller refused");
-        self.observer
-            .refused_call("sds", crate::serve::Refusal::NoIdentity);
         Status::permission_denied(format!("no identity issued: {refused}"))
     }
 

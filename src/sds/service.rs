@@ -65,8 +65,14 @@ impl Sds {
         if *self.closed.borrow() {
             return Err(Status::unavailable("the SDS server is shutting down"));
         }
-        stream::check_request("FetchSecrets", &request.resource_names)?;
-        sotw::response(self, &request.resource_names, self.version(), 0)
+        stream::check_request("FetchSecrets", &request.resource_names).inspect_err(|_| {
+            self.observer
+                .refused_call("sds", crate::serve::Refusal::BadRequest);
+        })?;
+        sotw::response(self, &request.resource_names, self.version(), 0).inspect_err(|_| {
+            self.observer
+                .refused_call("sds", crate::serve::Refusal::NoIdentity);
+        })
     }
 }
 

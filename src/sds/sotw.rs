@@ -43,6 +43,9 @@ pub(super) struct StreamState {
     subscribed: bool,
     names_changed: bool,
     nonce: u64,
+    /// The last nonce the client answered (an ACK or a NACK): a later request carrying it
+    /// again (names changed) is no new answer.
+    answered: u64,
     sent: Option<u64>,
     nacked: Option<u64>,
     /// A digest of the secrets last sent, and of those last rejected: a new version with
@@ -87,7 +90,7 @@ impl Protocol for StreamState {
         }
         let answer = Ack::of(
             Self::NAME,
-            self.nonce,
+            (self.nonce, &mut self.answered),
             self.sent,
             &request.response_nonce,
             request.error_detail.as_ref(),
@@ -198,13 +201,20 @@ mod tests {
             "an ACK"
         );
         assert!(s.nacked.is_none());
+        // The same nonce again is no new answer (each response is answered once).
+        let again = s.on_request(request(&["default"], "1", "1", true)).unwrap();
+        assert_eq!(again, (false, Ack::Unrelated));
+        assert!(s.nacked.is_none());
+        // We "sent" version 2 with nonce 2, and it is NACKed.
+        s.nonce = 2;
+        s.sent = Some(2);
         assert!(
-            !s.on_request(request(&["default"], "1", "0", true))
+            !s.on_request(request(&["default"], "2", "1", true))
                 .unwrap()
                 .0,
             "a NACK"
         );
-        assert_eq!(s.nacked, Some(1), "version 1 is not resent");
+        assert_eq!(s.nacked, Some(2), "version 2 is not resent");
         // A NACK of an older nonce is stale: ignored.
         s.nacked = None;
         assert!(
@@ -215,7 +225,7 @@ mod tests {
         assert!(s.nacked.is_none());
         // New names (in any order, duplicates ignored) push at once.
         assert!(
-            s.on_request(request(&["ROOTCA", "default", "ROOTCA"], "1", "1", false))
+            s.on_request(request(&["ROOTCA", "default", "ROOTCA"], "2", "1", false))
                 .unwrap()
                 .0
         );

@@ -72,7 +72,12 @@ pub(super) fn spawn<P: Protocol>(
                 )
                 .await
             }
-            Err(status) => Some(status),
+            Err(status) => {
+                seen_by
+                    .observer()
+                    .refused_call("sds", crate::serve::Refusal::NoIdentity);
+                Some(status)
+            }
         };
         // A refusal ends the stream: the request side is dropped first, so h2 resets the
         // stream right after the status goes out (some clients, grpclib, surface the status
@@ -136,8 +141,12 @@ async fn run<P: Protocol>(
         }
         // Whatever woke the stream, a change is a new version (a request arriving together
         // with a change must not swallow the push).
-        let woke = Arc::clone(&mine);
         let changed = mine.generation() != 0 || sds.bundles.changes().generation() != seen;
+        let changed_at = if changed {
+            crate::serve::changed_at(&[&mine, sds.bundles.changes()])
+        } else {
+            None
+        };
         if changed {
             version += 1;
             seen = sds.bundles.changes().generation();
@@ -158,14 +167,15 @@ async fn run<P: Protocol>(
                     return None;
                 }
             }
-            Err(status) => return Some(status),
+            // Names the caller holds no secret for, or no identity at all.
+            Err(status) => {
+                seen_by
+                    .observer()
+                    .refused_call("sds", crate::serve::Refusal::NoIdentity);
+                return Some(status);
+            }
         }
-        let cause: &[&crate::watch::Changes] = if changed {
-            &[&woke, sds.bundles.changes()]
-        } else {
-            &[]
-        };
-        seen_by.observer().pushed(P::KIND, cause);
+        seen_by.observer().pushed(P::KIND, changed_at);
     }
 }
 
@@ -262,17 +272,20 @@ pub(super) enum Ack {
 impl Ack {
     /// Reads a request with `response_nonce` and `error_detail` on a `protocol` stream
     /// whose last response carried `nonce` (and `version`, if it has one), and logs an ACK
-    /// or a NACK.
+    /// or a NACK. `answered` is the last nonce answered: a request answering it again (a
+    /// state-of-the-world request changing only its names carries the last nonce too) is
+    /// no new answer, so each response is ACKed or NACKed once.
     pub(super) fn of(
         protocol: &str,
-        nonce: u64,
+        (nonce, answered): (u64, &mut u64),
         version: Option<u64>,
         response_nonce: &str,
         error_detail: Option<&RpcStatus>,
     ) -> Self {
-        if response_nonce.is_empty() || response_nonce != nonce.to_string() {
+        if response_nonce.is_empty() || response_nonce != nonce.to_string() || *answered == nonce {
             return Self::Unrelated;
         }
+        *answered = nonce;
         if let Some(error) = error_detail {
             tracing::warn!(protocol, ?version, nonce, code = error.code, detail = %error.message, "Envoy rejected the secrets (NACK); not resending until they change");
             Self::Rejected
@@ -294,13 +307,56 @@ mod tests {
             message: "bad secret".into(),
             details: Vec::new(),
         };
-        assert_eq!(Ack::of("SDS", 2, Some(1), "2", None), Ack::Accepted);
-        assert_eq!(Ack::of("SDS", 2, Some(1), "2", Some(&nack)), Ack::Rejected);
+        let fresh = || 0u64;
+        assert_eq!(
+            Ack::of("SDS", (2, &mut fresh()), Some(1), "2", None),
+            Ack::Accepted
+        );
+        assert_eq!(
+            Ack::of("SDS", (2, &mut fresh()), Some(1), "2", Some(&nack)),
+            Ack::Rejected
+        );
         // The first request, and stale ones (answering an older nonce), are neither.
-        assert_eq!(Ack::of("SDS", 0, None, "", None), Ack::Unrelated);
-        assert_eq!(Ack::of("SDS", 0, None, "", Some(&nack)), Ack::Unrelated);
-        assert_eq!(Ack::of("SDS", 2, Some(1), "1", Some(&nack)), Ack::Unrelated);
-        assert_eq!(Ack::of("SDS", 2, Some(1), "02", None), Ack::Unrelated);
+        assert_eq!(
+            Ack::of("SDS", (0, &mut fresh()), None, "", None),
+            Ack::Unrelated
+        );
+        assert_eq!(
+            Ack::of("SDS", (0, &mut fresh()), None, "", Some(&nack)),
+            Ack::Unrelated
+        );
+        assert_eq!(
+            Ack::of("SDS", (2, &mut fresh()), Some(1), "1", Some(&nack)),
+            Ack::Unrelated
+        );
+        assert_eq!(
+            Ack::of("SDS", (2, &mut fresh()), Some(1), "02", None),
+            Ack::Unrelated
+        );
+        // A response is answered once: the same nonce again (a request changing only its
+        // names) is neither, be it an ACK or a NACK.
+        let mut answered = 0;
+        assert_eq!(
+            Ack::of("SDS", (3, &mut answered), Some(2), "3", None),
+            Ack::Accepted
+        );
+        assert_eq!(
+            Ack::of("SDS", (3, &mut answered), Some(2), "3", None),
+            Ack::Unrelated
+        );
+        let mut answered = 0;
+        assert_eq!(
+            Ack::of("SDS", (4, &mut answered), Some(3), "4", Some(&nack)),
+            Ack::Rejected
+        );
+        assert_eq!(
+            Ack::of("SDS", (4, &mut answered), Some(3), "4", Some(&nack)),
+            Ack::Unrelated
+        );
+        assert_eq!(
+            Ack::of("SDS", (5, &mut answered), Some(4), "5", None),
+            Ack::Accepted
+        );
         assert!(!other_type("SDS", ""));
         assert!(!other_type("SDS", SECRET_TYPE_URL));
         assert!(other_type(

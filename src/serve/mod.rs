@@ -63,7 +63,7 @@ pub(crate) use conn::Peer;
 pub use hpack::HpackError;
 pub use identities::{Bundles, EveryCaller, Identities, Identity, Refused, Subscription};
 pub use jwt::{JwtBundleFeed, JwtIssuer, MintError};
-pub(crate) use observe::{Observer, StreamSeen};
+pub(crate) use observe::{changed_at, Observer, StreamSeen};
 pub use observe::{Refusal, ServeEvent, ServeObserver, StreamKind};
 
 /// Why a server could not serve.
@@ -373,7 +373,13 @@ where
                     reason = "uid not allowed",
                     "refused a caller"
                 );
-                self.observer.refused(Refusal::UidNotAllowed);
+                // A call of one API: labelled with it, as the services label theirs.
+                let api = if req.uri().path().starts_with("/envoy.") {
+                    "sds"
+                } else {
+                    "workload_api"
+                };
+                self.observer.refused_call(api, Refusal::UidNotAllowed);
                 // As SPIRE answers a workload it has no registration for.
                 let refused = Status::permission_denied("no identity issued").into_http();
                 return Box::pin(async move { Ok(refused) });

@@ -37,16 +37,19 @@ pub trait ServeObserver: Send + Sync {
 #[non_exhaustive]
 pub enum ServeEvent {
     /// A connection was admitted.
+    #[non_exhaustive]
     ConnectionOpened {
         /// Which server: `workload_api`, `sds` or `workload_api_and_sds` (one socket).
         server: &'static str,
     },
     /// An admitted connection closed.
+    #[non_exhaustive]
     ConnectionClosed {
         /// As in `ConnectionOpened`.
         server: &'static str,
     },
     /// A connection or a call was refused.
+    #[non_exhaustive]
     Refused {
         /// The server (for a call: the API of the stream refused, `workload_api` or
         /// `sds`).
@@ -59,6 +62,7 @@ pub enum ServeEvent {
     /// A stream ended.
     StreamClosed(StreamKind),
     /// A message was handed to the transport.
+    #[non_exhaustive]
     Pushed {
         /// On which kind of stream.
         stream: StreamKind,
@@ -68,6 +72,7 @@ pub enum ServeEvent {
         since_change: Option<Duration>,
     },
     /// Envoy answered a pushed SDS response.
+    #[non_exhaustive]
     SdsAnswer {
         /// `true`: an ACK; `false`: a NACK (Envoy rejected what it was sent).
         accepted: bool,
@@ -82,7 +87,8 @@ pub enum Refusal {
     UidNotAllowed,
     /// The server's connection cap, or the caller's uid's, was full (closed at once).
     ConnectionCap,
-    /// The caller is entitled to no identity (unattested, no entry, or none issued).
+    /// The caller is entitled to no identity (unattested, no entry, or none issued), or
+    /// to none of those it asked for (an SDS secret name, a JWT-SVID's SPIFFE ID).
     NoIdentity,
     /// The request broke the protocol (the Workload API's security header missing, an
     /// SDS request over the bounds on names).
@@ -196,17 +202,13 @@ impl Observer {
         StreamSeen(self.clone(), kind)
     }
 
-    /// A push on a `stream`; `cause`: the changes that woke it (the time since the latest
-    /// of them is the push's delay), empty for a first message or an answer.
-    pub(crate) fn pushed(&self, stream: StreamKind, cause: &[&Changes]) {
+    /// A push on a `stream`; `changed_at`: when the change that caused it happened (see
+    /// [`changed_at`]), `None` for a first message or an answer to a request.
+    pub(crate) fn pushed(&self, stream: StreamKind, changed_at: Option<Instant>) {
         if self.inner.is_none() {
             return;
         }
-        let since_change = cause
-            .iter()
-            .filter_map(|c| c.last_change())
-            .max()
-            .map(|at| Instant::now().saturating_duration_since(at));
+        let since_change = changed_at.map(|at| Instant::now().saturating_duration_since(at));
         self.emit(ServeEvent::Pushed {
             stream,
             since_change,
@@ -217,6 +219,13 @@ impl Observer {
     pub(crate) fn sds_answer(&self, accepted: bool) {
         self.emit(ServeEvent::SdsAnswer { accepted });
     }
+}
+
+/// When the latest of `woke` (the changes a stream was woken by) moved: read as soon as
+/// the stream wakes, so a change arriving while it builds and sends its message does not
+/// shorten the delay measured.
+pub(crate) fn changed_at(woke: &[&Changes]) -> Option<Instant> {
+    woke.iter().filter_map(|c| c.last_change()).max()
 }
 
 /// See [`Observer::connection`].
@@ -288,10 +297,13 @@ mod tests {
         let log = Arc::new(Log::default());
         let observer = Observer::new("workload_api", Some(log.clone()));
         let changes = Changes::new();
-        observer.pushed(StreamKind::X509Svid, &[&changes]);
+        observer.pushed(StreamKind::X509Svid, changed_at(&[&changes]));
         changes.notify();
+        let at = changed_at(&[&changes]);
         std::thread::sleep(Duration::from_millis(20));
-        observer.pushed(StreamKind::X509Svid, &[&changes]);
+        // A later change does not move what the push was caused by.
+        changes.notify();
+        observer.pushed(StreamKind::X509Svid, at);
         let log = log.0.lock().unwrap();
         assert!(matches!(
             log[0],
@@ -314,6 +326,6 @@ mod tests {
     fn without_an_observer_nothing_is_built() {
         let observer = Observer::default();
         assert!(observer.connection().is_none());
-        observer.pushed(StreamKind::Sds, &[]);
+        observer.pushed(StreamKind::Sds, None);
     }
 }

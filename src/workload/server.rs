@@ -334,7 +334,7 @@ impl State {
                 "Workload API request refused"
             );
             self.observer
-                .refused_call(StreamKind::X509Svid.api(), Refusal::BadRequest);
+                .refused_call("workload_api", Refusal::BadRequest);
             return Err(Status::invalid_argument(
                 "security header missing from request",
             ));
@@ -346,6 +346,14 @@ impl State {
         Status::permission_denied("no identity issued")
     }
 
+    /// A call refused at its start for want of an identity: counted (a stream that ends
+    /// later because its identity went away is not a refused caller).
+    pub(super) fn refused_at_start(&self, status: Status) -> Status {
+        self.observer
+            .refused_call("workload_api", Refusal::NoIdentity);
+        status
+    }
+
     /// The caller's identities now and the changes that concern them; refused when it
     /// gets none.
     fn subscribe(&self, caller: &Caller) -> Result<Subscription, Status> {
@@ -354,8 +362,6 @@ impl State {
         })
         .map_err(|refused| {
             tracing::info!(?caller, reason = %refused, "Workload API caller refused");
-            self.observer
-                .refused_call(StreamKind::X509Svid.api(), Refusal::NoIdentity);
             Status::permission_denied(format!("no identity issued: {refused}"))
         })?;
         if subscription.identities.is_empty() {
@@ -364,8 +370,6 @@ impl State {
                 reason = "no identity issued",
                 "Workload API caller refused"
             );
-            self.observer
-                .refused_call(StreamKind::X509Svid.api(), Refusal::NoIdentity);
             return Err(Self::no_identity());
         }
         Ok(subscription)
@@ -461,8 +465,12 @@ impl State {
         // the identities from before they are read: a change in between is seen. A caller
         // with nothing issued fails the call itself (not only the stream).
         let mut seen = self.bundles.changes().generation();
-        let mut mine = self.subscribe(&caller)?;
-        let (mut sent, first) = self.message(&mine.identities, svids)?;
+        let mut mine = self
+            .subscribe(&caller)
+            .map_err(|s| self.refused_at_start(s))?;
+        let (mut sent, first) = self
+            .message(&mine.identities, svids)
+            .map_err(|s| self.refused_at_start(s))?;
         let (tx, rx) = mpsc::channel(1);
         let state = Arc::clone(self);
         let kind = if svids {
@@ -476,7 +484,7 @@ impl State {
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
-            seen_by.observer().pushed(kind, &[]);
+            seen_by.observer().pushed(kind, None);
             loop {
                 tokio::select! {
                     _ = mine.changes.changed(0) => {}
@@ -484,8 +492,9 @@ impl State {
                     () = crate::serve::closing(&mut closed) => return,
                     () = tx.closed() => return,
                 }
-                // What woke the stream: the push's delay is measured from its change.
-                let woke = Arc::clone(&mine.changes);
+                // What woke the stream, when: the push's delay is measured from it.
+                let changed_at =
+                    crate::serve::changed_at(&[&mine.changes, state.bundles.changes()]);
                 seen = state.bundles.changes().generation();
                 let next = state
                     .subscribe(&caller)
@@ -500,9 +509,7 @@ impl State {
                         if tx.send(Ok(message)).await.is_err() {
                             return;
                         }
-                        seen_by
-                            .observer()
-                            .pushed(kind, &[&woke, state.bundles.changes()]);
+                        seen_by.observer().pushed(kind, changed_at);
                     }
                     Err(status) => {
                         tracing::info!(?caller, %status, "Workload API stream ended: no identity left");

@@ -22,8 +22,10 @@ use crate::files::Failure;
 
 /// Connections the metrics server serves at once; more wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 16;
-/// How long one connection may take (a scrape is one small request).
+/// How long one connection may take, its one request and answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the process is not ready now (empty: ready).
 type Check = Box<dyn Fn() -> Vec<String> + Send + Sync>;
@@ -190,8 +192,13 @@ async fn serve(listener: std::net::TcpListener, state: Arc<(Registry, Readiness)
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(answer(&req, &state.0, &state.1)) }
             });
+            // One request per connection (a scrape or a probe is one small request): a
+            // connection never outlives its request, so the timeout below never cuts a
+            // kept-alive connection in the middle of a later scrape.
             let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
                 tracing::debug!(error = %e, "metrics connection ended");

@@ -108,7 +108,10 @@ impl State {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let identities = self.subscribe(&super::caller_of(request))?.identities;
+        let identities = self
+            .subscribe(&super::caller_of(request))
+            .map_err(|s| self.refused_at_start(s))?
+            .identities;
         let mut svids = Vec::new();
         for identity in &identities {
             let id = identity.svid.id();
@@ -129,10 +132,10 @@ impl State {
                 reason = "no identity issued for the ID asked",
                 "JWT-SVID refused"
             );
-            return Err(Status::permission_denied(format!(
+            return Err(self.refused_at_start(Status::permission_denied(format!(
                 "no identity issued for {}",
                 wanted.map(|w| w.to_string()).unwrap_or_default()
-            )));
+            ))));
         }
         Ok(JwtSvidResponse { svids })
     }
@@ -174,7 +177,9 @@ impl State {
     ) -> Result<mpsc::Receiver<Result<JwtBundlesResponse, Status>>, Status> {
         let jwt = self.jwt()?;
         let mut seen = jwt.bundles.changes().generation();
-        let mut mine = self.subscribe(&caller)?;
+        let mut mine = self
+            .subscribe(&caller)
+            .map_err(|s| self.refused_at_start(s))?;
         let mut sent = jwt.bundles.jwt_bundles();
         let first = jwt_bundles_message(sent.as_deref());
         let (tx, rx) = mpsc::channel(1);
@@ -188,7 +193,7 @@ impl State {
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
-            seen_by.observer().pushed(StreamKind::JwtBundles, &[]);
+            seen_by.observer().pushed(StreamKind::JwtBundles, None);
             loop {
                 tokio::select! {
                     _ = mine.changes.changed(0) => {}
@@ -196,6 +201,7 @@ impl State {
                     () = crate::serve::closing(&mut closed) => return,
                     () = tx.closed() => return,
                 }
+                let changed_at = crate::serve::changed_at(&[jwt.bundles.changes()]);
                 seen = jwt.bundles.changes().generation();
                 match state.subscribe(&caller) {
                     Ok(sub) => mine = sub,
@@ -216,7 +222,7 @@ impl State {
                 }
                 seen_by
                     .observer()
-                    .pushed(StreamKind::JwtBundles, &[jwt.bundles.changes()]);
+                    .pushed(StreamKind::JwtBundles, changed_at);
             }
         });
         Ok(rx)
