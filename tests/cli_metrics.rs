@@ -187,6 +187,25 @@ fn metrics_endpoints_answer_promtool_accepts_them_and_the_server_s_work_is_count
         ],
     );
     until(addr, "/readyz", Duration::from_secs(15), |s, _| s == 200);
+    // A watcher holds one connection and one stream while it watches.
+    let watcher = spawn(
+        dir,
+        &[
+            "fetch",
+            "x509",
+            "--watch",
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+    );
+    until(addr, "/metrics", Duration::from_secs(10), |_, text| {
+        http::sample(
+            text,
+            "meshid_serve_streams{server=\"workload_api\",stream=\"x509_svid\"}",
+        ) == Some(1.0)
+            && http::sample(text, "meshid_serve_connections{server=\"workload_api\"}") == Some(1.0)
+    });
+    drop(watcher);
     let fetched = Command::new(MESHID)
         .args(["fetch", "x509", "--socket", socket.to_str().unwrap()])
         .output()
@@ -210,7 +229,7 @@ fn metrics_endpoints_answer_promtool_accepts_them_and_the_server_s_work_is_count
         ),
         (
             "meshid_serve_pushes_total{server=\"workload_api\",stream=\"x509_svid\"}",
-            1.0,
+            2.0,
         ),
         ("meshid_ready", 1.0),
     ] {

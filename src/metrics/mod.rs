@@ -3,7 +3,8 @@
 //!
 //! A library must not own a global registry: each part registers into the
 //! [`Registry`] the application passes in, and the application serves it (the `meshid`
-//! CLI does on `--metrics ADDR`). Nothing here is threaded through the hot paths:
+//! CLI does on `--metrics ADDR`). What can be read when scraped is read then; what must
+//! be counted as it happens costs a few relaxed atomic additions, never a lock:
 //!
 //! - [`SvidMetrics`] reads what it watches (rotators, an agent, a Workload API source,
 //!   bundles) **on each scrape**: SVID expiry and renewal timestamps, renewals by result,
@@ -57,6 +58,10 @@ use prometheus_client::registry::Registry;
 
 #[cfg(feature = "ca")]
 mod ca;
+#[cfg(any(
+    feature = "rustls",
+    all(any(feature = "workload-api", feature = "sds"), unix)
+))]
 mod histogram;
 #[cfg(all(any(feature = "workload-api", feature = "sds"), unix))]
 mod serve;

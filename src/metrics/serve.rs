@@ -166,6 +166,7 @@ impl ServeObserver for ServeMetrics {
             ServeEvent::SdsAnswer { accepted, .. } => {
                 self.sds[usize::from(!accepted)].inc();
             }
+            ServeEvent::Listening { .. } | ServeEvent::Stopped { .. } => {}
         }
     }
 }

@@ -282,6 +282,7 @@ impl Serving {
             force: force.clone(),
             stop: Arc::new(std::sync::Mutex::new(Some(Box::new(stop)))),
             _socket: socket,
+            _listening: self.observer().listening(),
         };
         let stop = Arc::clone(&guard.stop);
         let (name, grace) = (self.name, self.grace);
@@ -330,6 +331,8 @@ struct Guard {
     force: watch::Sender<bool>,
     stop: Stop,
     _socket: Option<listener::BoundSocket>,
+    /// Reports the server stopped once the socket is gone (dropped after it).
+    _listening: observe::ListeningSeen,
 }
 
 impl Drop for Guard {

@@ -36,6 +36,18 @@ pub trait ServeObserver: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum ServeEvent {
+    /// The server is listening (its socket bound, with its final mode).
+    #[non_exhaustive]
+    Listening {
+        /// Which server: `workload_api`, `sds` or `workload_api_and_sds`.
+        server: &'static str,
+    },
+    /// The server stopped listening (its socket removed, if it still was its own).
+    #[non_exhaustive]
+    Stopped {
+        /// As in `Listening`.
+        server: &'static str,
+    },
     /// A connection was admitted.
     #[non_exhaustive]
     ConnectionOpened {
@@ -171,6 +183,14 @@ impl Observer {
         }
     }
 
+    /// The server listens until the returned guard drops.
+    pub(crate) fn listening(&self) -> ListeningSeen {
+        self.emit(ServeEvent::Listening {
+            server: self.server,
+        });
+        ListeningSeen(self.clone())
+    }
+
     /// A connection of this server, reported closed when the returned guard drops.
     pub(crate) fn connection(&self) -> Option<ConnectionSeen> {
         self.inner.as_ref()?;
@@ -226,6 +246,17 @@ impl Observer {
 /// shorten the delay measured.
 pub(crate) fn changed_at(woke: &[&Changes]) -> Option<Instant> {
     woke.iter().filter_map(|c| c.last_change()).max()
+}
+
+/// See [`Observer::listening`].
+pub(crate) struct ListeningSeen(Observer);
+
+impl Drop for ListeningSeen {
+    fn drop(&mut self) {
+        self.0.emit(ServeEvent::Stopped {
+            server: self.0.server,
+        });
+    }
 }
 
 /// See [`Observer::connection`].

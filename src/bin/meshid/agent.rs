@@ -242,7 +242,7 @@ impl Running {
         observed
             .ready
             .check(crate::observe::agent_holds_svids(self.agent.clone()));
-        with_observer(server, observed.metrics.serve.observer())
+        with_observer(server, observed.observer())
     }
 
     /// Runs `serve` (a server serving until the future it is given completes) until

@@ -3,8 +3,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
 use meshid::metrics::{CaMetrics, ServeMetrics, SvidMetrics};
+use meshid::serve::{ServeEvent, ServeObserver};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -30,12 +31,13 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why the process is not ready now (empty: ready).
 type Check = Box<dyn Fn() -> Vec<String> + Send + Sync>;
 
-/// What decides readiness: the checks added as the server starts, and the socket it
-/// serves on, which must exist as a socket (bound, not yet removed).
+/// What decides readiness: the checks added as the server starts, and whether its
+/// server is listening on its socket (told by the server itself).
 #[derive(Clone)]
 pub(crate) struct Readiness {
     checks: Arc<Mutex<Vec<Check>>>,
     socket: PathBuf,
+    bound: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -51,6 +53,7 @@ impl Readiness {
         Self {
             checks: Arc::default(),
             socket: socket.to_path_buf(),
+            bound: Arc::default(),
         }
     }
 
@@ -70,12 +73,27 @@ impl Readiness {
         } else {
             checks.iter().flat_map(|check| check()).collect()
         };
-        let bound =
-            std::fs::symlink_metadata(&self.socket).is_ok_and(|m| m.file_type().is_socket());
-        if !bound {
+        if !self.bound.load(Ordering::Acquire) {
             reasons.push(format!("socket {} not bound", self.socket.display()));
         }
         reasons
+    }
+}
+
+/// The servers' observer in the CLI: the metrics, and whether the server listens.
+struct CliObserver {
+    metrics: ServeMetrics,
+    bound: Arc<AtomicBool>,
+}
+
+impl ServeObserver for CliObserver {
+    fn observe(&self, event: ServeEvent) {
+        match event {
+            ServeEvent::Listening { .. } => self.bound.store(true, Ordering::Release),
+            ServeEvent::Stopped { .. } => self.bound.store(false, Ordering::Release),
+            _ => {}
+        }
+        self.metrics.observe(event);
     }
 }
 
@@ -111,6 +129,14 @@ pub(crate) struct CliMetrics {
 }
 
 impl Observed {
+    /// The observer to give the server: its metrics, and its readiness's socket.
+    pub(crate) fn observer(&self) -> Arc<dyn ServeObserver> {
+        Arc::new(CliObserver {
+            metrics: self.metrics.serve.clone(),
+            bound: Arc::clone(&self.ready.bound),
+        })
+    }
+
     /// Observes SVIDs kept by `locals` from `ca`: their renewals, the CA's issuance, the
     /// root's expiry; ready while each holds a valid SVID.
     pub(crate) fn local(&self, ca: &Arc<meshid::Authority>, locals: &[&meshid::LocalSvid]) {

@@ -226,7 +226,7 @@ pub(crate) fn run_serve(cmd: ServeCommand) -> Result<(), Failure> {
     }
     if let Some(observed) = &observed {
         observed.local(&ca, &locals.iter().collect::<Vec<_>>());
-        api = api.observer(observed.metrics.serve.observer());
+        api = api.observer(observed.observer());
     }
     if !args.agent.allow_uids.is_empty() {
         api = api.allow_uids(args.agent.allow_uids.iter().copied());
@@ -350,7 +350,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
         .spiffe_validator(args.spiffe_validator)
         .limits(args.agent.owner_limits());
     if let Some(observed) = &observed {
-        sds = sds.observer(observed.metrics.serve.observer());
+        sds = sds.observer(observed.observer());
     }
     if !args.agent.allow_uids.is_empty() {
         sds = sds.allow_uids(args.agent.allow_uids.iter().copied());
