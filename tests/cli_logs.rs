@@ -152,7 +152,16 @@ impl Secrets {
             &format!("{what} (scalar base64url)"),
             Base64UrlUnpadded::encode_string(&scalar),
         );
-        self.add(&format!("{what} (scalar bytes)"), format!("{scalar:?}"));
+        // As `{:?}` of the bytes prints them, inside a longer list too (the DER of the key,
+        // a buffer): the scalar's run of numbers without the brackets.
+        let listed = format!("{scalar:?}");
+        self.add(
+            &format!("{what} (scalar bytes)"),
+            listed
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        );
     }
 
     /// A JWT-SVID, a bearer credential: the token, and its signature alone (which with
