@@ -47,6 +47,28 @@ fn scrape(registry: &Registry) -> String {
     text
 }
 
+/// The count of `meshid_tls_handshakes_total{side,result}` in `text`.
+fn handshakes(text: &str, side: &str, result: &str) -> u64 {
+    sample(
+        text,
+        &format!("meshid_tls_handshakes_total{{side=\"{side}\",result=\"{result}\"}}"),
+    )
+}
+
+/// The registry once the server side has decided `n` handshakes among `results` (a
+/// server decides after its client's handshake has failed; at most 10 s).
+fn after_server_verdicts(registry: &Registry, results: &[&str], n: u64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(registry);
+        let decided: u64 = results.iter().map(|r| handshakes(&text, "server", r)).sum();
+        if decided >= n || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A client configuration presenting `svid`, trusting `cas` and any server ID, its
 /// verifier counted by `metrics`.
 fn client_config(
@@ -136,31 +158,12 @@ fn refused_peers_are_counted_by_reason_and_accepted_ones_as_accepted() {
     }
     mtls::request(&stranger, addr).unwrap_err();
 
-    // The server decides after its reply is queued on a failed client handshake; wait
-    // until every server-side verdict is in.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let text = scrape(&registry);
-        let server_total: u64 = ["accepted", "not_authorized", "untrusted_trust_domain"]
-            .iter()
-            .map(|r| {
-                sample(
-                    &text,
-                    &format!("meshid_tls_handshakes_total{{side=\"server\",result=\"{r}\"}}"),
-                )
-            })
-            .sum();
-        if server_total >= 6 || std::time::Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let series = |side: &str, result: &str| {
-        sample(
-            &text,
-            &format!("meshid_tls_handshakes_total{{side=\"{side}\",result=\"{result}\"}}"),
-        )
-    };
+    let text = after_server_verdicts(
+        &registry,
+        &["accepted", "not_authorized", "untrusted_trust_domain"],
+        6,
+    );
+    let series = |side: &str, result: &str| handshakes(&text, side, result);
     assert_eq!(series("server", "accepted"), 3, "{text}");
     assert_eq!(series("server", "not_authorized"), 2, "{text}");
     assert_eq!(series("server", "untrusted_trust_domain"), 1, "{text}");
@@ -313,27 +316,8 @@ fn a_chain_presented_without_its_key_is_counted_as_a_bad_signature_not_accepted(
     let honest = client_config(&provider, &[&example], victim, &metrics);
     mtls::request(&honest, addr).unwrap();
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let text = scrape(&registry);
-        let server = sample(
-            &text,
-            "meshid_tls_handshakes_total{side=\"server\",result=\"bad_signature\"}",
-        ) + sample(
-            &text,
-            "meshid_tls_handshakes_total{side=\"server\",result=\"accepted\"}",
-        );
-        if server >= 2 || std::time::Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let series = |side: &str, result: &str| {
-        sample(
-            &text,
-            &format!("meshid_tls_handshakes_total{{side=\"{side}\",result=\"{result}\"}}"),
-        )
-    };
+    let text = after_server_verdicts(&registry, &["bad_signature", "accepted"], 2);
+    let series = |side: &str, result: &str| handshakes(&text, side, result);
     assert_eq!(series("server", "bad_signature"), 1, "{text}");
     assert_eq!(
         series("server", "accepted"),

@@ -193,7 +193,6 @@ fn prometheus_for(dir: &Path, metrics: std::net::SocketAddr) -> prometheus::Serv
             example("rules.yml"),
             &[
                 ("[5m]", "[20s]"),
-                ("offset 5m", "offset 20s"),
                 ("for: 5m", "for: 5s"),
                 ("for: 2m", "for: 2s"),
                 ("for: 1m", "for: 1s"),
