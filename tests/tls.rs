@@ -1113,3 +1113,50 @@ fn hostile_bytes_on_the_wire_do_not_stop_the_server() {
     assert_eq!(&byte, b"k");
     stop.store(true, Ordering::Relaxed);
 }
+
+/// Over a socket, rustls's `Stream` (as tokio-rustls's streams do) reports a refused
+/// handshake as an `io::Error` wrapping the rustls error: `tls::io_rejection` gets the
+/// reason back out, and finds none in an unrelated I/O error.
+#[test]
+fn a_refusal_is_found_inside_the_io_error_a_stream_returns() {
+    let d = Domain::new("example.org");
+    let server = d.server(d.svid("spiffe://example.org/impostor"), authorize::any());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_thread = thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut conn = ServerConnection::new(server).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+        let _ = tls.read(&mut [0u8; 16]);
+    });
+    let client = d.client(
+        d.svid("spiffe://example.org/frontend"),
+        authorize::exact(id("spiffe://example.org/backend")),
+    );
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    let mut conn = ClientConnection::new(client, server_name()).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    let err = tls.write_all(b"hello").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err:?}");
+    let Some(PeerRejected::Unauthorized(why)) = tls::io_rejection(&err) else {
+        panic!("no refusal in {err:?}")
+    };
+    assert_eq!(why.id().as_str(), "spiffe://example.org/impostor");
+    drop(tcp);
+    server_thread.join().unwrap();
+    let unrelated = std::io::Error::new(std::io::ErrorKind::InvalidData, "not TLS");
+    assert!(tls::io_rejection(&unrelated).is_none());
+    assert!(tls::io_rejection(&std::io::Error::from(std::io::ErrorKind::BrokenPipe)).is_none());
+}
+
+/// The re-exported rustls is the one the configurations are built with: its types are
+/// the configurations' types.
+#[test]
+fn the_re_exported_rustls_is_the_one_the_configurations_use() {
+    let d = Domain::new("example.org");
+    let server: Arc<tls::rustls::ServerConfig> =
+        d.server(d.svid("spiffe://example.org/backend"), authorize::any());
+    let client: Arc<tls::rustls::ClientConfig> =
+        d.client(d.svid("spiffe://example.org/frontend"), authorize::any());
+    assert!(handshake(&client, &server).ok());
+}

@@ -94,4 +94,11 @@ pub use config::{
     client_config, client_config_with_verifier, peer_id, server_config, server_config_with_verifier,
 };
 pub use resolver::SvidResolver;
-pub use verifier::{rejection, PeerRejected, SpiffeClientCertVerifier, SpiffeServerCertVerifier};
+pub use verifier::{
+    io_rejection, rejection, PeerRejected, SpiffeClientCertVerifier, SpiffeServerCertVerifier,
+};
+
+/// The rustls this crate is built against (0.23): name its types through this path
+/// (`meshid::tls::rustls::ServerConfig`) and a `rustls` of another version in the
+/// application's own dependencies can never be mixed up with it.
+pub use rustls;

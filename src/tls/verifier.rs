@@ -47,6 +47,24 @@ pub fn rejection(error: &TlsError) -> Option<&PeerRejected> {
     }
 }
 
+/// The [`PeerRejected`] inside an I/O error, if that is what it holds: what async TLS
+/// streams return. tokio-rustls (and futures-rustls) report a failed handshake as an
+/// `io::Error` of kind `InvalidData` wrapping the rustls error.
+///
+/// ```
+/// # fn demo(accept_error: &std::io::Error) {
+/// if let Some(why) = meshid::tls::io_rejection(accept_error) {
+///     eprintln!("peer refused: {why}");
+/// }
+/// # }
+/// ```
+pub fn io_rejection(error: &std::io::Error) -> Option<&PeerRejected> {
+    error
+        .get_ref()?
+        .downcast_ref::<TlsError>()
+        .and_then(rejection)
+}
+
 /// What both verifiers share: where roots come from, who decides, which algorithms.
 struct Checks {
     bundles: Arc<dyn BundleSource>,
