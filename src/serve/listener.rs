@@ -13,13 +13,22 @@ use super::ServeError;
 /// A bound socket file: removed on drop, but only while it is still the file we bound.
 pub(crate) struct BoundSocket {
     path: PathBuf,
-    identity: (u64, u64),
+    identity: Identity,
+}
+
+/// What tells our socket file from one that replaced it: its device and inode, and its
+/// change time. The inode alone is not enough: a file created right after ours was
+/// removed can get the same inode number (seen in CI: a successor's file was removed).
+type Identity = (u64, u64, i64, i64);
+
+fn identity(meta: &std::fs::Metadata) -> Identity {
+    (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
 }
 
 impl Drop for BoundSocket {
     fn drop(&mut self) {
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if (meta.dev(), meta.ino()) == self.identity {
+            if meta.file_type().is_socket() && identity(&meta) == self.identity {
                 let _ = std::fs::remove_file(&self.path);
             }
         }
@@ -94,7 +103,7 @@ pub(crate) async fn bind(
         listener,
         BoundSocket {
             path: path.to_path_buf(),
-            identity: (meta.dev(), meta.ino()),
+            identity: identity(&meta),
         },
     ))
 }
