@@ -172,6 +172,60 @@ pub fn listener_bootstrap_with(
     )
 }
 
+/// A TLS terminator: an mTLS listener on `port` (`default` and `ROOTCA` from our SDS socket,
+/// through the `sds` cluster) that requires a client certificate whose URI SAN is exactly
+/// `allowed` and passes the plaintext on to `127.0.0.1:backend` (`tcp_proxy`).
+pub fn tcp_proxy_bootstrap(
+    admin: u16,
+    port: u16,
+    backend: u16,
+    socket: &Path,
+    allowed: &str,
+) -> String {
+    let sds = sds_config("GRPC");
+    format!(
+        r#"{head}  listeners:
+  - name: mtls
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: inbound
+          cluster: backend
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificate_sds_secret_configs:
+            - name: default
+              sds_config: {sds}
+            combined_validation_context:
+              default_validation_context:
+                match_typed_subject_alt_names:
+                - san_type: URI
+                  matcher: {{ exact: "{allowed}" }}
+              validation_context_sds_secret_config:
+                name: ROOTCA
+                sds_config: {sds}
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend} }} }} }}
+{cluster}"#,
+        head = head(admin),
+        cluster = sds_cluster(socket)
+    )
+}
+
 /// Envoy as a TLS *client*: a plain HTTP listener on `port` proxies to `backend` over mTLS
 /// with `default` and `ROOTCA` from our SDS socket.
 pub fn upstream_bootstrap(admin: u16, port: u16, backend: u16, socket: &Path) -> String {
