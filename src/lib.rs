@@ -95,10 +95,10 @@ mod key;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+mod pem;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod proxy;
-mod pem;
 mod rotate;
 #[cfg(all(feature = "sds", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "sds")))]

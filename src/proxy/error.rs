@@ -43,7 +43,9 @@ pub enum ProxyError {
         timeout: Duration,
     },
     /// Permissive mode: the client sent nothing to tell TLS from plaintext in time.
-    #[error("the client sent nothing within {0:?} (permissive mode cannot tell TLS from plaintext)")]
+    #[error(
+        "the client sent nothing within {0:?} (permissive mode cannot tell TLS from plaintext)"
+    )]
     DetectTimeout(Duration),
     /// Reading the first bytes, or writing a PROXY protocol header, failed.
     #[error("I/O: {0}")]

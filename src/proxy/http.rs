@@ -112,10 +112,9 @@ where
 
     async fn open(&self) -> io::Result<hyper::client::conn::http1::SendRequest<Incoming>> {
         let stream = (self.connect)().await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(io::Error::other)?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(io::Error::other)?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "proxy: HTTP target connection ended");

@@ -201,9 +201,15 @@ mod tests {
                 "{unix}"
             );
         }
-        assert!(matches!(Address::parse("unix:a.sock"), Err(AddressError::RelativePath(_))));
+        assert!(matches!(
+            Address::parse("unix:a.sock"),
+            Err(AddressError::RelativePath(_))
+        ));
         for bad in ["127.0.0.1", ":80", "host:99999", "host:", ""] {
-            assert!(matches!(Address::parse(bad), Err(AddressError::NoPort(_))), "{bad}");
+            assert!(
+                matches!(Address::parse(bad), Err(AddressError::NoPort(_))),
+                "{bad}"
+            );
         }
     }
 }

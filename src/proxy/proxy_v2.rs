@@ -131,7 +131,10 @@ mod tests {
         );
         assert_eq!(
             tlvs[1],
-            (PP2_TYPE_SPIFFE_ID, b"spiffe://example.org/frontend".to_vec())
+            (
+                PP2_TYPE_SPIFFE_ID,
+                b"spiffe://example.org/frontend".to_vec()
+            )
         );
     }
 
@@ -144,7 +147,13 @@ mod tests {
         );
         assert_eq!(h[13], 0x21);
         assert_eq!(u16::from_be_bytes([h[14], h[15]]), 36);
-        assert_eq!(&h[16..32], &"::ffff:10.0.0.1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        assert_eq!(
+            &h[16..32],
+            &"::ffff:10.0.0.1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets()
+        );
         let h = proxy_v2_header(None, None, None);
         assert_eq!(h, [&SIGNATURE[..], &[0x21, 0x00, 0, 0]].concat());
     }

@@ -168,7 +168,10 @@ mod tests {
         });
         let mut got = Vec::new();
         server.read_to_end(&mut got).await.unwrap();
-        assert_eq!(got, payload, "forward bytes intact after the client's half-close");
+        assert_eq!(
+            got, payload,
+            "forward bytes intact after the client's half-close"
+        );
         server.write_all(b"reply after half-close").await.unwrap();
         server.shutdown().await.unwrap();
         assert_eq!(writer.await.unwrap(), b"reply after half-close");

@@ -337,12 +337,7 @@ impl Proxy {
         let timeout = self.limits.connect_timeout;
         let connect = move || {
             let address = address.clone();
-            async move {
-                address
-                    .connect(timeout)
-                    .await
-                    .map_err(io::Error::other)
-            }
+            async move { address.connect(timeout).await.map_err(io::Error::other) }
         };
         let header_timeout = self.limits.detect_timeout.max(Duration::from_secs(1));
         if let Err(e) =
@@ -369,8 +364,12 @@ impl Proxy {
             });
         };
         match relay::relay(a, b, self.limits.idle_timeout, &progress).await {
-            Ok(t) => tracing::debug!(way = way.as_str(), forward = t.forward, back = t.back,
-                "proxy: connection closed"),
+            Ok(t) => tracing::debug!(
+                way = way.as_str(),
+                forward = t.forward,
+                back = t.back,
+                "proxy: connection closed"
+            ),
             Err(e) => tracing::debug!(way = way.as_str(), error = %e, "proxy: connection ended"),
         }
         self.observe(ProxyEvent::Closed { way, kind });
