@@ -87,12 +87,14 @@
 //! All rustls-version-specific code of the crate lives in this module.
 
 mod config;
+mod files;
 mod resolver;
 mod verifier;
 
 pub use config::{
     client_config, client_config_with_verifier, peer_id, server_config, server_config_with_verifier,
 };
+pub use files::{CertFiles, CertFilesError};
 pub use resolver::SvidResolver;
 pub use verifier::{
     io_rejection, rejection, PeerRejected, SpiffeClientCertVerifier, SpiffeServerCertVerifier,
