@@ -5,7 +5,9 @@
 //! MESHID_PROXY_BENCH_QUICK=1 cargo bench --all-features --bench proxy   # a short smoke run
 //! ```
 //!
-//! (`MESHID_PROXY_BENCH_ROUNDS=N` sets the number of rounds.) A plain program rather than
+//! (`MESHID_PROXY_BENCH_ROUNDS=N` sets the number of rounds, `MESHID_PROXY_BENCH_QUIET_WAIT=S`
+//! the most seconds to wait for a quiet machine before each proxy's turn, 60; 5 quick.)
+//! A plain program rather than
 //! criterion: it runs other programs and reports throughput, rates, latency distributions
 //! and memory. Needs two CPUs (0 and 1), `taskset`, and the peers below, installed on first
 //! use. Nothing here asserts a time: it prints figures, to be read as ratios within a run.
@@ -58,6 +60,12 @@
 //! is measured over the throughput and handshake runs, and the table shows both the rates
 //! and the rates per CPU-second of the proxy (what "per core" means), with the proxy's CPU
 //! use in percent of one core.
+//!
+//! On a shared machine other programs take CPU time from both sides. Before each proxy's
+//! turn the bench waits (up to `MESHID_PROXY_BENCH_QUIET_WAIT`) until other programs used
+//! less than a fifth of a core for a second, and it prints, per turn and as a median, how
+//! much CPU other programs used while it measured (`/proc/stat` busy time minus this
+//! process tree's): a turn with a high figure is noise, not a result.
 #![allow(missing_docs)] // a bench target; nothing here is public API
 #![allow(
     clippy::cast_precision_loss,
@@ -67,6 +75,8 @@
 
 #[path = "../tests/common/envoy.rs"]
 mod envoy;
+// `envoy.rs` brings its own copy of `peers.rs` along, and so does this one.
+#[allow(clippy::duplicate_mod)]
 #[path = "../tests/common/stunnel.rs"]
 mod stunnel;
 
@@ -131,6 +141,8 @@ struct Params {
     handshake_time: Duration,
     latency_samples: usize,
     idle_conns: usize,
+    /// How long to wait for a quiet machine before each proxy's turn.
+    quiet_wait: Duration,
 }
 
 impl Params {
@@ -143,6 +155,7 @@ impl Params {
                 handshake_time: Duration::from_secs(1),
                 latency_samples: 2_000,
                 idle_conns: 1_000,
+                quiet_wait: Duration::from_secs(5),
             }
         } else {
             Self {
@@ -151,6 +164,7 @@ impl Params {
                 handshake_time: Duration::from_secs(5),
                 latency_samples: 20_000,
                 idle_conns: 1_000,
+                quiet_wait: Duration::from_secs(60),
             }
         };
         if let Some(rounds) = std::env::var("MESHID_PROXY_BENCH_ROUNDS")
@@ -158,6 +172,12 @@ impl Params {
             .and_then(|r| r.parse().ok())
         {
             params.rounds = rounds;
+        }
+        if let Some(secs) = std::env::var("MESHID_PROXY_BENCH_QUIET_WAIT")
+            .ok()
+            .and_then(|r| r.parse().ok())
+        {
+            params.quiet_wait = Duration::from_secs(secs);
         }
         params
     }
@@ -253,6 +273,48 @@ fn rss_kib(pid: u32) -> u64 {
         .sum()
 }
 
+/// Busy time of all CPUs so far (user, nice, system, irq, softirq, steal: `/proc/stat`).
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .map_or(0, |l| {
+            l.split_whitespace()
+                .map(|f| f.parse::<u64>().unwrap_or(0))
+                .enumerate()
+                // user nice system idle iowait irq softirq steal
+                .filter(|(i, _)| matches!(i, 0 | 1 | 2 | 5 | 6 | 7))
+                .map(|(_, v)| v)
+                .sum()
+        });
+    Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64)
+}
+
+/// CPU time of everything this bench runs (this process and its children: the SDS server
+/// and the proxy) and of everything else on the machine, so far.
+fn ours_and_others() -> (Duration, Duration) {
+    let ours = cpu_time(std::process::id());
+    (ours, machine_busy().saturating_sub(ours))
+}
+
+/// Waits, at most `max`, until the machine is quiet: over one second, other programs kept
+/// the CPUs busy for less than a fifth of one core. Returns how long it waited and the
+/// share of one core the others used in the last second.
+fn wait_quiet(max: Duration) -> (Duration, f64) {
+    let start = Instant::now();
+    loop {
+        let (_, before) = ours_and_others();
+        std::thread::sleep(Duration::from_secs(1));
+        let (_, after) = ours_and_others();
+        let busy = after.saturating_sub(before).as_secs_f64();
+        if busy < 0.2 || start.elapsed() >= max {
+            return (start.elapsed(), busy);
+        }
+    }
+}
+
 /// A child process, killed (by its PID) when dropped.
 struct Running {
     child: Child,
@@ -280,8 +342,8 @@ impl Drop for Running {
 }
 
 fn log_file(path: &Path) -> (Stdio, Stdio) {
-    let out = std::fs::File::create(path)
-        .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    let out =
+        std::fs::File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
     let err = out.try_clone().unwrap();
     (Stdio::from(out), Stdio::from(err))
 }
@@ -394,62 +456,9 @@ fn scene(backend: SocketAddr) -> Scene {
         .with_no_client_auth();
     anonymous.resumption = meshid::tls::rustls::client::Resumption::disabled();
 
-    // stunnel's SVID, in files.
-    meshid(
-        &dir,
-        &[
-            "issue",
-            "--ca",
-            "ca",
-            "--id",
-            Proxy::Stunnel.server_id().as_str(),
-            "--out-dir",
-            "stunnel",
-            "--ttl",
-            "1d",
-        ],
-    );
-    std::fs::write(
-        dir.join("stunnel.conf"),
-        stunnel::server_config(
-            0, // replaced per start
-            backend.port(),
-            &dir.join("stunnel/svid.pem"),
-            &dir.join("stunnel/svid.key"),
-            &dir.join("stunnel/bundle.pem"),
-        ),
-    )
-    .unwrap();
-
-    // Envoy's SDS server, on this process's CPU.
+    stunnel_files(&dir, backend);
     let sds_socket = dir.join("sds.sock");
-    let sds_log = dir.join("sds.log");
-    let (out, err) = log_file(&sds_log);
-    let child = Command::new(MESHID)
-        .current_dir(&dir)
-        .args(["serve", "sds", "--socket"])
-        .arg(&sds_socket)
-        .args(["--ca", "ca", "--ttl", "1d", "--id"])
-        .arg(Proxy::Envoy.server_id().as_str())
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap();
-    let mut sds = Running {
-        child,
-        addr: backend,
-        log: sds_log,
-    };
-    let deadline = Instant::now() + START;
-    while !sds_socket.exists() {
-        if let Ok(Some(exit)) = sds.child.try_wait() {
-            panic!("meshid serve sds exited ({exit}): {}", sds.log_tail());
-        }
-        assert!(Instant::now() < deadline, "no SDS socket");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
+    let sds = sds_server(&dir, &sds_socket);
     let meshid_proxy = Command::new(MESHID)
         .args(["proxy", "inbound", "--help"])
         .output()
@@ -473,6 +482,67 @@ fn scene(backend: SocketAddr) -> Scene {
         sds: Some(sds),
         meshid_proxy,
     }
+}
+
+/// stunnel's SVID (from `meshid issue`) and its configuration, with port 0 to replace.
+fn stunnel_files(dir: &Path, backend: SocketAddr) {
+    meshid(
+        dir,
+        &[
+            "issue",
+            "--ca",
+            "ca",
+            "--id",
+            Proxy::Stunnel.server_id().as_str(),
+            "--out-dir",
+            "stunnel",
+            "--ttl",
+            "1d",
+        ],
+    );
+    std::fs::write(
+        dir.join("stunnel.conf"),
+        stunnel::server_config(
+            0, // replaced per start
+            backend.port(),
+            &dir.join("stunnel/svid.pem"),
+            &dir.join("stunnel/svid.key"),
+            &dir.join("stunnel/bundle.pem"),
+        ),
+    )
+    .unwrap();
+}
+
+/// Envoy's SDS server, on this process's CPU.
+fn sds_server(dir: &Path, sds_socket: &Path) -> Running {
+    let sds_log = dir.join("sds.log");
+    let (out, err) = log_file(&sds_log);
+    let child = Command::new(MESHID)
+        .current_dir(dir)
+        .args(["serve", "sds", "--socket"])
+        .arg(sds_socket)
+        .args(["--ca", "ca", "--ttl", "1d", "--id"])
+        .arg(Proxy::Envoy.server_id().as_str())
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let mut sds = Running {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        log: sds_log,
+    };
+    let deadline = Instant::now() + START;
+    while !sds_socket.exists() {
+        if let Ok(Some(exit)) = sds.child.try_wait() {
+            panic!("meshid serve sds exited ({exit}): {}", sds.log_tail());
+        }
+        assert!(Instant::now() < deadline, "no SDS socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    sds
 }
 
 /// The plaintext backend: an echo server on its own thread and current-thread runtime.
@@ -521,7 +591,7 @@ fn start(proxy: Proxy, scene: &Scene) -> Running {
             cmd.arg(MESHID)
                 .args(["proxy", "inbound", "--listen", "127.0.0.1:0", "--target"])
                 .arg(scene.backend.to_string())
-                .args(["--allow", CLIENT_ID, "--ca", "ca", "--id"])
+                .args(["--allow", CLIENT_ID, "--ca", "ca", "--ttl", "1d", "--id"])
                 .arg(proxy.server_id().as_str())
                 .stdout(Stdio::piped())
                 .stderr(err);
@@ -551,8 +621,8 @@ fn start(proxy: Proxy, scene: &Scene) -> Running {
             };
             match rx.recv_timeout(START) {
                 Ok(addr) => running.addr = addr,
-                Err(_) => panic!(
-                    "meshid proxy inbound printed no `listening on ADDR` ({:?}): {}",
+                Err(e) => panic!(
+                    "meshid proxy inbound printed no `listening on ADDR` ({e}; {:?}): {}",
                     running.child.try_wait(),
                     running.log_tail()
                 ),
@@ -685,7 +755,8 @@ async fn throughput(
         "{:?} {:?} {:?}",
         conn.protocol_version().unwrap(),
         conn.negotiated_cipher_suite().unwrap().suite(),
-        conn.negotiated_key_exchange_group().map(|g| g.name())
+        conn.negotiated_key_exchange_group()
+            .map(meshid::tls::rustls::crypto::SupportedKxGroup::name)
     );
     let (mut read, mut write) = tokio::io::split(tls);
     let start = Instant::now();
@@ -828,28 +899,26 @@ struct Sample {
     proxied_p99: f64,
     rss_idle: f64,
     rss_conns: f64,
+    /// CPU the machine's other programs used during the measurements, % of one core.
+    others: f64,
+    /// The same in the second before this proxy's turn (after waiting for quiet).
+    others_before: f64,
 }
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn run_one(
+/// Warms `running` up, then its memory: at rest, and with the idle connections.
+fn memory(
     rt: &tokio::runtime::Runtime,
     proxy: Proxy,
-    scene: &Scene,
+    running: &Running,
+    connector: &TlsConnector,
     params: &Params,
-    suites: &mut Vec<(Proxy, String)>,
-    refusals: &mut Vec<(Proxy, String)>,
-) -> Sample {
-    let mut running = start(proxy, scene);
-    wait_ready(rt, proxy, &mut running, scene);
-    let pid = running.pid();
-    let addr = running.addr;
-    let connector = scene.connector(proxy);
-    let mut s = Sample::default();
-
-    // Warm up, then memory: at rest, and with the idle connections.
+    s: &mut Sample,
+) {
+    let (pid, addr) = (running.pid(), running.addr);
     rt.block_on(async {
         for _ in 0..10 {
             exchange(connector, addr).await.unwrap();
@@ -871,24 +940,53 @@ fn run_one(
     s.rss_conns = rss_kib(pid) as f64 / 1024.0;
     drop(conns);
     std::thread::sleep(Duration::from_millis(500));
+}
 
-    // Once per proxy: what it refuses.
+/// What the proxy at `addr` refuses: a client without a certificate, one of another ID.
+fn refused(rt: &tokio::runtime::Runtime, scene: &Scene, proxy: Proxy, addr: SocketAddr) -> String {
+    let refused = |connector: &TlsConnector| {
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), exchange(connector, addr)).await
+        })
+        .map_or(true, |r| r.is_err())
+    };
+    let yes_no = |b: bool| if b { "refused" } else { "LET IN" };
+    format!(
+        "no client certificate: {}; another ID of the trust domain: {}",
+        yes_no(refused(&scene.anonymous)),
+        yes_no(refused(scene.intruder(proxy)))
+    )
+}
+
+fn run_one(
+    rt: &tokio::runtime::Runtime,
+    proxy: Proxy,
+    scene: &Scene,
+    params: &Params,
+    suites: &mut Vec<(Proxy, String)>,
+    refusals: &mut Vec<(Proxy, String)>,
+) -> Sample {
+    let mut s = Sample::default();
+    let (waited, before) = wait_quiet(params.quiet_wait);
+    s.others_before = 100.0 * before;
+    if waited >= params.quiet_wait {
+        eprintln!(
+            "  {}: the machine was not quiet after {waited:.0?} (others: {:.0}% of a core); going on",
+            proxy.name(),
+            s.others_before
+        );
+    }
+    let mut running = start(proxy, scene);
+    wait_ready(rt, proxy, &mut running, scene);
+    let pid = running.pid();
+    let addr = running.addr;
+    let connector = scene.connector(proxy);
+    let measuring = Instant::now();
+    let (_, others0) = ours_and_others();
+
+    memory(rt, proxy, &running, connector, params, &mut s);
     if !refusals.iter().any(|(p, _)| *p == proxy) {
-        let refused = |connector: &TlsConnector| {
-            rt.block_on(async {
-                tokio::time::timeout(Duration::from_secs(5), exchange(connector, addr)).await
-            })
-            .map_or(true, |r| r.is_err())
-        };
-        let yes_no = |b: bool| if b { "refused" } else { "LET IN" };
-        refusals.push((
-            proxy,
-            format!(
-                "no client certificate: {}; another ID of the trust domain: {}",
-                yes_no(refused(&scene.anonymous)),
-                yes_no(refused(scene.intruder(proxy)))
-            ),
-        ));
+        refusals.push((proxy, refused(rt, scene, proxy, addr)));
     }
 
     // Latency: straight to the backend and through the proxy, interleaved.
@@ -911,13 +1009,16 @@ fn run_one(
     let cpu0 = cpu_time(pid);
     let (ok, failed, wall, first_error) =
         rt.block_on(handshakes(connector, addr, params.handshake_time));
-    let cpu = cpu_time(pid) - cpu0;
+    let cpu = cpu_time(pid).saturating_sub(cpu0);
     s.hs_s = ok as f64 / wall.as_secs_f64();
     s.hs_per_cpu_s = ok as f64 / cpu.as_secs_f64().max(0.01);
     s.hs_cpu = 100.0 * cpu.as_secs_f64() / wall.as_secs_f64();
     s.hs_failed = failed as f64;
     if let Some(e) = first_error {
-        eprintln!("  {}: {failed} short connections failed, the first: {e}", proxy.name());
+        eprintln!(
+            "  {}: {failed} short connections failed, the first: {e}",
+            proxy.name()
+        );
     }
 
     // Throughput.
@@ -925,7 +1026,7 @@ fn run_one(
     let (wall, suite) = rt
         .block_on(throughput(connector, addr, params.throughput_bytes))
         .unwrap_or_else(|e| panic!("{}: throughput: {e}\n{}", proxy.name(), running.log_tail()));
-    let cpu = cpu_time(pid) - cpu0;
+    let cpu = cpu_time(pid).saturating_sub(cpu0);
     let mb = params.throughput_bytes as f64 / 1e6;
     s.mb_s = mb / wall.as_secs_f64();
     s.mb_per_cpu_s = mb / cpu.as_secs_f64().max(0.01);
@@ -934,6 +1035,9 @@ fn run_one(
         suites.push((proxy, suite));
     }
 
+    let (_, others1) = ours_and_others();
+    s.others =
+        100.0 * (others1.saturating_sub(others0)).as_secs_f64() / measuring.elapsed().as_secs_f64();
     if let Ok(Some(exit)) = running.child.try_wait() {
         panic!("{} exited ({exit}): {}", proxy.name(), running.log_tail());
     }
@@ -950,7 +1054,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 {
         v[n / 2]
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        f64::midpoint(v[n / 2 - 1], v[n / 2])
     }
 }
 
@@ -1031,6 +1135,13 @@ const ROWS: &[Row] = &[
         unit: "µs",
         better: "",
         get: |s| s.proxied_p50,
+        ratio: false,
+    },
+    Row {
+        name: "other programs' CPU during the runs",
+        unit: "% of a core",
+        better: "",
+        get: |s| s.others,
         ratio: false,
     },
     Row {
@@ -1143,7 +1254,9 @@ fn main() {
         .into_iter()
         .filter(|p| match (p, &scene.meshid_proxy) {
             (Proxy::Meshid, Err(e)) => {
-                println!("meshid proxy: NOT RUN, this build's `meshid proxy inbound --help` failed: {e}");
+                println!(
+                    "meshid proxy: NOT RUN, this build's `meshid proxy inbound --help` failed: {e}"
+                );
                 false
             }
             _ => true,
@@ -1173,7 +1286,7 @@ fn main() {
         for proxy in order {
             let s = run_one(&rt, proxy, &scene, &params, &mut suites, &mut refusals);
             println!(
-                "round {} {:8} {:7.1} MB/s ({:3.0}% CPU) | {:6.0} conn/s ({:3.0}% CPU, {} failed) | +{:6.1} µs p50 +{:6.1} µs p99 | RSS {:6.1} MiB -> {:6.1} MiB",
+                "round {} {:8} {:7.1} MB/s ({:3.0}% CPU) | {:6.0} conn/s ({:3.0}% CPU, {} failed) | +{:6.1} µs p50 +{:6.1} µs p99 | RSS {:6.1} MiB -> {:6.1} MiB | others {:3.0}% (before {:3.0}%)",
                 round + 1,
                 proxy.name(),
                 s.mb_s,
@@ -1184,7 +1297,9 @@ fn main() {
                 s.lat_p50,
                 s.lat_p99,
                 s.rss_idle,
-                s.rss_conns
+                s.rss_conns,
+                s.others,
+                s.others_before
             );
             samples
                 .iter_mut()
