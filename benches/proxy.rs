@@ -5,8 +5,10 @@
 //! MESHID_PROXY_BENCH_QUICK=1 cargo bench --all-features --bench proxy   # a short smoke run
 //! ```
 //!
-//! (`MESHID_PROXY_BENCH_ROUNDS=N` sets the number of rounds, `MESHID_PROXY_BENCH_QUIET_WAIT=S`
-//! the most seconds to wait for a quiet machine before each proxy's turn, 60; 5 quick.)
+//! (`MESHID_PROXY_BENCH_ROUNDS=N` sets the number of rounds, 5; 1 quick.
+//! `MESHID_PROXY_BENCH_QUIET_WAIT=S` the most seconds to wait for a quiet machine before each
+//! proxy's turn, 60; 5 quick. `MESHID_PROXY_BENCH_ATTEMPTS=N` how often a noisy turn is
+//! tried in all, 3; 1 quick.)
 //! A plain program rather than
 //! criterion: it runs other programs and reports throughput, rates, latency distributions
 //! and memory. Needs two CPUs (0 and 1), `taskset`, and the peers below, installed on first
@@ -65,7 +67,9 @@
 //! turn the bench waits (up to `MESHID_PROXY_BENCH_QUIET_WAIT`) until other programs used
 //! less than a fifth of a core for a second, and it prints, per turn and as a median, how
 //! much CPU other programs used while it measured (`/proc/stat` busy time minus this
-//! process tree's): a turn with a high figure is noise, not a result.
+//! process tree's): a turn with a high figure is noise, not a result. A turn during which
+//! they took more than a quarter of a core is run again (up to the attempts), and the
+//! quietest attempt is the one that counts.
 #![allow(missing_docs)] // a bench target; nothing here is public API
 #![allow(
     clippy::cast_precision_loss,
@@ -110,6 +114,9 @@ const MESSAGE: [u8; 64] = [0x5a; 64];
 const HANDSHAKE_CONCURRENCY: usize = 16;
 /// How long a proxy gets to start and serve its first mTLS request.
 const START: Duration = Duration::from_secs(60);
+/// A turn during which other programs took more than this share of a core (in percent) is
+/// run again.
+const NOISY: f64 = 25.0;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Proxy {
@@ -143,6 +150,8 @@ struct Params {
     idle_conns: usize,
     /// How long to wait for a quiet machine before each proxy's turn.
     quiet_wait: Duration,
+    /// How many times a noisy turn is tried in all.
+    attempts: usize,
 }
 
 impl Params {
@@ -156,6 +165,7 @@ impl Params {
                 latency_samples: 2_000,
                 idle_conns: 1_000,
                 quiet_wait: Duration::from_secs(5),
+                attempts: 1,
             }
         } else {
             Self {
@@ -165,6 +175,7 @@ impl Params {
                 latency_samples: 20_000,
                 idle_conns: 1_000,
                 quiet_wait: Duration::from_secs(60),
+                attempts: 3,
             }
         };
         if let Some(rounds) = std::env::var("MESHID_PROXY_BENCH_ROUNDS")
@@ -172,6 +183,12 @@ impl Params {
             .and_then(|r| r.parse().ok())
         {
             params.rounds = rounds;
+        }
+        if let Some(attempts) = std::env::var("MESHID_PROXY_BENCH_ATTEMPTS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+        {
+            params.attempts = attempts;
         }
         if let Some(secs) = std::env::var("MESHID_PROXY_BENCH_QUIET_WAIT")
             .ok()
@@ -1240,6 +1257,52 @@ fn format_thousands(n: usize) -> String {
     out
 }
 
+/// One proxy's turn in a round: run again (up to `params.attempts` times in all) while
+/// other programs took more than `NOISY` of a core during it; the quietest attempt counts.
+fn turn(
+    rt: &tokio::runtime::Runtime,
+    proxy: Proxy,
+    round: usize,
+    scene: &Scene,
+    params: &Params,
+    suites: &mut Vec<(Proxy, String)>,
+    refusals: &mut Vec<(Proxy, String)>,
+) -> Sample {
+    let mut best: Option<Sample> = None;
+    for attempt in 1..=params.attempts.max(1) {
+        let s = run_one(rt, proxy, scene, params, suites, refusals);
+        println!(
+            "round {} {:8} {:7.1} MB/s ({:3.0}% CPU) | {:6.0} conn/s ({:3.0}% CPU, {} failed) | +{:6.1} µs p50 +{:6.1} µs p99 | RSS {:6.1} MiB -> {:6.1} MiB | others {:3.0}% (before {:3.0}%)",
+            round + 1,
+            proxy.name(),
+            s.mb_s,
+            s.tput_cpu,
+            s.hs_s,
+            s.hs_cpu,
+            s.hs_failed,
+            s.lat_p50,
+            s.lat_p99,
+            s.rss_idle,
+            s.rss_conns,
+            s.others,
+            s.others_before
+        );
+        let noisy = s.others > NOISY;
+        if best.as_ref().is_none_or(|b| s.others < b.others) {
+            best = Some(s);
+        }
+        if !noisy {
+            break;
+        }
+        if attempt < params.attempts {
+            println!(
+                "        (other programs took more than {NOISY:.0}% of a core: this turn again)"
+            );
+        }
+    }
+    best.unwrap()
+}
+
 fn main() {
     pin_self();
     let params = Params::from_env();
@@ -1263,8 +1326,8 @@ fn main() {
         })
         .collect();
     println!(
-        "proxy bench: {} round(s); proxies on CPU {PROXY_CPU}, load generator and backend on CPU {LOAD_CPU}",
-        params.rounds
+        "proxy bench: {} round(s), a noisy turn tried up to {} times; proxies on CPU {PROXY_CPU}, load generator and backend on CPU {LOAD_CPU}",
+        params.rounds, params.attempts
     );
     println!(
         "  throughput {} MiB echoed; short connections for {:?}, {HANDSHAKE_CONCURRENCY} in flight; {} ping-pongs; {} idle connections",
@@ -1273,6 +1336,14 @@ fn main() {
         params.latency_samples,
         params.idle_conns
     );
+    let built = std::fs::metadata(MESHID)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map_or_else(String::new, |age| {
+            format!(" (built {} min ago)", age.as_secs() / 60)
+        });
+    println!("  meshid: {MESHID}{built}");
     println!("  envoy: {}", envoy::envoy_binary().display());
     println!("  stunnel: {}", stunnel::stunnel_binary().display());
 
@@ -1284,22 +1355,14 @@ fn main() {
         let mut order = proxies.clone();
         order.rotate_left(round % proxies.len().max(1));
         for proxy in order {
-            let s = run_one(&rt, proxy, &scene, &params, &mut suites, &mut refusals);
-            println!(
-                "round {} {:8} {:7.1} MB/s ({:3.0}% CPU) | {:6.0} conn/s ({:3.0}% CPU, {} failed) | +{:6.1} µs p50 +{:6.1} µs p99 | RSS {:6.1} MiB -> {:6.1} MiB | others {:3.0}% (before {:3.0}%)",
-                round + 1,
-                proxy.name(),
-                s.mb_s,
-                s.tput_cpu,
-                s.hs_s,
-                s.hs_cpu,
-                s.hs_failed,
-                s.lat_p50,
-                s.lat_p99,
-                s.rss_idle,
-                s.rss_conns,
-                s.others,
-                s.others_before
+            let s = turn(
+                &rt,
+                proxy,
+                round,
+                &scene,
+                &params,
+                &mut suites,
+                &mut refusals,
             );
             samples
                 .iter_mut()
