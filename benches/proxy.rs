@@ -8,7 +8,7 @@
 //! (`MESHID_PROXY_BENCH_ROUNDS=N` sets the number of rounds, 5; 1 quick.
 //! `MESHID_PROXY_BENCH_QUIET_WAIT=S` the most seconds to wait for a quiet machine before each
 //! proxy's turn, 60; 5 quick. `MESHID_PROXY_BENCH_ATTEMPTS=N` how often a noisy turn is
-//! tried in all, 3; 1 quick.)
+//! tried in all, 3; 1 quick. `MESHID_PROXY_BENCH_ONLY=meshid,envoy` runs only those.)
 //! A plain program rather than
 //! criterion: it runs other programs and reports throughput, rates, latency distributions
 //! and memory. Needs two CPUs (0 and 1), `taskset`, and the peers below, installed on first
@@ -1313,8 +1313,10 @@ fn main() {
         .build()
         .unwrap();
 
+    let only = std::env::var("MESHID_PROXY_BENCH_ONLY").unwrap_or_default();
     let proxies: Vec<Proxy> = Proxy::ALL
         .into_iter()
+        .filter(|p| only.is_empty() || only.split(',').any(|o| o.trim() == p.name()))
         .filter(|p| match (p, &scene.meshid_proxy) {
             (Proxy::Meshid, Err(e)) => {
                 println!(
