@@ -8,7 +8,8 @@
 //! (`MESHID_PROXY_BENCH_ROUNDS=N` sets the number of rounds, 5; 1 quick.
 //! `MESHID_PROXY_BENCH_QUIET_WAIT=S` the most seconds to wait for a quiet machine before each
 //! proxy's turn, 60; 5 quick. `MESHID_PROXY_BENCH_ATTEMPTS=N` how often a noisy turn is
-//! tried in all, 3; 1 quick. `MESHID_PROXY_BENCH_ONLY=meshid,envoy` runs only those.)
+//! tried in all, 3; 1 quick. `MESHID_PROXY_BENCH_ONLY=meshid,envoy` runs only those;
+//! `MESHID_PROXY_BENCH_MIB=N` echoes N MiB in the throughput run, 1024; 64 quick.)
 //! A plain program rather than
 //! criterion: it runs other programs and reports throughput, rates, latency distributions
 //! and memory. Needs two CPUs (0 and 1), `taskset`, and the peers below, installed on first
@@ -183,6 +184,12 @@ impl Params {
             .and_then(|r| r.parse().ok())
         {
             params.rounds = rounds;
+        }
+        if let Some(mib) = std::env::var("MESHID_PROXY_BENCH_MIB")
+            .ok()
+            .and_then(|r| r.parse::<u64>().ok())
+        {
+            params.throughput_bytes = mib << 20;
         }
         if let Some(attempts) = std::env::var("MESHID_PROXY_BENCH_ATTEMPTS")
             .ok()
