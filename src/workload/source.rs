@@ -64,14 +64,7 @@ impl Default for X509SourceOptions {
     }
 }
 
-pub(crate) fn default_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
-    #[cfg(feature = "ring")]
-    return crate::ring_algorithms();
-    #[cfg(all(not(feature = "ring"), feature = "aws-lc-rs"))]
-    return crate::aws_lc_rs_algorithms();
-    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
-    return &[];
-}
+pub(crate) use crate::verify::default_algorithms;
 
 impl X509SourceOptions {
     /// Serve the SVID picked by `pick`.
