@@ -360,7 +360,14 @@ fn inbound(args: &InboundArgs) -> Result<(), Failure> {
         .limits(limits(&args.common, args.detect_timeout))
         .permissive(args.permissive)
         .forward_id(forward);
-    serve(proxy, &args.common, identity, observed, &runtime, "inbound")
+    serve(
+        proxy,
+        &args.common,
+        identity,
+        observed.as_ref(),
+        &runtime,
+        "inbound",
+    )
 }
 
 fn outbound(args: &OutboundArgs) -> Result<(), Failure> {
@@ -441,7 +448,7 @@ fn outbound(args: &OutboundArgs) -> Result<(), Failure> {
         proxy,
         &args.common,
         identity,
-        observed,
+        observed.as_ref(),
         &runtime,
         "outbound",
     )
@@ -509,11 +516,11 @@ fn serve(
     mut proxy: Proxy,
     common: &CommonArgs,
     identity: Option<Identity>,
-    observed: Option<Metered>,
+    observed: Option<&Metered>,
     runtime: &tokio::runtime::Runtime,
     way: &str,
 ) -> Result<(), Failure> {
-    if let Some((observed, _, metrics)) = &observed {
+    if let Some((observed, _, metrics)) = observed {
         proxy = proxy.observer(metrics.observer());
         match identity.as_ref() {
             Some(Identity {
@@ -533,7 +540,7 @@ fn serve(
     let bound = listener
         .local_address()
         .map_err(|e| Failure::io(Path::new("listener"), e))?;
-    if let Some((observed, _, _)) = &observed {
+    if let Some((observed, _, _)) = observed {
         observed.listening();
     }
     match &identity {
