@@ -96,6 +96,9 @@ mod key;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod pem;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
 mod rotate;
 #[cfg(all(feature = "sds", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "sds")))]

@@ -18,6 +18,8 @@
 //! - [`ServeMetrics`] is the [`ServeObserver`](crate::serve::ServeObserver) of the Workload
 //!   API and SDS servers: connections, streams, pushes and their delay after a rotation,
 //!   refusals, SDS ACKs and NACKs.
+//! - [`ProxyMetrics`] (feature `proxy`) is the observer of a
+//!   [`Proxy`](crate::proxy::Proxy): connections by kind, refusals by reason, bytes.
 //!
 //! Every label comes from a closed set or from an identity the process itself holds
 //! (`spiffe_id` of its own SVIDs, `trust_domain` of its bundles): never a serial, never
@@ -63,6 +65,8 @@ mod ca;
     all(any(feature = "workload-api", feature = "sds"), unix)
 ))]
 mod histogram;
+#[cfg(feature = "proxy")]
+mod proxy;
 #[cfg(all(any(feature = "workload-api", feature = "sds"), unix))]
 mod serve;
 mod svid;
@@ -71,6 +75,8 @@ mod tls;
 
 #[cfg(feature = "ca")]
 pub use ca::CaMetrics;
+#[cfg(feature = "proxy")]
+pub use proxy::ProxyMetrics;
 #[cfg(all(any(feature = "workload-api", feature = "sds"), unix))]
 pub use serve::ServeMetrics;
 pub use svid::SvidMetrics;

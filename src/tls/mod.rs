@@ -125,6 +125,7 @@
 //! All rustls-version-specific code of the crate lives in this module.
 
 mod config;
+mod files;
 mod oneway;
 mod resolver;
 mod verifier;
@@ -133,6 +134,7 @@ mod web;
 pub use config::{
     client_config, client_config_with_verifier, peer_id, server_config, server_config_with_verifier,
 };
+pub use files::{CertFiles, CertFilesError};
 pub use oneway::{tls_client_config, tls_server_config};
 pub use resolver::SvidResolver;
 pub use verifier::{

@@ -21,6 +21,7 @@ mod jwt;
 mod lines;
 mod observe;
 mod pki;
+mod proxy;
 mod workload;
 
 use std::process::ExitCode;
@@ -121,6 +122,10 @@ enum Command {
     /// Mint and validate JWT-SVIDs.
     #[command(subcommand)]
     Jwt(jwt::JwtCommand),
+    /// SPIFFE mTLS in front of any program: terminate it (inbound) or originate it
+    /// (outbound).
+    #[command(subcommand)]
+    Proxy(proxy::ProxyCommand),
 }
 
 /// A log writer (stderr, or a buffer in tests) that makes what it is given safe to print.
@@ -245,6 +250,7 @@ fn main() -> ExitCode {
         Command::Serve(cmd) => workload::run_serve(cmd),
         Command::Fetch(cmd) => workload::run_fetch(cmd),
         Command::Jwt(cmd) => jwt::run(cmd),
+        Command::Proxy(cmd) => proxy::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -137,6 +137,11 @@ impl Observed {
         })
     }
 
+    /// The server is listening (for servers that do not report it as an event).
+    pub(crate) fn listening(&self) {
+        self.ready.bound.store(true, Ordering::Release);
+    }
+
     /// Observes SVIDs kept by `locals` from `ca`: their renewals, the CA's issuance, the
     /// root's expiry; ready while each holds a valid SVID.
     pub(crate) fn local(&self, ca: &Arc<meshid::Authority>, locals: &[&meshid::LocalSvid]) {
@@ -161,10 +166,20 @@ impl Observed {
 /// Binds `addr` (so a bad address fails before anything is issued) and starts serving
 /// on a thread of its own; `None` without `--metrics`.
 pub(crate) fn start(addr: Option<SocketAddr>, socket: &Path) -> Result<Option<Observed>, Failure> {
+    Ok(start_with(addr, socket, |_| ())?.map(|(observed, ())| observed))
+}
+
+/// [`start`], with more metric families registered by `extra` (the proxy's).
+pub(crate) fn start_with<T>(
+    addr: Option<SocketAddr>,
+    socket: &Path,
+    extra: impl FnOnce(&mut Registry) -> T,
+) -> Result<Option<(Observed, T)>, Failure> {
     let Some(addr) = addr else {
         return Ok(None);
     };
     let mut registry = Registry::default();
+    let extra = extra(&mut registry);
     let metrics = CliMetrics {
         svid: SvidMetrics::register(&mut registry),
         ca: CaMetrics::register(&mut registry),
@@ -191,7 +206,7 @@ pub(crate) fn start(addr: Option<SocketAddr>, socket: &Path) -> Result<Option<Ob
         .map_err(|e| Failure::io(Path::new("metrics thread"), e))?;
     println!("metrics on http://{bound}/metrics");
     tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
-    Ok(Some(Observed { metrics, ready }))
+    Ok(Some((Observed { metrics, ready }, extra)))
 }
 
 async fn serve(listener: std::net::TcpListener, state: Arc<(Registry, Readiness)>) {

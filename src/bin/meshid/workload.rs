@@ -393,7 +393,7 @@ fn run_sds(args: &SdsArgs) -> Result<(), Failure> {
 /// stays as strict as the Workload Endpoint standard (a URI); the CLI also takes an
 /// absolute path, as `serve --socket` does, meaning `unix://PATH`. The environment
 /// variable is the standard's, so it stays a URI.
-fn endpoint(socket: Option<&String>) -> Result<Endpoint, Failure> {
+pub(crate) fn endpoint(socket: Option<&String>) -> Result<Endpoint, Failure> {
     match socket {
         Some(s) if s.starts_with('/') => Ok(Endpoint::Unix(PathBuf::from(s))),
         Some(s) => Endpoint::parse(s),
