@@ -423,7 +423,7 @@ fn outbound(args: &OutboundArgs) -> Result<(), Failure> {
                 ClientCert::Svid => Some(args.identity.start(&runtime)?),
                 ClientCert::None => None,
             };
-            let config = web_client_config(
+            let config = meshid::tls::web_client_config(
                 Arc::clone(&provider),
                 Arc::new(roots),
                 identity.as_ref().map(|i| Arc::clone(&i.svid)),
@@ -452,28 +452,6 @@ fn outbound(args: &OutboundArgs) -> Result<(), Failure> {
         &runtime,
         "outbound",
     )
-}
-
-/// TEMPORARY until `meshid::tls::web_client_config` lands from the ergonomics branch.
-fn web_client_config(
-    provider: Arc<CryptoProvider>,
-    roots: Arc<RootCertStore>,
-    client_svid: Option<Arc<dyn SvidSource>>,
-) -> Result<rustls::ClientConfig, rustls::Error> {
-    let verifier =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_webpki_verifier(verifier);
-    let mut config = match client_svid {
-        Some(svid) => builder
-            .with_client_cert_resolver(Arc::new(meshid::tls::SvidResolver::new(svid, provider))),
-        None => builder.with_no_client_auth(),
-    };
-    config.resumption = rustls::client::Resumption::disabled();
-    Ok(config)
 }
 
 /// A PEM file's certificates as trust anchors.
