@@ -41,7 +41,7 @@ pub enum LocalSvidError {
 
 /// A rotating X509-SVID for one ID from a local [`Authority`]: the store that holds it, the
 /// bundle set of the authority's trust domain, and the [`Rotator`] that renews it (at about
-/// half of each SVID's lifetime, by [`RotationPolicy::default`]). What
+/// half of each SVID's lifetime, by [`RotationPolicy::default`](crate::RotationPolicy::default)). What
 /// `meshid serve workload-api` and `meshid serve sds --ca` serve.
 ///
 /// ```
