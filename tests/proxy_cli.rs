@@ -362,6 +362,7 @@ fn other_trust_domain(dir: &Path) {
 // 1. An HTTP app behind `proxy inbound --http`.
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, in order
 fn http_app_sees_the_callers_id_and_refused_callers_never_reach_it() {
     let scratch = Scratch::new("pxc-http");
     let d = &scratch.0;
@@ -663,6 +664,7 @@ fn outbound_presents_our_svid_to_openssl_and_refuses_an_unexpected_server() {
 // 4. Both ways chained, across rotations, with continuous traffic.
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, in order
 fn outbound_to_inbound_across_rotations_loses_no_connection() {
     let scratch = Scratch::new("pxc-rot");
     let d = &scratch.0;
@@ -777,14 +779,15 @@ fn outbound_to_inbound_across_rotations_loses_no_connection() {
     let client_renewals = renewed(&outbound, CLIENT);
     let server_renewals = renewed(&inbound, SERVER);
     // Every connection, the long one too, was one handshake the inbound proxy accepted.
+    let connections = f64::from(u32::try_from(done + 1).unwrap());
     inbound.metric_is(
         r#"meshid_proxy_connections_total{way="inbound",kind="mtls"}"#,
-        (done + 1) as f64,
+        connections,
         &[],
     );
     outbound.metric_is(
         r#"meshid_proxy_connections_total{way="outbound",kind="mtls"}"#,
-        (done + 1) as f64,
+        connections,
         &[],
     );
     eprintln!(
@@ -1102,6 +1105,7 @@ fn served_serial(dir: &Path, addr: SocketAddr) -> String {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, in order
 fn inbound_tls_file_serves_a_reloaded_certificate_and_can_require_client_certificates() {
     let scratch = Scratch::new("pxc-file");
     let d = &scratch.0;
@@ -1248,6 +1252,7 @@ fn refuses_new_connections(addr: SocketAddr, closes: bool) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, in order
 fn sigterm_drains_open_connections_and_exits_zero() {
     let scratch = Scratch::new("pxc-stop");
     let d = &scratch.0;
