@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serve_cli::{run_within, Ran, Scratch};
-use workloads::{transcripts, Proc, MESHID};
+use workloads::{sha256_hex, transcripts, Proc, MESHID};
 
 const CLIENT: &str = "spiffe://example.org/client";
 const SERVER: &str = "spiffe://example.org/server";
@@ -486,6 +486,20 @@ fn http_app_sees_the_callers_id_and_refused_callers_never_reach_it() {
     assert!(ran.success(), "{ran}");
     assert_eq!(app.next_request(&procs).0, "/after");
 
+    // A 3 MB body streams through whole (the app answers its length and SHA-256).
+    let body: Vec<u8> = (0..3_000_000u32)
+        .map(|i| u8::try_from(i.wrapping_mul(2_654_435_761) >> 24).unwrap())
+        .collect();
+    let file = d.join("body.bin");
+    std::fs::write(&file, &body).unwrap();
+    let upload = format!("@{}", file.display());
+    let ran = curl_as(d, "client", &["--data-binary", &upload, &url("upload")]);
+    assert!(ran.success(), "{ran}");
+    let answer: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(answer["length"], body.len(), "{answer}");
+    assert_eq!(answer["sha256"], sha256_hex(&file), "{answer}");
+    assert_eq!(app.next_request(&procs).0, "/upload");
+
     px.metric_is(
         r#"meshid_tls_handshakes_total{side="server",result="not_authorized"}"#,
         1.0,
@@ -501,10 +515,11 @@ fn http_app_sees_the_callers_id_and_refused_callers_never_reach_it() {
         2.0,
         &[],
     );
-    // allowed, the kept-alive pair, the s_client that verified, after.
+    // allowed, the kept-alive pair (one connection), the s_client that verified, after,
+    // upload.
     px.metric_is(
         r#"meshid_proxy_connections_total{way="inbound",kind="mtls"}"#,
-        4.0,
+        5.0,
         &[],
     );
 }
@@ -536,7 +551,7 @@ fn proxy_protocol_app_reads_the_callers_id_and_address() {
     );
     let procs = [&px.proc];
     let apps = python_apps().display().to_string();
-    let call = |who: &str| {
+    let call_with = |who: &str, version: &str| {
         run(
             "python3",
             &[
@@ -547,9 +562,11 @@ fn proxy_protocol_app_reads_the_callers_id_and_address() {
                 &at(d, &format!("{who}/svid.pem")),
                 &at(d, &format!("{who}/svid.key")),
                 &at(d, "client/bundle.pem"),
+                version,
             ],
         )
     };
+    let call = |who: &str| call_with(who, "any");
     let answered = |ran: &Ran| -> (u16, serde_json::Value) {
         assert!(ran.success(), "{ran}\n{}", px.proc.transcript());
         let lines = ran.lines();
@@ -571,6 +588,13 @@ fn proxy_protocol_app_reads_the_callers_id_and_address() {
     assert_eq!(parsed["ssl_version"], "TLSv1.3", "{parsed}");
     // The caller's bytes follow the header untouched.
     assert_eq!(parsed["payload"], "hello", "{parsed}");
+
+    // A TLS 1.2 caller: told so in the SSL TLV.
+    let (local, _) = answered(&call_with("client", "tls1.2"));
+    let parsed = app.next_pp2(&procs);
+    assert_eq!(parsed["src"], format!("127.0.0.1:{local}"), "{parsed}");
+    assert_eq!(parsed["id"], CLIENT, "{parsed}");
+    assert_eq!(parsed["ssl_version"], "TLSv1.2", "{parsed}");
 
     let ran = call("intruder");
     assert!(!ran.success(), "{ran}");

@@ -3,21 +3,24 @@ only.
 
 Usage:
   proxy_apps.py http             an HTTP server (http.server) that answers every GET with
-                                 the request's headers as a JSON object, and prints
+                                 the request's headers as JSON (a list of [name, value]),
+                                 every POST with its body's length and SHA-256, and prints
                                  `request <path> <JSON headers>` per request
   proxy_apps.py pp2              a TCP server that reads a PROXY protocol v2 header (HAProxy's
                                  spec, section 2.2) before the caller's bytes, and answers
                                  the caller's first line with what the header said, as JSON
-  proxy_apps.py tls-client HOST PORT CERT KEY CAFILE
+  proxy_apps.py tls-client HOST PORT CERT KEY CAFILE [tls1.2]
                                  an mTLS client (Python's ssl, OpenSSL): the chain of the
                                  server verified against CAFILE (no host name: an SVID has
-                                 only a URI SAN), sends `hello\\n`, prints `local <port>` (its
-                                 own source port) and then the answer's first line
+                                 only a URI SAN), TLS 1.2 at most if asked, sends `hello\\n`,
+                                 prints `local <port>` (its own source port) and then the
+                                 answer's first line
 
 The servers listen on 127.0.0.1 at a port the system picks and print `listening on <port>`
 first. Every line is flushed at once.
 """
 
+import hashlib
 import http.server
 import json
 import socket
@@ -42,6 +45,18 @@ class Headers(http.server.BaseHTTPRequestHandler):
         headers = [[k.lower(), v] for k, v in self.headers.items()]
         body = json.dumps(headers).encode()
         say(f"request {self.path} {body.decode()}")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        # The body's length and SHA-256, to tell it arrived whole.
+        length = int(self.headers.get("Content-Length", "0"))
+        digest = hashlib.sha256(self.rfile.read(length)).hexdigest()
+        body = json.dumps({"length": length, "sha256": digest}).encode()
+        say(f"request {self.path} {json.dumps([['content-length', str(length)]])}")
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -135,8 +150,10 @@ class Threading(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
 
 
-def tls_client(host, port, cert, key, cafile):
+def tls_client(host, port, cert, key, cafile, version="any"):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if version == "tls1.2":
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cafile)
@@ -158,7 +175,7 @@ def tls_client(host, port, cert, key, cafile):
 def main():
     mode = sys.argv[1]
     if mode == "tls-client":
-        tls_client(*sys.argv[2:7])
+        tls_client(*sys.argv[2:])
         return
     if mode == "http":
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Headers)
