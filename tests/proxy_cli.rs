@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -278,13 +278,19 @@ fn echo_once(addr: SocketAddr, payload: &[u8]) -> Result<(), String> {
 struct Long {
     tcp: TcpStream,
     rounds: usize,
+    /// Bytes sent (and echoed back) so far.
+    bytes: u64,
 }
 
 impl Long {
     fn open(addr: SocketAddr) -> Self {
         let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(WAIT)).unwrap();
-        Self { tcp, rounds: 0 }
+        Self {
+            tcp,
+            rounds: 0,
+            bytes: 0,
+        }
     }
 
     fn round(&mut self) -> Result<(), String> {
@@ -298,6 +304,7 @@ impl Long {
             .read_exact(&mut back)
             .map_err(|e| format!("round {}: read: {e}", self.rounds))?;
         if back == line.as_bytes() {
+            self.bytes += line.len() as u64;
             Ok(())
         } else {
             Err(format!("round {}: got {back:?}", self.rounds))
@@ -735,6 +742,7 @@ fn outbound_to_inbound_across_rotations_loses_no_connection() {
     let deadline = Instant::now() + run_for;
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let done = Arc::new(AtomicUsize::new(0));
+    let echoed = Arc::new(AtomicU64::new(0));
     let mut long = Long::open(entry);
     let long_thread = {
         let failures = Arc::clone(&failures);
@@ -746,13 +754,14 @@ fn outbound_to_inbound_across_rotations_loses_no_connection() {
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            long.rounds
+            (long.rounds, long.bytes) // and the connection closed
         })
     };
     let workers: Vec<_> = (0..2)
         .map(|worker| {
             let failures = Arc::clone(&failures);
             let done = Arc::clone(&done);
+            let echoed = Arc::clone(&echoed);
             std::thread::spawn(move || {
                 let mut n = 0u32;
                 while Instant::now() < deadline {
@@ -766,10 +775,11 @@ fn outbound_to_inbound_across_rotations_loses_no_connection() {
                     match echo_once(entry, &payload) {
                         Ok(()) => {
                             done.fetch_add(1, Ordering::SeqCst);
+                            echoed.fetch_add(len as u64, Ordering::SeqCst);
                         }
                         Err(e) => failures.lock().unwrap().push(format!(
                             "worker {worker} connection {n} ({len} bytes, {:?} in): {e}",
-                            deadline.duration_since(at).saturating_sub(run_for)
+                            run_for.saturating_sub(deadline.saturating_duration_since(at))
                         )),
                     }
                 }
@@ -779,7 +789,7 @@ fn outbound_to_inbound_across_rotations_loses_no_connection() {
     for w in workers {
         w.join().unwrap();
     }
-    let long_rounds = long_thread.join().unwrap();
+    let (long_rounds, long_bytes) = long_thread.join().unwrap();
     let failures = failures.lock().unwrap().clone();
     let done = done.load(Ordering::SeqCst);
     assert!(
@@ -814,6 +824,23 @@ fn outbound_to_inbound_across_rotations_loses_no_connection() {
         connections,
         &[],
     );
+    // Every byte counted once each way, each proxy, once every connection has closed.
+    let bytes = echoed.load(Ordering::SeqCst) + long_bytes;
+    let bytes = f64::from(u32::try_from(bytes).unwrap());
+    for (px, way) in [(&inbound, "inbound"), (&outbound, "outbound")] {
+        px.metric_is(
+            &format!(r#"meshid_proxy_open_connections{{way="{way}"}}"#),
+            0.0,
+            &[],
+        );
+        for direction in ["to_target", "to_caller"] {
+            px.metric_is(
+                &format!(r#"meshid_proxy_bytes_total{{way="{way}",direction="{direction}"}}"#),
+                bytes,
+                &[],
+            );
+        }
+    }
     eprintln!(
         "{done} connections and {long_rounds} rounds on a long one in {run_for:?}; \
          renewals: client {client_renewals}, server {server_renewals}"
