@@ -348,7 +348,7 @@ fn s_server(dir: &Path, args: &[&str]) -> (Proc, SocketAddr) {
     }
 }
 
-/// `openssl s_client` against `addr` with `args` (stdin closed: it hands shakes and leaves).
+/// `openssl s_client` against `addr` with `args` (stdin closed: it completes the handshake and leaves).
 fn s_client(addr: SocketAddr, args: &[&str]) -> Ran {
     let addr = addr.to_string();
     run(
@@ -447,32 +447,28 @@ fn http_app_sees_the_callers_id_and_refused_callers_never_reach_it() {
     }
 
     // The chain the proxy serves verifies against the bundle (and not against another's).
-    let client = ["-cert", "client/svid.pem", "-key", "client/svid.key"].map(|f| {
-        if f.starts_with('-') {
-            f.to_owned()
-        } else {
-            at(d, f)
-        }
-    });
-    let client: Vec<&str> = client.iter().map(String::as_str).collect();
-    let bundle = at(d, "client/bundle.pem");
-    let ran = s_client(
-        px.addr,
-        &[&["-CAfile", &bundle, "-verify_return_error"], &client[..]].concat(),
-    );
+    let (cert, key) = (at(d, "client/svid.pem"), at(d, "client/svid.key"));
+    let verified_with = |bundle: &str| {
+        let bundle = at(d, bundle);
+        s_client(
+            px.addr,
+            &[
+                "-CAfile",
+                &bundle,
+                "-verify_return_error",
+                "-cert",
+                &cert,
+                "-key",
+                &key,
+            ],
+        )
+    };
+    let ran = verified_with("client/bundle.pem");
     assert!(
         ran.success() && ran.stdout.contains("Verify return code: 0 (ok)"),
         "{ran}"
     );
-    let foreign_bundle = at(d, "foreign/bundle.pem");
-    let ran = s_client(
-        px.addr,
-        &[
-            &["-CAfile", &foreign_bundle, "-verify_return_error"],
-            &client[..],
-        ]
-        .concat(),
-    );
+    let ran = verified_with("foreign/bundle.pem");
     assert!(
         !ran.success() && !ran.stdout.contains("Verify return code: 0 (ok)"),
         "the proxy's chain verified against another trust domain's bundle\n{ran}"
