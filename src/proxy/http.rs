@@ -33,11 +33,15 @@ type Body = BoxBody<Bytes, hyper::Error>;
 /// `x-forwarded-client-cert` header set to `URI=<peer>` (removed when there is no peer, so a
 /// caller can never forge it). A request the target cannot be reached for is answered
 /// `502 Bad Gateway`. A caller must send its request head within `header_timeout`.
+///
+/// When `shutdown` completes, the connection shuts down gracefully: a request in flight is
+/// answered, an idle kept-alive connection is closed at once.
 pub async fn forward_http<D, U, C, F>(
     downstream: D,
     peer: Option<&SpiffeId>,
     connect: C,
     header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
 ) -> Result<(), hyper::Error>
 where
     D: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -55,12 +59,23 @@ where
         let value = value.clone();
         async move { Ok::<_, Infallible>(upstream.forward(request, value).await) }
     });
-    hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD)
-        .serve_connection(TokioIo::new(downstream), service)
-        .await
+        .serve_connection(TokioIo::new(downstream), service);
+    tokio::pin!(connection);
+    tokio::pin!(shutdown);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            done = connection.as_mut() => return done,
+            () = &mut shutdown, if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
 }
 
 struct Upstream<C> {
@@ -226,6 +241,7 @@ mod tests {
             None,
             || async { Ok::<_, io::Error>(http10_target()) },
             Duration::from_secs(5),
+            std::future::pending(),
         ));
         let (read, mut write) = tokio::io::split(caller);
         let mut read = BufReader::new(read);
@@ -244,5 +260,38 @@ mod tests {
         drop(write);
         drop(read);
         served.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_an_idle_kept_alive_connection_at_once() {
+        let (caller, downstream) = tokio::io::duplex(4096);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(forward_http(
+            downstream,
+            None,
+            || async { Ok::<_, io::Error>(http10_target()) },
+            Duration::from_secs(3600),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let (read, mut write) = tokio::io::split(caller);
+        let mut read = BufReader::new(read);
+        write
+            .write_all(b"GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+            .await
+            .unwrap();
+        let (_, body) = response(&mut read).await;
+        assert_eq!(body, "ok");
+        // The caller keeps its connection open and idle; shutdown closes it anyway.
+        stop.send(()).unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(10), served).await;
+        assert!(
+            done.is_ok(),
+            "an idle kept-alive connection held the shutdown"
+        );
+        let mut rest = Vec::new();
+        let _ = read.read_to_end(&mut rest).await;
+        drop(write);
     }
 }
