@@ -44,6 +44,10 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
     /// Permissive mode: how long a client may take to send its first bytes. Default 5 s.
     pub detect_timeout: Duration,
+    /// HTTP forwarding ([`ForwardId::Http`]): how long a caller may take to send a request
+    /// head, and so how long a kept-alive connection may sit idle between requests.
+    /// Default 30 s.
+    pub header_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -54,6 +58,7 @@ impl Default for Limits {
             idle_timeout: Some(Duration::from_secs(3600)),
             shutdown_timeout: Duration::from_secs(10),
             detect_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -89,6 +94,12 @@ impl Limits {
         self.detect_timeout = timeout;
         self
     }
+    /// Sets `header_timeout`.
+    #[must_use]
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
 }
 
 enum Secure {
@@ -118,6 +129,8 @@ pub struct Proxy {
     permissive: bool,
     forward: ForwardId,
     observer: Option<Arc<dyn ProxyObserver>>,
+    /// Set once shutdown begins: HTTP connections then close when idle.
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -139,6 +152,7 @@ impl Proxy {
             permissive: false,
             forward: ForwardId::None,
             observer: None,
+            draining: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -217,6 +231,7 @@ impl Proxy {
             }
         };
         listener_cleanup(listener);
+        this.draining.send_replace(true);
         let in_flight = connections.len();
         if in_flight > 0 {
             tracing::info!(connections = in_flight, timeout = ?this.limits.shutdown_timeout,
@@ -339,9 +354,13 @@ impl Proxy {
             let address = address.clone();
             async move { address.connect(timeout).await.map_err(io::Error::other) }
         };
-        let header_timeout = self.limits.detect_timeout.max(Duration::from_secs(1));
+        let header_timeout = self.limits.header_timeout;
+        let mut draining = self.draining.subscribe();
+        let shutdown = async move {
+            let _ = draining.wait_for(|on| *on).await;
+        };
         if let Err(e) =
-            super::forward_http(downstream, peer.as_ref(), connect, header_timeout).await
+            super::forward_http(downstream, peer.as_ref(), connect, header_timeout, shutdown).await
         {
             tracing::debug!(error = %e, "proxy: HTTP connection ended with an error");
         }

@@ -121,6 +121,10 @@ pub(crate) struct InboundArgs {
     /// Pass the caller's SPIFFE ID on in a PROXY protocol v2 header (TLV 0xE0).
     #[arg(long, conflicts_with = "http")]
     proxy_protocol: bool,
+    /// With --http: how long a caller may take to send a request's headers, and so how
+    /// long a kept-alive connection may sit idle between requests.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    header_timeout: Duration,
     /// The target speaks HTTP/1: pass the caller's SPIFFE ID on in an
     /// `x-forwarded-client-cert: URI=<id>` header on every request (one a caller sends is
     /// removed).
@@ -357,7 +361,7 @@ fn inbound(args: &InboundArgs) -> Result<(), Failure> {
         ForwardId::None
     };
     let proxy = Proxy::inbound(acceptor, args.common.target.clone())
-        .limits(limits(&args.common, args.detect_timeout))
+        .limits(limits(&args.common, args.detect_timeout).header_timeout(args.header_timeout))
         .permissive(args.permissive)
         .forward_id(forward);
     serve(
