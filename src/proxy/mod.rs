@@ -18,7 +18,7 @@
 //! forwards plaintext to a local application (optionally telling it the caller's ID with a
 //! PROXY protocol v2 header or an HTTP `x-forwarded-client-cert` header); outbound, it takes
 //! the application's plaintext and originates mTLS to a target whose ID it checks. It
-//! [`relay`]s bytes both ways with half-close and an idle timeout in bounded memory, limits
+//! [`relay`](fn@relay)s bytes both ways with half-close and an idle timeout in bounded memory, limits
 //! connections, can accept plaintext beside TLS on one port ([`sniff`], permissive mode),
 //! and shuts down gracefully.
 //!

@@ -160,7 +160,7 @@ impl std::fmt::Debug for Connector {
 }
 
 /// An established TLS stream and its peer's verified SPIFFE ID. It reads and writes as the
-/// stream does, so hyper, axum, tonic or [`relay`](super::relay) take it as it is.
+/// stream does, so hyper, axum, tonic or [`relay`](fn@super::relay) take it as it is.
 #[derive(Debug)]
 pub struct PeerStream<S> {
     stream: S,
