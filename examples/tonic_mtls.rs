@@ -242,7 +242,7 @@ struct MtlsConnector {
 }
 
 impl Service<Uri> for MtlsConnector {
-    type Response = TokioIo<PeerStream<tokio_rustls::client::TlsStream<TcpStream>>>;
+    type Response = TokioIo<PeerStream<meshid::proxy::tokio_rustls::client::TlsStream<TcpStream>>>;
     type Error = Error;
     type Future = BoxFuture<Self::Response, Self::Error>;
 

@@ -85,3 +85,8 @@ pub use relay::relay;
 pub use server::{ForwardId, Limits, Proxy};
 pub use sniff::{sniff, Protocol, Rewind};
 pub use stream::{Acceptor, Connector, PeerStream, DEFAULT_HANDSHAKE_TIMEOUT};
+
+/// The tokio-rustls this module is built on (0.26, over [`tls::rustls`](crate::tls::rustls)):
+/// name its stream types (`meshid::proxy::tokio_rustls::server::TlsStream`) through this
+/// path.
+pub use tokio_rustls;
