@@ -65,15 +65,10 @@ impl Acceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let stream = tokio::time::timeout(self.timeout, self.inner.accept(io))
-            .await
-            .map_err(|_| ProxyError::HandshakeTimeout(self.timeout))?
-            .map_err(ProxyError::handshake)?;
-        let peer = crate::tls::peer_id(stream.get_ref().1);
-        if peer.is_none() && self.require_id {
-            return Err(ProxyError::NoPeerId);
-        }
-        Ok(PeerStream { stream, peer })
+        finish(self.timeout, self.require_id, self.inner.accept(io), |s| {
+            &**s.get_ref().1
+        })
+        .await
     }
 }
 
@@ -137,15 +132,11 @@ impl Connector {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let stream = tokio::time::timeout(self.timeout, self.inner.connect(self.name.clone(), io))
-            .await
-            .map_err(|_| ProxyError::HandshakeTimeout(self.timeout))?
-            .map_err(ProxyError::handshake)?;
-        let peer = crate::tls::peer_id(stream.get_ref().1);
-        if peer.is_none() && self.require_id {
-            return Err(ProxyError::NoPeerId);
-        }
-        Ok(PeerStream { stream, peer })
+        let handshake = self.inner.connect(self.name.clone(), io);
+        finish(self.timeout, self.require_id, handshake, |s| {
+            &**s.get_ref().1
+        })
+        .await
     }
 }
 
@@ -157,6 +148,25 @@ impl std::fmt::Debug for Connector {
             .field("require_id", &self.require_id)
             .finish_non_exhaustive()
     }
+}
+
+/// What both halves do with a handshake: bound it by `timeout`, tell a refused peer apart,
+/// and take the peer's verified ID from the connection `state` finds in the stream.
+async fn finish<S>(
+    timeout: Duration,
+    require_id: bool,
+    handshake: impl std::future::Future<Output = io::Result<S>>,
+    state: impl Fn(&S) -> &rustls::CommonState,
+) -> Result<PeerStream<S>, ProxyError> {
+    let stream = tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| ProxyError::HandshakeTimeout(timeout))?
+        .map_err(ProxyError::handshake)?;
+    let peer = crate::tls::peer_id(state(&stream));
+    if peer.is_none() && require_id {
+        return Err(ProxyError::NoPeerId);
+    }
+    Ok(PeerStream { stream, peer })
 }
 
 /// An established TLS stream and its peer's verified SPIFFE ID. It reads and writes as the
