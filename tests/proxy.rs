@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use meshid::authorize::{self, Unauthorized};
 use meshid::proxy::{
     Acceptor, Address, Connector, ForwardId, Kind, Limits, Proxy, ProxyError, ProxyEvent,
-    ProxyObserver, PP2_TYPE_SPIFFE_ID,
+    ProxyObserver, Refusal, PP2_TYPE_SPIFFE_ID,
 };
 use meshid::tls::{self, PeerRejected};
 use meshid::{Authority, KeyType, SpiffeId, TrustDomain, X509Bundle};
@@ -127,7 +127,7 @@ async fn each_side_gets_the_peer_id_or_the_typed_reason_it_refused() {
         Some(&id("spiffe://example.org/intruder")),
         "{server}"
     );
-    assert_eq!(server.kind(), "rejected");
+    assert_eq!(server.refusal(), Refusal::Rejected);
     // (With TLS 1.3 the client may finish before the server's verdict; it learns of it
     // as an alert on its first read.)
     drop(client);
@@ -347,7 +347,7 @@ async fn a_refused_caller_never_reaches_the_target_and_is_counted() {
         events.count(|e| matches!(
             e,
             ProxyEvent::Refused {
-                reason: "rejected",
+                reason: Refusal::Rejected,
                 ..
             }
         )),
@@ -392,7 +392,7 @@ async fn the_connection_limit_closes_one_more_and_shutdown_drains() {
         events.count(|e| matches!(
             e,
             ProxyEvent::Refused {
-                reason: "max_conns",
+                reason: Refusal::MaxConns,
                 ..
             }
         )),
@@ -543,7 +543,7 @@ async fn permissive_serves_plaintext_and_mtls_on_one_port_over_unix_sockets() {
         events.count(|e| matches!(
             e,
             ProxyEvent::Refused {
-                reason: "detect_timeout",
+                reason: Refusal::DetectTimeout,
                 ..
             }
         )),
@@ -621,10 +621,47 @@ async fn outbound_originates_mtls_and_refuses_an_unexpected_server() {
         events.count(|e| matches!(
             e,
             ProxyEvent::Refused {
-                reason: "rejected",
+                reason: Refusal::Rejected,
                 ..
             }
         )),
         1
     );
+}
+
+#[tokio::test]
+async fn a_uri_no_spiffe_verifier_checked_is_never_reported_as_an_id() {
+    // A server trusting client certificates by plain Web PKI rules (as `proxy inbound --tls
+    // file --client-ca`): the client's certificate carries a SPIFFE URI, but no SPIFFE
+    // verifier tied its chain to that trust domain's bundle, so it proves nothing.
+    let pki = pki();
+    let mut roots = tls::rustls::RootCertStore::empty();
+    for root in pki.ca.root() {
+        roots.add(root.clone()).unwrap();
+    }
+    let verifier = tls::rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        pki.provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let server_svid = Arc::new(
+        pki.ca
+            .issue(&id("spiffe://example.org/backend"), HOUR)
+            .unwrap(),
+    );
+    let config =
+        tls::server_config_with_verifier(pki.provider.clone(), server_svid, verifier).unwrap();
+    let acceptor = Acceptor::new(Arc::new(config)).without_peer_id();
+    let client = pki.connector(
+        "spiffe://example.org/frontend",
+        "spiffe://example.org/backend",
+    );
+    let (server, client) = handshake(acceptor, client).await;
+    assert_eq!(
+        server.unwrap(),
+        None,
+        "a URI no SPIFFE verifier checked was reported as the caller's ID"
+    );
+    assert!(client.is_ok());
 }

@@ -1216,7 +1216,8 @@ fn inbound_tls_file_serves_a_reloaded_certificate_and_can_require_client_certifi
     assert!(ran.success(), "{ran}");
     assert_eq!(app.next_request(&procs).0, "/reloaded");
 
-    // --client-ca: a client certificate from that CA is required.
+    // --client-ca: a client certificate from that CA is required. With --http, its URI is
+    // never passed on as the caller's SPIFFE ID: no SPIFFE verifier checked it.
     issue(d, "ca", CLIENT, "client");
     other_trust_domain(d);
     issue(d, "ca2", "spiffe://other.org/client", "foreign");
@@ -1224,7 +1225,7 @@ fn inbound_tls_file_serves_a_reloaded_certificate_and_can_require_client_certifi
     let px = proxy(
         d,
         "inbound",
-        &[&files[..], &["--client-ca", &bundle]].concat(),
+        &[&files[..], &["--client-ca", &bundle, "--http"]].concat(),
     );
     let (resolve, url) = https(&px, "anonymous");
     let ran = curl(&["--cacert", &webca, "--resolve", &resolve, &url]);
@@ -1261,7 +1262,12 @@ fn inbound_tls_file_serves_a_reloaded_certificate_and_can_require_client_certifi
         &url,
     ]);
     assert!(ran.success(), "{ran}\n{}", px.proc.transcript());
-    assert_eq!(app.next_request(&[&px.proc]).0, "/with-cert");
+    let (path, seen) = app.next_request(&[&px.proc]);
+    assert_eq!(path, "/with-cert");
+    assert!(
+        values(&seen, "x-forwarded-client-cert").is_empty(),
+        "a URI no SPIFFE verifier checked was passed on as the caller's ID: {seen:?}"
+    );
     px.metric_is(
         r#"meshid_proxy_refused_total{way="inbound",reason="handshake"}"#,
         2.0,

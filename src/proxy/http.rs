@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Frame;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
-use hyper::{Request, Response, StatusCode, Version};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, TE, UPGRADE};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
@@ -31,8 +32,11 @@ type Body = BoxBody<Bytes, hyper::Error>;
 /// to the target, over connections `connect` opens (one at a time, a new one only when the
 /// target closed the last, as an HTTP/1.0 server does after each response), with the
 /// `x-forwarded-client-cert` header set to `URI=<peer>` (removed when there is no peer, so a
-/// caller can never forge it). A request the target cannot be reached for is answered
-/// `502 Bad Gateway`. A caller must send its request head within `header_timeout`.
+/// caller can never forge it; removed from request trailers too). Hop-by-hop headers stay on
+/// their own connection (RFC 9110, 7.6.1). A request the target cannot be reached for is
+/// answered `502 Bad Gateway`, one it does not answer within `limits.response` `504
+/// Gateway Timeout`; `CONNECT` and protocol upgrades `501 Not Implemented`. A caller must
+/// send each request head within `limits.header`.
 ///
 /// When `shutdown` completes, the connection shuts down gracefully: a request in flight is
 /// answered, an idle kept-alive connection is closed at once.
@@ -40,7 +44,7 @@ pub async fn forward_http<D, U, C, F>(
     downstream: D,
     peer: Option<&SpiffeId>,
     connect: C,
-    header_timeout: Duration,
+    limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), hyper::Error>
 where
@@ -52,7 +56,8 @@ where
     let value = peer.and_then(|id| HeaderValue::try_from(format!("URI={id}")).ok());
     let upstream = Arc::new(Upstream {
         connect,
-        sender: Mutex::new(None),
+        current: Mutex::new(None),
+        response_timeout: limits.response,
     });
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let upstream = Arc::clone(&upstream);
@@ -61,7 +66,7 @@ where
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(limits.header)
         .max_buf_size(MAX_HEAD)
         .serve_connection(TokioIo::new(downstream), service);
     tokio::pin!(connection);
@@ -78,9 +83,45 @@ where
     }
 }
 
+/// The time limits of [`forward_http`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// How long a caller may take to send a request head, and so how long a kept-alive
+    /// connection may sit idle between requests.
+    pub header: Duration,
+    /// How long the target may take to begin its response.
+    pub response: Duration,
+}
+
+impl HttpLimits {
+    /// Both limits.
+    pub fn new(header: Duration, response: Duration) -> Self {
+        Self { header, response }
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Body>;
+
+/// The connection to the target: its sender and the task driving it, aborted when it is
+/// replaced or the caller's connection ends, so nothing outlives the caller.
+struct Current {
+    sender: Sender,
+    task: tokio::task::AbortHandle,
+}
+
 struct Upstream<C> {
     connect: C,
-    sender: Mutex<Option<hyper::client::conn::http1::SendRequest<Incoming>>>,
+    current: Mutex<Option<Current>>,
+    response_timeout: Duration,
+}
+
+impl<C> Drop for Upstream<C> {
+    fn drop(&mut self) {
+        if let Some(current) = self.current.get_mut().take() {
+            current.task.abort();
+        }
+    }
 }
 
 impl<C, F, U> Upstream<C>
@@ -94,63 +135,110 @@ where
         mut request: Request<Incoming>,
         value: Option<HeaderValue>,
     ) -> Response<Body> {
+        if request.method() == Method::CONNECT || request.headers().contains_key(UPGRADE) {
+            return answer(
+                StatusCode::NOT_IMPLEMENTED,
+                "CONNECT and upgrades are not proxied\n",
+            );
+        }
         let headers = request.headers_mut();
+        remove_hop_by_hop(headers);
         headers.remove(XFCC);
         if let Some(value) = value {
             headers.insert(XFCC, value);
         }
-        let mut sender = self.sender.lock().await;
-        let ready = match sender.as_mut() {
-            Some(s) if !s.is_closed() => s.ready().await.is_ok(),
-            _ => false,
-        };
-        if !ready {
-            match self.open().await {
-                Ok(fresh) => *sender = Some(fresh),
-                Err(e) => {
-                    tracing::debug!(error = %e, "proxy: the HTTP target cannot be reached");
-                    return bad_gateway();
+        // A trailer is a header too: the caller must not set the ID there either.
+        let mut request = request.map(|body| {
+            body.map_frame(|frame| match frame.into_trailers() {
+                Ok(mut trailers) => {
+                    trailers.remove(XFCC);
+                    Frame::trailers(trailers)
+                }
+                Err(frame) => frame,
+            })
+            .boxed()
+        });
+        let mut current = self.current.lock().await;
+        // One retry, on a new connection, for a request the old one never sent (the target
+        // closed a kept-alive connection just then).
+        for attempt in 0..2 {
+            let ready = match current.as_mut() {
+                Some(c) if !c.sender.is_closed() => c.sender.ready().await.is_ok(),
+                _ => false,
+            };
+            if !ready {
+                if let Some(old) = current.take() {
+                    old.task.abort();
+                }
+                match self.open().await {
+                    Ok(fresh) => *current = Some(fresh),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "proxy: the HTTP target cannot be reached");
+                        return answer(StatusCode::BAD_GATEWAY, "bad gateway\n");
+                    }
                 }
             }
-        }
-        let Some(s) = sender.as_mut() else {
-            return bad_gateway();
-        };
-        match s.send_request(request).await {
-            Ok(mut response) => {
-                // The caller's connection is ours, not the target's (RFC 9110, 6.2 and
-                // 7.6.1): answered in our own version (hyper downgrades it for an HTTP/1.0
-                // caller), without the target's hop-by-hop headers. Passed through, an
-                // HTTP/1.0 target's version closed the caller's connection after each
-                // response.
-                *response.version_mut() = Version::HTTP_11;
-                remove_hop_by_hop(response.headers_mut());
-                response.map(BodyExt::boxed)
+            let Some(c) = current.as_mut() else {
+                return answer(StatusCode::BAD_GATEWAY, "bad gateway\n");
+            };
+            let sent =
+                tokio::time::timeout(self.response_timeout, c.sender.try_send_request(request))
+                    .await;
+            match sent {
+                Err(_) => {
+                    tracing::debug!(timeout = ?self.response_timeout, "proxy: the HTTP target did not answer in time");
+                    if let Some(old) = current.take() {
+                        old.task.abort();
+                    }
+                    return answer(StatusCode::GATEWAY_TIMEOUT, "gateway timeout\n");
+                }
+                Ok(Ok(mut response)) => {
+                    // The caller's connection is ours, not the target's (RFC 9110, 6.2 and
+                    // 7.6.1): answered in our own version (hyper downgrades it for an
+                    // HTTP/1.0 caller), without the target's hop-by-hop headers. Passed
+                    // through, an HTTP/1.0 target's version closed the caller's connection
+                    // after each response.
+                    *response.version_mut() = Version::HTTP_11;
+                    remove_hop_by_hop(response.headers_mut());
+                    return response.map(BodyExt::boxed);
+                }
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) if attempt == 0 => {
+                        request = unsent;
+                        if let Some(old) = current.take() {
+                            old.task.abort();
+                        }
+                    }
+                    _ => {
+                        tracing::debug!(error = %e.into_error(), "proxy: the HTTP target failed the request");
+                        return answer(StatusCode::BAD_GATEWAY, "bad gateway\n");
+                    }
+                },
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "proxy: the HTTP target failed the request");
-                bad_gateway()
-            }
         }
+        answer(StatusCode::BAD_GATEWAY, "bad gateway\n")
     }
 
-    async fn open(&self) -> io::Result<hyper::client::conn::http1::SendRequest<Incoming>> {
+    async fn open(&self) -> io::Result<Current> {
         let stream = (self.connect)().await?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+            .max_buf_size(MAX_HEAD.max(8192))
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(io::Error::other)?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "proxy: HTTP target connection ended");
             }
-        });
+        })
+        .abort_handle();
         sender.ready().await.map_err(io::Error::other)?;
-        Ok(sender)
+        Ok(Current { sender, task })
     }
 }
 
 /// Removes the headers that describe one connection only: `Connection`, those it names,
-/// `Keep-Alive` and `Proxy-Connection`.
+/// `Keep-Alive`, `Proxy-Connection`, `TE` and `Upgrade`.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
@@ -166,6 +254,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         CONNECTION,
         HeaderName::from_static("keep-alive"),
         PROXY_CONNECTION,
+        TE,
+        UPGRADE,
     ] {
         headers.remove(name);
     }
@@ -173,13 +263,13 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-fn bad_gateway() -> Response<Body> {
+fn answer(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut response = Response::new(
-        Full::new(Bytes::from_static(b"bad gateway\n"))
+        Full::new(Bytes::from_static(text.as_bytes()))
             .map_err(|never| match never {})
             .boxed(),
     );
-    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    *response.status_mut() = status;
     response
 }
 
@@ -240,7 +330,7 @@ mod tests {
             downstream,
             None,
             || async { Ok::<_, io::Error>(http10_target()) },
-            Duration::from_secs(5),
+            HttpLimits::new(Duration::from_secs(5), Duration::from_secs(5)),
             std::future::pending(),
         ));
         let (read, mut write) = tokio::io::split(caller);
@@ -270,7 +360,7 @@ mod tests {
             downstream,
             None,
             || async { Ok::<_, io::Error>(http10_target()) },
-            Duration::from_secs(3600),
+            HttpLimits::new(Duration::from_secs(3600), Duration::from_secs(5)),
             async {
                 let _ = stopped.await;
             },

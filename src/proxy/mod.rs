@@ -77,10 +77,10 @@ mod sniff;
 mod stream;
 
 pub use error::ProxyError;
-pub use http::{forward_http, XFCC};
+pub use http::{forward_http, HttpLimits, XFCC};
 pub use net::{Address, AddressError, Listener, Stream};
-pub use observe::{Kind, ProxyEvent, ProxyObserver, Way};
-pub use proxy_v2::{proxy_v2_header, PP2_TYPE_SPIFFE_ID};
+pub use observe::{Kind, ProxyEvent, ProxyObserver, Refusal, Way};
+pub use proxy_v2::{proxy_v2_header, TlsInfo, PP2_TYPE_SPIFFE_ID};
 pub use relay::relay;
 pub use server::{ForwardId, Limits, Proxy};
 pub use sniff::{sniff, Protocol, Rewind};
