@@ -1423,3 +1423,72 @@ fn sigterm_drains_open_connections_and_exits_zero() {
         outbound.proc.transcript()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 9. Who may use an outbound proxy.
+
+#[test]
+fn an_outbound_proxy_listens_only_where_this_host_alone_can_reach_it() {
+    let scratch = Scratch::new("pxc-remote");
+    let d = &scratch.0;
+    let ca = at(d, "ca"); // made by Scratch::new
+    let outbound = |listen: &str, extra: &[&str]| {
+        let args = [
+            &[
+                "proxy",
+                "outbound",
+                "--listen",
+                listen,
+                "--target",
+                "127.0.0.1:9",
+                "--expect",
+                SERVER,
+                "--ca",
+                &ca,
+                "--id",
+                CLIENT,
+            ][..],
+            extra,
+        ]
+        .concat();
+        run_within(Path::new(MESHID), &args, Duration::from_secs(3))
+    };
+    // Reachable by other hosts: refused before anything is bound or issued (exit 2).
+    let ran = outbound("0.0.0.0:0", &[]);
+    assert_eq!(ran.status.and_then(|s| s.code()), Some(2), "{ran}");
+    assert!(ran.stderr.contains("--allow-remote"), "{ran}");
+    // Said so explicitly, or loopback: it runs (until the deadline kills it).
+    for (listen, extra) in [("0.0.0.0:0", &["--allow-remote"][..]), ("127.0.0.1:0", &[])] {
+        let ran = outbound(listen, extra);
+        assert!(ran.status.is_none(), "{listen} {extra:?}: {ran}");
+        assert!(ran.stdout.contains("listening on"), "{ran}");
+    }
+    // A Unix socket is made owner-only.
+    let sock = d.join("out.sock");
+    let listen = format!("unix:{}", sock.display());
+    let mut cmd = Command::new(MESHID);
+    cmd.args([
+        "proxy",
+        "outbound",
+        "--listen",
+        &listen,
+        "--target",
+        "127.0.0.1:9",
+        "--expect",
+        SERVER,
+        "--ca",
+        &ca,
+        "--id",
+        CLIENT,
+    ]);
+    let proc = Proc::spawn("meshid proxy outbound (unix)", cmd);
+    let deadline = Instant::now() + WAIT;
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "{}", proc.transcript());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the outbound proxy's socket is mode {mode:o}");
+}

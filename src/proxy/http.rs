@@ -323,6 +323,105 @@ mod tests {
         (head, String::from_utf8(body).unwrap())
     }
 
+    /// A target that records the raw request it got (until it goes quiet) and answers `ok`.
+    fn recording_target(
+        seen: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> tokio::io::DuplexStream {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(300), theirs.read(&mut buf)).await
+            {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            let _ = seen.send(String::from_utf8_lossy(&got).to_ascii_lowercase());
+            let _ = theirs
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        });
+        ours
+    }
+
+    #[tokio::test]
+    async fn the_caller_can_set_the_id_neither_in_a_header_nor_in_a_trailer() {
+        let (caller, downstream) = tokio::io::duplex(1 << 16);
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        let id = SpiffeId::new("spiffe://example.org/caller").unwrap();
+        tokio::spawn(async move {
+            let _ = forward_http(
+                downstream,
+                Some(&id),
+                move || {
+                    let seen_tx = seen_tx.clone();
+                    async move { Ok::<_, io::Error>(recording_target(seen_tx)) }
+                },
+                HttpLimits::new(Duration::from_secs(5), Duration::from_secs(5)),
+                std::future::pending(),
+            )
+            .await;
+        });
+        let (read, mut write) = tokio::io::split(caller);
+        let mut read = BufReader::new(read);
+        write
+            .write_all(
+                b"POST / HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\
+                  X-Forwarded-Client-Cert: URI=spiffe://example.org/admin\r\n\
+                  Trailer: x-forwarded-client-cert\r\nConnection: x-secret, close\r\n\
+                  x-secret: hop\r\nTE: trailers\r\n\r\n\
+                  2\r\nhi\r\n0\r\nx-forwarded-client-cert: URI=spiffe://example.org/admin\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let (head, body) = response(&mut read).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, "ok");
+        let got = seen.recv().await.unwrap();
+        assert_eq!(
+            got.matches("x-forwarded-client-cert: uri=spiffe://example.org/caller")
+                .count(),
+            1,
+            "{got}"
+        );
+        assert!(
+            !got.contains("admin"),
+            "the caller's own ID reached the target: {got}"
+        );
+        for hop in ["x-secret", "\r\nte:", "connection: x-secret"] {
+            assert!(
+                !got.contains(hop),
+                "hop-by-hop {hop:?} reached the target: {got}"
+            );
+        }
+        assert!(got.contains("\r\n\r\n2\r\nhi\r\n0\r\n"), "the body: {got}");
+    }
+
+    #[tokio::test]
+    async fn connect_and_upgrades_are_not_proxied() {
+        for request in [
+            &b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: app\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            let (caller, downstream) = tokio::io::duplex(4096);
+            tokio::spawn(forward_http(
+                downstream,
+                None,
+                || async { Ok::<_, io::Error>(http10_target()) },
+                HttpLimits::new(Duration::from_secs(5), Duration::from_secs(5)),
+                std::future::pending(),
+            ));
+            let (read, mut write) = tokio::io::split(caller);
+            let mut read = BufReader::new(read);
+            write.write_all(request).await.unwrap();
+            let (head, _) = response(&mut read).await;
+            assert!(head.starts_with("http/1.1 501"), "{head}");
+        }
+    }
+
     #[tokio::test]
     async fn an_http10_target_does_not_close_the_callers_connection() {
         let (caller, downstream) = tokio::io::duplex(4096);
