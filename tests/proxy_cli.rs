@@ -1488,7 +1488,8 @@ fn an_outbound_proxy_listens_only_where_this_host_alone_can_reach_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(200));
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions())
+            & 0o777;
     assert_eq!(mode, 0o600, "the outbound proxy's socket is mode {mode:o}");
 }
