@@ -636,9 +636,7 @@ async fn a_uri_no_spiffe_verifier_checked_is_never_reported_as_an_id() {
     // verifier tied its chain to that trust domain's bundle, so it proves nothing.
     let pki = pki();
     let mut roots = tls::rustls::RootCertStore::empty();
-    for root in pki.ca.root() {
-        roots.add(root.clone()).unwrap();
-    }
+    roots.add(pki.ca.root().unwrap().clone()).unwrap();
     let verifier = tls::rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         pki.provider.clone(),
