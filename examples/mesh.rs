@@ -20,8 +20,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use meshid::{
-    authorize, tls, Authority, CertificateInfo, KeyType, RotationPolicy, Rotator, RotatorConfig,
-    SpiffeId, SvidSource, SvidStore, TrustDomain, X509Bundle,
+    authorize, tls, Authority, CertificateInfo, KeyType, Rotator, RotatorConfig, SpiffeId,
+    SvidSource, SvidStore, TrustDomain, X509Bundle,
 };
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection, StreamOwned};
@@ -119,26 +119,20 @@ fn run(options: &Options) -> Result<u64, Error> {
         options.duration.as_secs()
     );
 
-    let start = |name, id: &SpiffeId| {
+    // The authority issues, and its root is what each new SVID is verified against.
+    let start = |name, id: &SpiffeId| -> Result<Workload, Error> {
         let store = Arc::new(SvidStore::new());
-        let rotator = Rotator::start(RotatorConfig {
-            id: id.clone(),
-            ttl: options.ttl,
-            policy: RotationPolicy::default(),
-            issuer: ca.clone(),
-            bundles: bundle.clone(),
-            algorithms: meshid::ring_algorithms(),
-            store: Arc::clone(&store),
-        });
-        Workload {
+        let config = RotatorConfig::new(id.clone(), ca.clone(), Arc::clone(&store))?;
+        let rotator = Rotator::start(config.ttl(options.ttl));
+        Ok(Workload {
             name,
             store,
             rotator,
-        }
+        })
     };
     let workloads = [
-        start("frontend", &frontend_id),
-        start("backend", &backend_id),
+        start("frontend", &frontend_id)?,
+        start("backend", &backend_id)?,
     ];
     let done = Arc::new(AtomicBool::new(false));
     let watchers: Vec<_> = workloads
@@ -146,8 +140,8 @@ fn run(options: &Options) -> Result<u64, Error> {
         .map(|w| watch(w.name, Arc::clone(&w.store), Arc::clone(&done)))
         .collect();
     for w in &workloads {
-        if w.store.wait_for_change(0, Duration::from_secs(10)) == 0 {
-            return Err(format!("{}: no SVID after 10 s: {:?}", w.name, w.rotator.status()).into());
+        if let Err(e) = w.store.wait_ready(Duration::from_secs(10)) {
+            return Err(format!("{}: {e}: {:?}", w.name, w.rotator.status()).into());
         }
     }
     let [frontend, backend] = &workloads;

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use meshid::workload::{Endpoint, Pick, WorkloadApiServer, X509Source, X509SourceOptions};
 use meshid::{
-    authorize, tls, Authority, BundleSet, KeyType, RotationPolicy, Rotator, RotatorConfig,
-    SpiffeId, SvidSource, SvidStore, TrustDomain, X509Bundle,
+    authorize, tls, Authority, BundleSet, KeyType, Rotator, RotatorConfig, SpiffeId, SvidSource,
+    SvidStore, TrustDomain, X509Bundle,
 };
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
@@ -158,16 +158,9 @@ async fn start_agent() -> Result<Agent, Error> {
         "spiffe://example.org/backend",
     ] {
         let store = Arc::new(SvidStore::new());
-        rotators.push(Rotator::start(RotatorConfig {
-            id: SpiffeId::new(id)?,
-            ttl: meshid::Authority::MIN_SVID_TTL,
-            policy: RotationPolicy::default(),
-            issuer: ca.clone(),
-            bundles: Arc::new(bundles.clone()),
-            algorithms: meshid::ring_algorithms(),
-            store: Arc::clone(&store),
-        }));
-        store.wait_for_change(0, Duration::from_secs(10));
+        let config = RotatorConfig::new(SpiffeId::new(id)?, ca.clone(), Arc::clone(&store))?;
+        rotators.push(Rotator::start(config.ttl(meshid::Authority::MIN_SVID_TTL)));
+        tokio::time::timeout(Duration::from_secs(10), store.ready()).await?;
         api = api.with_svid(store);
     }
     let socket = std::env::temp_dir().join(format!("meshid-example-{}.sock", std::process::id()));

@@ -136,8 +136,8 @@ pub use jwt::{JwtAlgorithm, JwtError, JwtSvid, JwtValidator};
 pub use key::{KeyError, KeyType, PrivateKey};
 pub use pem::{certificates_to_pem, PemError};
 pub use rotate::{
-    Issuer, RenewalFailure, RotationPolicy, RotationStatus, Rotator, RotatorConfig, SvidSource,
-    SvidStore,
+    Issuer, NotReady, RenewalFailure, RotationPolicy, RotationStatus, Rotator, RotatorConfig,
+    SvidSource, SvidStore,
 };
 #[cfg(unix)]
 pub use svid::{create_private_dir, DirError, SvidDir};

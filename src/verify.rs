@@ -437,6 +437,18 @@ fn validate_with_anchors(
     Ok(not_after)
 }
 
+/// The signature algorithms of the crypto backend built in: `ring`'s, else `aws-lc-rs`'s,
+/// else none (every verification then fails, so whoever uses this default says which
+/// algorithms to use instead when neither feature is on).
+pub(crate) fn default_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    #[cfg(feature = "ring")]
+    return ring_algorithms();
+    #[cfg(all(not(feature = "ring"), feature = "aws-lc-rs"))]
+    return aws_lc_rs_algorithms();
+    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
+    return &[];
+}
+
 /// The signature algorithms of `rustls-webpki`'s `ring` backend (feature `ring`): ECDSA
 /// P-256/P-384 with SHA-256/384, Ed25519, RSA PKCS#1 and PSS (2048 to 8192 bits).
 #[cfg(feature = "ring")]

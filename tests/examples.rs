@@ -1,5 +1,6 @@
-//! The examples run as a user runs them: `mesh` to its summary line, and `mtls_server` /
-//! `mtls_client` on files written by `meshid issue`.
+//! The examples run as a user runs them: `mesh` to its summary line, `mtls_server` /
+//! `mtls_client` on files written by `meshid issue`, and the tokio services `axum_mtls` and
+//! `tonic_mtls` to completion.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -96,6 +97,79 @@ fn mesh_rejects_bad_flags_with_usage() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: mesh"));
+}
+
+/// Runs a self-contained example to its end (a minute at most): its stdout, once it has
+/// exited 0.
+fn run_to_completion(name: &str) -> String {
+    let mut child = Running(
+        Command::new(example(name))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{name} still running after 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let read = |pipe: Option<&mut dyn std::io::Read>| {
+        let mut text = String::new();
+        if let Some(pipe) = pipe {
+            pipe.read_to_string(&mut text).unwrap();
+        }
+        text
+    };
+    let stdout = read(child.0.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let stderr = read(child.0.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+    assert!(status.success(), "{name}: {status}\n{stdout}\n{stderr}");
+    stdout
+}
+
+#[test]
+fn axum_mtls_serves_the_caller_its_spiffe_id_and_refuses_an_intruder() {
+    let stdout = run_to_completion("axum_mtls");
+    for n in 1..=3 {
+        assert!(
+            stdout.contains(&format!(
+                "request {n}: server spiffe://example.org/api answered 200 OK: hello spiffe://example.org/frontend\n"
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains(
+            "intruder spiffe://example.org/intruder refused: peer refused: peer spiffe://example.org/intruder is not authorized"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn tonic_mtls_calls_over_h2_with_the_caller_s_id_and_refuses_a_stranger() {
+    let stdout = run_to_completion("tonic_mtls");
+    for n in 1..=3 {
+        assert!(
+            stdout.contains(&format!(
+                "call {n}: \"hello frontend #{n}\", the server saw spiffe://example.org/frontend\n"
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("client: connected to spiffe://example.org/greeter, ALPN h2\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "stranger spiffe://other.org/frontend refused: peer refused: peer certificate is not a valid X509-SVID: no X.509 bundle for trust domain other.org"
+        ),
+        "{stdout}"
+    );
 }
 
 fn meshid(dir: &Path, args: &[&str]) {

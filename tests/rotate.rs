@@ -547,3 +547,202 @@ fn a_ttl_under_the_minimum_is_refused_and_reported() {
     assert_eq!(store.generation(), 0);
     rotator.stop();
 }
+
+/// An SVID from an rcgen root that expired ten seconds ago.
+fn expired_svid(root: &certs::Ca, id: &str) -> X509Svid {
+    let mut p = certs::leaf_params(id);
+    p.not_before = (SystemTime::now() - Duration::from_secs(60)).into();
+    p.not_after = (SystemTime::now() - Duration::from_secs(10)).into();
+    let key = certs::key(certs::Curve::P256);
+    X509Svid::new(
+        vec![root.sign(&p, &key)],
+        PrivateKey::from_pkcs8_der(&key.serialize_der()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_store_is_ready_only_once_it_holds_an_unexpired_svid() {
+    let s = setup();
+    let root = certs::Ca::root("example.org");
+    let store = Arc::new(SvidStore::new());
+    // Nothing published: the wait times out with a typed error, and no sooner.
+    let t = Instant::now();
+    let err = store.wait_ready(Duration::from_millis(100)).unwrap_err();
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert_eq!(err.waited, Duration::from_millis(100));
+    assert_eq!(err.to_string(), "no X509-SVID was published within 100ms");
+    // An expired SVID is not ready either, though it was published.
+    store.publish(expired_svid(&root, "spiffe://example.org/old"));
+    assert_eq!(store.generation(), 1);
+    assert!(store.wait_ready(Duration::from_millis(20)).is_err());
+    let mut pending = Box::pin(store.ready());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(pending.as_mut().poll(&mut cx).is_pending());
+    drop(pending);
+    // A good one published later, from another thread: the async wait (polled by a
+    // minimal executor, no tokio) and the blocking one (with a timeout too large to add to
+    // the clock) both return it.
+    let publisher = {
+        let store = Arc::clone(&store);
+        let ca = s.ca.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            store.publish(
+                ca.issue(&id("spiffe://example.org/new"), Duration::from_secs(60))
+                    .unwrap(),
+            );
+        })
+    };
+    let svid = block_on(store.ready());
+    assert_eq!(svid.id().as_str(), "spiffe://example.org/new");
+    publisher.join().unwrap();
+    let again = store.wait_ready(Duration::MAX).unwrap();
+    assert!(Arc::ptr_eq(&svid, &again));
+    assert!(Arc::ptr_eq(&svid, &block_on(store.ready())));
+}
+
+#[test]
+fn a_rotator_s_first_svid_is_waited_for_and_a_failing_issuer_times_out() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let rotator = start(&s, s.ca.clone(), MIN_TTL, &store);
+    let svid = store.wait_ready(Duration::from_secs(10)).unwrap();
+    assert_eq!(svid.id().as_str(), "spiffe://example.org/web");
+    assert_eq!(rotator.status().successes, 1);
+    rotator.stop_and_wait();
+
+    let failing = Arc::new(SvidStore::new());
+    let issuer = Arc::new(FailsAfterFirst {
+        ca: s.ca.clone(),
+        calls: AtomicUsize::new(1), // fails from the first call on
+    });
+    let rotator = start(&s, issuer, MIN_TTL, &failing);
+    assert!(failing.wait_ready(Duration::from_millis(300)).is_err());
+    assert!(rotator.status().failures >= 1);
+    rotator.stop_and_wait();
+}
+
+/// Issues once, then each call waits until the test says go (or the sender is gone).
+struct Gated {
+    ca: Arc<Authority>,
+    calls: AtomicUsize,
+    go: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Issuer for Gated {
+    fn issue_svid(&self, id: &SpiffeId, ttl: Duration) -> IssueResult {
+        if self.calls.fetch_add(1, Ordering::SeqCst) > 0 {
+            let _ = self.go.lock().unwrap().recv();
+        }
+        Ok(self.ca.issue(id, ttl)?)
+    }
+}
+
+#[test]
+fn stop_returns_at_once_and_stop_and_wait_waits_for_the_issuance_under_way() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let (go, gate) = std::sync::mpsc::channel();
+    let issuer = Arc::new(Gated {
+        ca: s.ca.clone(),
+        calls: AtomicUsize::new(0),
+        go: Mutex::new(gate),
+    });
+    let rotator = start(&s, issuer.clone(), MIN_TTL, &store);
+    store.wait_ready(Duration::from_secs(10)).unwrap();
+    rotator.renew_now();
+    eventually("the second call, held at the gate", || {
+        issuer.calls.load(Ordering::SeqCst) >= 2
+    });
+    // `stop` only signals: it returns at once while the issuer is still held (so it never
+    // blocks an async runtime's worker), and may be called again.
+    let t = Instant::now();
+    rotator.stop();
+    rotator.stop();
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(!rotator.is_finished(), "the thread is still in the issuer");
+    assert_eq!(rotator.status().successes, 1, "the status stays readable");
+    // `stop_and_wait` returns only once the issuance under way is done and the thread gone.
+    let opener = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        go.send(()).unwrap();
+        go // held open: a later call would wait here, and the count below would show it
+    });
+    let t = Instant::now();
+    rotator.stop_and_wait();
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    // The issuance under way was published; nothing was asked for after it.
+    assert_eq!(store.generation(), 2);
+    let _go = opener.join().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(issuer.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(store.generation(), 2);
+
+    // Without a hanging issuer, the thread of a stopped rotator is soon gone.
+    let other = Arc::new(SvidStore::new());
+    let rotator = start(&s, s.ca.clone(), MIN_TTL, &other);
+    other.wait_ready(Duration::from_secs(10)).unwrap();
+    assert!(!rotator.is_finished());
+    rotator.stop();
+    eventually("the thread exits", || rotator.is_finished());
+}
+
+#[test]
+fn a_config_from_an_authority_defaults_the_rest_and_refuses_what_it_would_never_issue() {
+    let s = setup();
+    let store = Arc::new(SvidStore::new());
+    let config =
+        RotatorConfig::new(id("spiffe://example.org/web"), s.ca.clone(), store.clone()).unwrap();
+    assert_eq!(config.ttl, RotatorConfig::DEFAULT_TTL);
+    assert_eq!(config.policy, RotationPolicy::default());
+    assert_eq!(
+        config.algorithms.len(),
+        meshid::ring_algorithms().len(),
+        "the backend's algorithms"
+    );
+    // The root is the bundle: the rotator publishes, and the SVID verifies against it.
+    let rotator = Rotator::start(config.ttl(Duration::from_secs(600)));
+    let svid = store.wait_ready(Duration::from_secs(10)).unwrap();
+    let left = svid.not_after().duration_since(SystemTime::now()).unwrap();
+    assert!(
+        left > Duration::from_secs(590) && left <= Duration::from_secs(600),
+        "{left:?}"
+    );
+    meshid::verify_x509_svid(
+        svid.chain(),
+        s.bundles.as_ref(),
+        SystemTime::now(),
+        meshid::ring_algorithms(),
+    )
+    .unwrap();
+    rotator.stop_and_wait();
+
+    // Refused before anything starts: another trust domain, the trust domain's own ID,
+    // and an intermediate that does not know its root.
+    for bad in ["spiffe://other.org/web", "spiffe://example.org"] {
+        let err = RotatorConfig::new(id(bad), s.ca.clone(), store.clone()).unwrap_err();
+        assert!(
+            matches!(err, meshid::LocalSvidError::Ca(_)),
+            "{bad}: {err:?}"
+        );
+    }
+    let root = certs::Ca::root("example.org");
+    let inter = root.intermediate(certs::ca_params("spiffe://example.org"));
+    let signer = meshid::KeyPair::from_pkcs8_der(&inter.key.serialize_der()).unwrap();
+    let orphan = Authority::from_parts(&inter.chain[..1], Arc::new(signer), None).unwrap();
+    let err =
+        RotatorConfig::new(id("spiffe://example.org/web"), Arc::new(orphan), store).unwrap_err();
+    assert!(
+        matches!(err, meshid::LocalSvidError::UnknownRoot),
+        "{err:?}"
+    );
+}

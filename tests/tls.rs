@@ -129,8 +129,16 @@ fn transfer(from: &mut Connection, to: &mut Connection) -> Option<rustls::Error>
 
 /// A full handshake in memory, then one more exchange (to deliver session tickets).
 fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> Outcome {
-    let mut c =
-        Connection::Client(ClientConnection::new(Arc::clone(client), server_name()).unwrap());
+    handshake_to(server_name(), client, server)
+}
+
+/// [`handshake`], the client connecting to `name`.
+fn handshake_to(
+    name: ServerName<'static>,
+    client: &Arc<ClientConfig>,
+    server: &Arc<ServerConfig>,
+) -> Outcome {
+    let mut c = Connection::Client(ClientConnection::new(Arc::clone(client), name).unwrap());
     let mut s = Connection::Server(ServerConnection::new(Arc::clone(server)).unwrap());
     let (mut client_error, mut server_error) = (None, None);
     for _ in 0..10 {
@@ -1159,4 +1167,319 @@ fn the_re_exported_rustls_is_the_one_the_configurations_use() {
     let client: Arc<tls::rustls::ClientConfig> =
         d.client(d.svid("spiffe://example.org/frontend"), authorize::any());
     assert!(handshake(&client, &server).ok());
+}
+
+// ---- One-way TLS, the Web PKI beside SPIFFE, and ALPN ----
+
+/// A Web PKI CA (no SPIFFE ID anywhere) made with rcgen, and server certificates from it.
+struct WebPki {
+    root: certs::Ca,
+}
+
+impl WebPki {
+    fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("web root {}", NEXT.fetch_add(1, Ordering::Relaxed)),
+        );
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        Self {
+            root: certs::Ca::root_with(p, certs::Curve::P256),
+        }
+    }
+
+    fn roots(&self) -> Arc<rustls::RootCertStore> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.root.root_der().clone()).unwrap();
+        Arc::new(roots)
+    }
+
+    /// A server certificate for the DNS name `name`, as a resolver.
+    fn server_cert(&self, name: &str) -> Arc<dyn rustls::server::ResolvesServerCert> {
+        let mut p = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = certs::key(certs::Curve::P256);
+        let leaf = self.root.sign(&p, &key);
+        let signing = provider()
+            .key_provider
+            .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+                key.serialize_der(),
+            )))
+            .unwrap();
+        Arc::new(rustls::sign::SingleCertAndKey::from(CertifiedKey::new(
+            vec![leaf],
+            signing,
+        )))
+    }
+
+    /// A plain HTTPS server with `name`'s certificate, asking for no client certificate.
+    fn plain_server(&self, name: &str) -> Arc<ServerConfig> {
+        Arc::new(
+            ServerConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(self.server_cert(name)),
+        )
+    }
+}
+
+fn dns_name(name: &str) -> ServerName<'static> {
+    ServerName::try_from(name.to_owned()).unwrap()
+}
+
+/// Two handshakes with the same configs are both full ones: no session resumed.
+fn never_resumes(name: &str, client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) {
+    for _ in 0..2 {
+        let out = handshake_to(dns_name(name), client, server);
+        assert!(out.ok(), "{:?} / {:?}", out.client_error, out.server_error);
+        assert_eq!(out.client.handshake_kind(), Some(HandshakeKind::Full));
+        assert_eq!(out.server.handshake_kind(), Some(HandshakeKind::Full));
+    }
+}
+
+#[test]
+fn one_way_tls_verifies_the_server_s_svid_and_asks_the_client_for_nothing() {
+    let d = Domain::new("example.org");
+    let backend = "spiffe://example.org/backend";
+    let server = Arc::new(tls::tls_server_config(provider(), d.svid(backend)).unwrap());
+    let client = Arc::new(
+        tls::tls_client_config(provider(), d.bundle.clone(), authorize::exact(id(backend)))
+            .unwrap(),
+    );
+    let out = handshake(&client, &server);
+    assert!(out.ok(), "{:?} / {:?}", out.client_error, out.server_error);
+    assert_eq!(tls::peer_id(&out.client).unwrap().as_str(), backend);
+    assert!(out.server.peer_certificates().is_none());
+    never_resumes("backend", &client, &server);
+
+    // The server asks for no certificate: an mTLS client holding an SVID sends none (and
+    // the same client does send it to a server that asks).
+    let holder = d.client(d.svid("spiffe://example.org/frontend"), authorize::any());
+    let out = handshake(&holder, &server);
+    assert!(out.ok(), "{:?} / {:?}", out.client_error, out.server_error);
+    assert!(out.server.peer_certificates().is_none());
+    assert!(tls::peer_id(&out.server).is_none());
+    let mtls_server = d.server(d.svid(backend), authorize::any());
+    let out = handshake(&holder, &mtls_server);
+    assert!(tls::peer_id(&out.server).is_some());
+
+    // The client presents nothing: a server requiring a client SVID refuses it.
+    let out = handshake(&client, &mtls_server);
+    assert!(
+        matches!(
+            out.server_error,
+            Some(rustls::Error::NoCertificatesPresented)
+        ),
+        "{:?}",
+        out.server_error
+    );
+
+    // The client still verifies its server: an ID the authorizer refuses, and a server of
+    // another trust domain, are refused.
+    let impostor = Arc::new(
+        tls::tls_server_config(provider(), d.svid("spiffe://example.org/impostor")).unwrap(),
+    );
+    let out = handshake(&client, &impostor);
+    assert!(matches!(
+        out.client_rejection(),
+        PeerRejected::Unauthorized(_)
+    ));
+    let other = Domain::new("other.org");
+    let foreign = Arc::new(
+        tls::tls_server_config(provider(), other.svid("spiffe://other.org/backend")).unwrap(),
+    );
+    let out = handshake(&client, &foreign);
+    assert!(matches!(
+        out.client_rejection(),
+        PeerRejected::Verify(VerifyError::NoBundle { .. })
+    ));
+}
+
+#[test]
+fn a_web_pki_server_takes_spiffe_clients_and_its_name_is_checked() {
+    let d = Domain::new("example.org");
+    let web = WebPki::new();
+    let frontend = "spiffe://example.org/frontend";
+    let server = Arc::new(
+        tls::mtls_web_server_config(
+            provider(),
+            web.server_cert("api.example.com"),
+            d.bundle.clone(),
+            authorize::exact(id(frontend)),
+        )
+        .unwrap(),
+    );
+    let svid: Arc<dyn SvidSource> = Arc::new(d.svid(frontend));
+    let client = Arc::new(tls::web_client_config(provider(), web.roots(), Some(svid)).unwrap());
+    let out = handshake_to(dns_name("api.example.com"), &client, &server);
+    assert!(out.ok(), "{:?} / {:?}", out.client_error, out.server_error);
+    assert_eq!(tls::peer_id(&out.server).unwrap().as_str(), frontend);
+    assert!(
+        tls::peer_id(&out.client).is_none(),
+        "a Web PKI certificate names no SPIFFE ID"
+    );
+    never_resumes("api.example.com", &client, &server);
+
+    // The server's certificate is checked as any HTTPS client checks it: its name...
+    let out = handshake_to(dns_name("other.example.com"), &client, &server);
+    assert!(
+        matches!(
+            out.client_error,
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. }
+            ))
+        ),
+        "{:?}",
+        out.client_error
+    );
+    // ...and its root: a client trusting another Web PKI root refuses it.
+    let stranger = Arc::new(
+        tls::web_client_config(
+            provider(),
+            WebPki::new().roots(),
+            Some(Arc::new(d.svid(frontend))),
+        )
+        .unwrap(),
+    );
+    let out = handshake_to(dns_name("api.example.com"), &stranger, &server);
+    assert!(
+        matches!(out.client_error, Some(rustls::Error::InvalidCertificate(_))),
+        "{:?}",
+        out.client_error
+    );
+
+    // Clients are verified by the SPIFFE rules: an ID the authorizer refuses, one of a
+    // trust domain without a bundle, and no certificate at all are refused.
+    let impostor = Arc::new(
+        tls::web_client_config(
+            provider(),
+            web.roots(),
+            Some(Arc::new(d.svid("spiffe://example.org/impostor"))),
+        )
+        .unwrap(),
+    );
+    let out = handshake_to(dns_name("api.example.com"), &impostor, &server);
+    assert!(matches!(
+        out.server_rejection(),
+        PeerRejected::Unauthorized(_)
+    ));
+    let foreign = Arc::new(
+        tls::web_client_config(
+            provider(),
+            web.roots(),
+            Some(Arc::new(
+                Domain::new("other.org").svid("spiffe://other.org/frontend"),
+            )),
+        )
+        .unwrap(),
+    );
+    let out = handshake_to(dns_name("api.example.com"), &foreign, &server);
+    assert!(matches!(
+        out.server_rejection(),
+        PeerRejected::Verify(VerifyError::NoBundle { .. })
+    ));
+    let anonymous = Arc::new(tls::web_client_config(provider(), web.roots(), None).unwrap());
+    let out = handshake_to(dns_name("api.example.com"), &anonymous, &server);
+    assert!(
+        matches!(
+            out.server_error,
+            Some(rustls::Error::NoCertificatesPresented)
+        ),
+        "{:?}",
+        out.server_error
+    );
+}
+
+#[test]
+fn a_web_client_offers_its_svid_only_when_asked_and_never_without_one() {
+    let d = Domain::new("example.org");
+    let web = WebPki::new();
+    let plain = web.plain_server("localhost");
+    let svid: Arc<dyn SvidSource> = Arc::new(d.svid("spiffe://example.org/frontend"));
+    let with_svid = Arc::new(tls::web_client_config(provider(), web.roots(), Some(svid)).unwrap());
+    let without = Arc::new(tls::web_client_config(provider(), web.roots(), None).unwrap());
+    // A server that does not ask gets no certificate from either.
+    for client in [&with_svid, &without] {
+        let out = handshake_to(dns_name("localhost"), client, &plain);
+        assert!(out.ok(), "{:?} / {:?}", out.client_error, out.server_error);
+        assert!(out.server.peer_certificates().is_none());
+    }
+    never_resumes("localhost", &without, &plain);
+    // One that asks (for any certificate: a SPIFFE-verifying server here) gets the SVID
+    // from the client holding one.
+    let asks = Arc::new(
+        tls::mtls_web_server_config(
+            provider(),
+            web.server_cert("localhost"),
+            d.bundle.clone(),
+            authorize::any(),
+        )
+        .unwrap(),
+    );
+    let out = handshake_to(dns_name("localhost"), &with_svid, &asks);
+    assert_eq!(
+        tls::peer_id(&out.server).unwrap().as_str(),
+        "spiffe://example.org/frontend"
+    );
+    // The name is checked for a plain client too.
+    let out = handshake_to(dns_name("example.com"), &without, &plain);
+    assert!(
+        matches!(
+            out.client_error,
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. }
+            ))
+        ),
+        "{:?}",
+        out.client_error
+    );
+    // An SVID store holding nothing yet: the client offers no certificate, and the
+    // server that requires one refuses (fail closed).
+    let empty: Arc<dyn SvidSource> = Arc::new(SvidStore::new());
+    let waiting = Arc::new(tls::web_client_config(provider(), web.roots(), Some(empty)).unwrap());
+    let out = handshake_to(dns_name("localhost"), &waiting, &asks);
+    assert!(!out.ok());
+    assert!(out.server_error.is_some(), "{:?}", out.client_error);
+    // No roots: nothing could ever verify, so the configuration is refused (no panic).
+    let err = tls::web_client_config(provider(), Arc::new(rustls::RootCertStore::empty()), None)
+        .unwrap_err();
+    assert!(matches!(err, rustls::Error::Other(_)), "{err:?}");
+}
+
+#[test]
+fn alpn_h2_is_agreed_when_both_sides_set_it_and_a_mismatch_is_refused() {
+    let d = Domain::new("example.org");
+    let mut server = (*d.server(d.svid("spiffe://example.org/backend"), authorize::any())).clone();
+    server.alpn_protocols = vec![tls::ALPN_H2.to_vec()];
+    let server = Arc::new(server);
+    let plain = d.client(d.svid("spiffe://example.org/frontend"), authorize::any());
+    let mut h2 = (*plain).clone();
+    h2.alpn_protocols = vec![tls::ALPN_H2.to_vec(), tls::ALPN_HTTP11.to_vec()];
+    let out = handshake(&Arc::new(h2), &server);
+    assert!(out.ok(), "{:?} / {:?}", out.client_error, out.server_error);
+    assert_eq!(out.client.alpn_protocol(), Some(&b"h2"[..]));
+    assert_eq!(out.server.alpn_protocol(), Some(&b"h2"[..]));
+    // The configurations offer none by themselves: no protocol is agreed.
+    let out = handshake(&plain, &server);
+    assert!(out.ok());
+    assert_eq!(out.server.alpn_protocol(), None);
+    // A client offering only HTTP/1.1 to an h2-only server is refused.
+    let mut http11 = (*plain).clone();
+    http11.alpn_protocols = vec![tls::ALPN_HTTP11.to_vec()];
+    let out = handshake(&Arc::new(http11), &server);
+    assert!(
+        matches!(out.server_error, Some(rustls::Error::NoApplicationProtocol)),
+        "{:?}",
+        out.server_error
+    );
 }

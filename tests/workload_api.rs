@@ -1362,3 +1362,166 @@ async fn x509_source_reconnects_before_the_svid_it_holds_expires() {
     );
     source.shutdown().await;
 }
+
+// ---- Readiness, SPIFFE_ENDPOINT_SOCKET, and the options' setters ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_waits_for_a_lost_identity_to_come_back_and_fails_once_the_source_stops() {
+    let pki = Pki::new();
+    let svid = pki.good("spiffe://example.org/web");
+    let message = pki.message(&[("spiffe://example.org/web", &svid)]);
+    let denied = || Step::Status(tonic::Code::PermissionDenied, "no identity issued".into());
+    // The identity, then none; back after a while, then none again; then stopped for good.
+    let agent = Hostile::start(&socket_path(), move |call| match call {
+        0 => vec![
+            Step::Message(message.clone()),
+            Step::Sleep(Duration::from_millis(200)),
+            denied(),
+        ],
+        1 => vec![
+            Step::Sleep(Duration::from_millis(600)),
+            Step::Message(message.clone()),
+            Step::Sleep(Duration::from_millis(300)),
+            denied(),
+        ],
+        _ => vec![Step::Status(
+            tonic::Code::Unimplemented,
+            "X509 is gone".into(),
+        )],
+    });
+    let source = X509Source::new(
+        Endpoint::parse(&agent.endpoint()).unwrap(),
+        X509SourceOptions::default().backoff(Duration::from_millis(20), Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    // Ready at once after `new`, with the SVID served.
+    let held = source.ready().await.unwrap();
+    assert!(Arc::ptr_eq(&held, &source.x509_svid().unwrap()));
+    eventually(Duration::from_secs(5), "the identity is taken away", || {
+        !source.is_healthy()
+    })
+    .await;
+    // Not ready while none is held...
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), source.ready())
+            .await
+            .is_err(),
+        "{:?}",
+        source.status()
+    );
+    // ...and ready again once an update brings it back.
+    let back = tokio::time::timeout(Duration::from_secs(5), source.ready())
+        .await
+        .expect("ready again")
+        .unwrap();
+    assert_eq!(back.id().as_str(), "spiffe://example.org/web");
+    eventually(Duration::from_secs(5), "taken away again", || {
+        !source.is_healthy()
+    })
+    .await;
+    let err = tokio::time::timeout(Duration::from_secs(5), source.ready())
+        .await
+        .expect("ready() fails once the source stops")
+        .unwrap_err();
+    let WorkloadApiError::Stopped { reason } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("X509 is gone"), "{reason}");
+}
+
+/// Set in the environment of this executable when the test below runs it as a child.
+const FROM_ENV_CHILD: &str = "MESHID_TEST_FROM_ENV_CHILD";
+
+/// Not a test on its own: what the test below runs (this executable, with
+/// `MESHID_TEST_FROM_ENV_CHILD` set): `X509Source::from_env()` in a process of its own, so
+/// that no other test's threads see the environment change. Prints `child ready <id>`,
+/// `child invalid <problem>` or `child error <error>`.
+#[test]
+fn from_env_child() {
+    if std::env::var_os(FROM_ENV_CHILD).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        match X509Source::from_env().await {
+            Ok(source) => println!("child ready {}", source.ready().await.unwrap().id()),
+            Err(WorkloadApiError::InvalidEndpoint { problem, .. }) => {
+                println!("child invalid {problem}");
+            }
+            Err(e) => println!("child error {e}"),
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_source_from_env_follows_spiffe_endpoint_socket() {
+    let agent = Agent::start(&["spiffe://example.org/web"], HOUR).await;
+    let child = |socket: Option<String>| {
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args(["--exact", "from_env_child", "--nocapture"])
+                .env(FROM_ENV_CHILD, "1");
+            match socket {
+                Some(socket) => cmd.env("SPIFFE_ENDPOINT_SOCKET", socket),
+                None => cmd.env_remove("SPIFFE_ENDPOINT_SOCKET"),
+            };
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("child ").map(str::to_owned))
+                .unwrap_or_else(|| panic!("no answer from the child: {out:?}"))
+        })
+    };
+    assert_eq!(
+        child(Some(agent.endpoint())).await.unwrap(),
+        "ready spiffe://example.org/web"
+    );
+    let unset = child(None).await.unwrap();
+    assert!(
+        unset.starts_with("invalid ") && unset.contains("not set"),
+        "{unset}"
+    );
+    let bad = child(Some("localhost:8081".into())).await.unwrap();
+    assert!(bad.starts_with("invalid "), "{bad}");
+    agent.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_are_verified_with_the_algorithms_the_options_give() {
+    let agent = Agent::start(&["spiffe://example.org/web"], HOUR).await;
+    let endpoint = Endpoint::parse(&agent.endpoint()).unwrap();
+    // No algorithm at all: no update verifies, so the source never gets an SVID.
+    let err = X509Source::new(
+        endpoint.clone(),
+        X509SourceOptions::default()
+            .algorithms(&[])
+            .initial_sync_timeout(Duration::from_millis(800)),
+    )
+    .await
+    .unwrap_err();
+    let WorkloadApiError::InitialSyncTimeout { last_error, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("does not verify"),
+        "{err}"
+    );
+    // Another set that covers P-256: accepted.
+    let source = X509Source::new(
+        endpoint,
+        X509SourceOptions::default().algorithms(webpki::ALL_VERIFICATION_ALGS),
+    )
+    .await
+    .unwrap();
+    assert!(source.is_healthy());
+    source.shutdown().await;
+    agent.shutdown().await;
+}

@@ -393,7 +393,8 @@ impl Agent {
         self.inner.ca.trust_domain()
     }
 
-    /// Stops every rotator (what is held stays served until it expires).
+    /// Stops every rotator (what is held stays served until it expires). Returns at once
+    /// ([`Rotator::stop`]): safe on an async runtime's worker thread.
     pub fn stop(&self) {
         for issued in self.inner.issued.load().iter() {
             issued.stop();

@@ -516,7 +516,7 @@ impl Authority {
             })
     }
 
-    fn check_id(&self, id: &SpiffeId) -> Result<(), CaError> {
+    pub(crate) fn check_id(&self, id: &SpiffeId) -> Result<(), CaError> {
         if !id.is_member_of(&self.trust_domain) {
             return Err(CaError::IdOutsideTrustDomain {
                 id: id.clone(),

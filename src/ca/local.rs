@@ -1,4 +1,5 @@
-//! [`LocalSvid`]: an SVID for one ID, issued and kept fresh by a local [`Authority`].
+//! [`LocalSvid`]: an SVID for one ID, issued and kept fresh by a local [`Authority`], and
+//! [`RotatorConfig::new`], the rotator configuration an in-process authority implies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,9 @@ use thiserror::Error;
 use super::{Authority, CaError};
 use crate::bundle::{BundleError, BundleSet, X509Bundle};
 use crate::id::SpiffeId;
-use crate::rotate::{RotationPolicy, Rotator, RotatorConfig, SvidStore};
+use crate::rotate::{Rotator, RotatorConfig, SvidStore};
 
-/// Why a [`LocalSvid`] could not start.
+/// Why a [`LocalSvid`] could not start, or [`RotatorConfig::new`] refused.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum LocalSvidError {
@@ -40,7 +41,7 @@ pub enum LocalSvidError {
 
 /// A rotating X509-SVID for one ID from a local [`Authority`]: the store that holds it, the
 /// bundle set of the authority's trust domain, and the [`Rotator`] that renews it (at about
-/// half of each SVID's lifetime, by [`RotationPolicy::default`]). What
+/// half of each SVID's lifetime, by [`RotationPolicy::default`](crate::RotationPolicy::default)). What
 /// `meshid serve workload-api` and `meshid serve sds --ca` serve.
 ///
 /// ```
@@ -78,7 +79,8 @@ impl LocalSvid {
 
     /// Starts renewing SVIDs for `id` with lifetime `ttl` from `ca`, each verified against
     /// the authority's root with `algorithms` before it is published, and waits (at most
-    /// [`Self::FIRST_SVID_WITHIN`]) for the first.
+    /// [`Self::FIRST_SVID_WITHIN`]) for the first: [`RotatorConfig::new`], a [`Rotator`]
+    /// and [`SvidStore::wait_ready`] in one call.
     pub fn start(
         ca: Arc<Authority>,
         id: &SpiffeId,
@@ -92,25 +94,15 @@ impl LocalSvid {
             }
             .into());
         }
-        let root = ca.root().cloned().ok_or(LocalSvidError::UnknownRoot)?;
-        let bundle = X509Bundle::from_authorities(ca.trust_domain().clone(), [root])?;
-        let bundles: BundleSet = [bundle].into_iter().collect();
         let store = Arc::new(SvidStore::new());
-        let rotator = Rotator::start(RotatorConfig {
-            id: id.clone(),
-            ttl,
-            policy: RotationPolicy::default(),
-            issuer: ca,
-            bundles: Arc::new(bundles.clone()),
-            algorithms,
-            store: Arc::clone(&store),
-        });
-        if store.wait_for_change(0, Self::FIRST_SVID_WITHIN) == 0 {
+        let (config, bundles) = local_config(id.clone(), ca, Arc::clone(&store))?;
+        let rotator = Rotator::start(config.ttl(ttl).algorithms(algorithms));
+        if let Err(not_ready) = store.wait_ready(Self::FIRST_SVID_WITHIN) {
             let last_error = rotator.status().last_error;
             rotator.stop();
             return Err(LocalSvidError::NotIssued {
                 id: id.clone(),
-                waited: Self::FIRST_SVID_WITHIN,
+                waited: not_ready.waited,
                 last_error,
             });
         }
@@ -120,4 +112,57 @@ impl LocalSvid {
             rotator,
         })
     }
+}
+
+/// The rotator configuration an in-process [`Authority`] implies.
+impl RotatorConfig {
+    /// Renew `id` from `ca` and publish to `store`: the authority is the issuer, and its
+    /// root (as the bundle of its trust domain) is what each new SVID is verified against
+    /// before it is published. The lifetime ([`DEFAULT_TTL`](Self::DEFAULT_TTL), 1 h), the
+    /// policy ([`RotationPolicy::default`](crate::RotationPolicy::default): renew at about
+    /// half of each lifetime) and the verification algorithms (feature `ring`'s, else
+    /// `aws-lc-rs`'s) are defaults that [`ttl`](Self::ttl), [`policy`](Self::policy) and
+    /// [`algorithms`](Self::algorithms) change.
+    ///
+    /// Refuses an `id` the authority would never issue (outside its trust domain, or the
+    /// trust domain's own ID), and an authority that does not know its root (an
+    /// intermediate loaded without its bundle).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use meshid::{Authority, KeyType, RotatorConfig, SpiffeId, SvidStore, TrustDomain};
+    ///
+    /// let ca = Arc::new(Authority::new_root(TrustDomain::new("example.org")?, Duration::from_secs(86_400), KeyType::P256)?);
+    /// let store = Arc::new(SvidStore::new());
+    /// let config = RotatorConfig::new(SpiffeId::new("spiffe://example.org/web")?, ca.clone(), store.clone())?
+    ///     .ttl(Duration::from_secs(600));
+    /// assert_eq!(config.ttl, Duration::from_secs(600));
+    /// // An ID of another trust domain is refused before anything starts.
+    /// assert!(RotatorConfig::new(SpiffeId::new("spiffe://other.org/web")?, ca, store).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(
+        id: SpiffeId,
+        ca: Arc<Authority>,
+        store: Arc<SvidStore>,
+    ) -> Result<Self, LocalSvidError> {
+        local_config(id, ca, store).map(|(config, _)| config)
+    }
+}
+
+/// [`RotatorConfig::new`], and the bundle set it verifies against.
+fn local_config(
+    id: SpiffeId,
+    ca: Arc<Authority>,
+    store: Arc<SvidStore>,
+) -> Result<(RotatorConfig, BundleSet), LocalSvidError> {
+    ca.check_id(&id)?;
+    let root = ca.root().cloned().ok_or(LocalSvidError::UnknownRoot)?;
+    let bundle = X509Bundle::from_authorities(ca.trust_domain().clone(), [root])?;
+    let bundles: BundleSet = [bundle].into_iter().collect();
+    let config = RotatorConfig::with_issuer(id, ca, Arc::new(bundles.clone()), store);
+    Ok((config, bundles))
 }

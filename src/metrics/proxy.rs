@@ -8,7 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::proxy::{Kind, ProxyEvent, ProxyObserver, Way};
+use crate::proxy::{Kind, ProxyEvent, ProxyObserver, Refusal, Way};
 
 type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
@@ -28,22 +28,12 @@ type Labels2 = [(&'static str, &'static str); 2];
 pub struct ProxyMetrics {
     connections: [[Counter; KINDS.len()]; 2],
     open: [Gauge; 2],
-    refused: [[Counter; REASONS.len()]; 2],
+    refused: [Vec<Counter>; 2],
     bytes: [[Counter; 2]; 2],
 }
 
 const WAYS: [Way; 2] = [Way::Inbound, Way::Outbound];
 const KINDS: [Kind; 3] = [Kind::Mtls, Kind::Tls, Kind::Plaintext];
-const REASONS: [&str; 8] = [
-    "rejected",
-    "handshake",
-    "timeout",
-    "no_peer_id",
-    "connect",
-    "detect_timeout",
-    "io",
-    "max_conns",
-];
 
 fn way(way: Way) -> usize {
     usize::from(way == Way::Outbound)
@@ -70,7 +60,12 @@ impl ProxyMetrics {
             }),
             open: WAYS.map(|w| open.get_or_create_owned(&[("way", w.as_str())])),
             refused: WAYS.map(|w| {
-                REASONS.map(|r| refused.get_or_create_owned(&[("way", w.as_str()), ("reason", r)]))
+                Refusal::ALL
+                    .iter()
+                    .map(|r| {
+                        refused.get_or_create_owned(&[("way", w.as_str()), ("reason", r.as_str())])
+                    })
+                    .collect()
             }),
             bytes: WAYS.map(|w| {
                 ["to_target", "to_caller"]
@@ -115,7 +110,7 @@ impl ProxyObserver for ProxyMetrics {
                 self.open[way(w)].dec();
             }
             ProxyEvent::Refused { way: w, reason } => {
-                if let Some(r) = REASONS.iter().position(|x| *x == reason) {
+                if let Some(r) = Refusal::ALL.iter().position(|x| *x == reason) {
                     self.refused[way(w)][r].inc();
                 }
             }
@@ -152,7 +147,7 @@ mod tests {
         });
         m.observe(ProxyEvent::Refused {
             way: Way::Outbound,
-            reason: "rejected",
+            reason: Refusal::Rejected,
         });
         m.observe(ProxyEvent::Bytes {
             way: Way::Inbound,

@@ -388,10 +388,10 @@ mod tests {
         metrics.watch_rotator(&other.rotator);
         let ok = r#"meshid_svid_renewals_total{spiffe_id="spiffe://example.org/web",result="ok",reason="none"}"#;
         assert!(text(&registry).contains(&format!("{ok} 2")));
-        other.rotator.stop();
+        other.rotator.stop_and_wait();
         assert!(text(&registry).contains(&format!("{ok} 2")), "never down");
 
-        local.rotator.stop();
+        local.rotator.stop_and_wait();
         let out = text(&registry);
         assert!(
             !out.contains("spiffe_id="),

@@ -3,6 +3,7 @@
 use std::io;
 use std::time::Duration;
 
+use super::Refusal;
 use crate::tls::PeerRejected;
 
 /// Why a connection could not be set up (the TLS handshake, the connection to the target, the
@@ -61,17 +62,16 @@ impl ProxyError {
         }
     }
 
-    /// A short, fixed label for counting (`rejected`, `handshake`, `timeout`, `no_peer_id`,
-    /// `connect`, `detect_timeout`, `io`).
-    pub fn kind(&self) -> &'static str {
+    /// Which kind of refusal this is, for counting.
+    pub fn refusal(&self) -> Refusal {
         match self {
-            Self::Rejected(_) => "rejected",
-            Self::Handshake(_) => "handshake",
-            Self::HandshakeTimeout(_) => "timeout",
-            Self::NoPeerId => "no_peer_id",
-            Self::Connect { .. } | Self::ConnectTimeout { .. } => "connect",
-            Self::DetectTimeout(_) => "detect_timeout",
-            Self::Io(_) => "io",
+            Self::Rejected(_) => Refusal::Rejected,
+            Self::Handshake(_) => Refusal::Handshake,
+            Self::HandshakeTimeout(_) => Refusal::Timeout,
+            Self::NoPeerId => Refusal::NoPeerId,
+            Self::Connect { .. } | Self::ConnectTimeout { .. } => Refusal::Connect,
+            Self::DetectTimeout(_) => Refusal::DetectTimeout,
+            Self::Io(_) => Refusal::Io,
         }
     }
 }

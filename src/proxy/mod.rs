@@ -18,7 +18,7 @@
 //! forwards plaintext to a local application (optionally telling it the caller's ID with a
 //! PROXY protocol v2 header or an HTTP `x-forwarded-client-cert` header); outbound, it takes
 //! the application's plaintext and originates mTLS to a target whose ID it checks. It
-//! [`relay`]s bytes both ways with half-close and an idle timeout in bounded memory, limits
+//! [`relay`](fn@relay)s bytes both ways with half-close and an idle timeout in bounded memory, limits
 //! connections, can accept plaintext beside TLS on one port ([`sniff`], permissive mode),
 //! and shuts down gracefully.
 //!
@@ -77,11 +77,16 @@ mod sniff;
 mod stream;
 
 pub use error::ProxyError;
-pub use http::{forward_http, XFCC};
+pub use http::{forward_http, HttpLimits, XFCC};
 pub use net::{Address, AddressError, Listener, Stream};
-pub use observe::{Kind, ProxyEvent, ProxyObserver, Way};
-pub use proxy_v2::{proxy_v2_header, PP2_TYPE_SPIFFE_ID};
+pub use observe::{Kind, ProxyEvent, ProxyObserver, Refusal, Way};
+pub use proxy_v2::{proxy_v2_header, TlsInfo, PP2_TYPE_SPIFFE_ID};
 pub use relay::relay;
 pub use server::{ForwardId, Limits, Proxy};
 pub use sniff::{sniff, Protocol, Rewind};
 pub use stream::{Acceptor, Connector, PeerStream, DEFAULT_HANDSHAKE_TIMEOUT};
+
+/// The tokio-rustls this module is built on (0.26, over [`tls::rustls`](crate::tls::rustls)):
+/// name its stream types (`meshid::proxy::tokio_rustls::server::TlsStream`) through this
+/// path.
+pub use tokio_rustls;

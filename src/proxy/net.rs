@@ -17,6 +17,7 @@ use super::ProxyError;
 /// An address to listen on or connect to: `HOST:PORT`, or `unix:PATH` / `unix://PATH` /
 /// an absolute path for a Unix socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Address {
     /// A TCP address (`HOST:PORT`; the host is resolved when used).
     Tcp(String),
@@ -97,6 +98,7 @@ pub enum AddressError {
 
 /// A bound listener: TCP or a Unix socket.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Listener {
     /// TCP.
     Tcp(TcpListener),
@@ -129,6 +131,7 @@ impl Listener {
 
 /// A TCP or Unix stream.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Stream {
     /// TCP.
     Tcp(TcpStream),
@@ -159,6 +162,21 @@ impl AsyncWrite for Stream {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

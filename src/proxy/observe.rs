@@ -49,6 +49,57 @@ impl Kind {
     }
 }
 
+/// Why a connection was refused or failed before it could be relayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The peer's certificate or SPIFFE ID was refused ([`ProxyError::Rejected`](super::ProxyError::Rejected)).
+    Rejected,
+    /// The TLS handshake failed otherwise.
+    Handshake,
+    /// The TLS handshake timed out.
+    Timeout,
+    /// The peer presented no X509-SVID.
+    NoPeerId,
+    /// The target could not be reached (or not in time).
+    Connect,
+    /// Permissive mode: the client sent nothing in time.
+    DetectTimeout,
+    /// An I/O error before relaying.
+    Io,
+    /// The connection limit was reached.
+    MaxConns,
+}
+
+impl Refusal {
+    /// Every reason, in a fixed order.
+    pub const ALL: &'static [Self] = &[
+        Self::Rejected,
+        Self::Handshake,
+        Self::Timeout,
+        Self::NoPeerId,
+        Self::Connect,
+        Self::DetectTimeout,
+        Self::Io,
+        Self::MaxConns,
+    ];
+
+    /// `rejected`, `handshake`, `timeout`, `no_peer_id`, `connect`, `detect_timeout`, `io`
+    /// or `max_conns`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Handshake => "handshake",
+            Self::Timeout => "timeout",
+            Self::NoPeerId => "no_peer_id",
+            Self::Connect => "connect",
+            Self::DetectTimeout => "detect_timeout",
+            Self::Io => "io",
+            Self::MaxConns => "max_conns",
+        }
+    }
+}
+
 /// One thing a proxy did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -71,9 +122,8 @@ pub enum ProxyEvent {
     Refused {
         /// The proxy's way.
         way: Way,
-        /// Why: a [`ProxyError::kind`](super::ProxyError::kind), or `max_conns` when the
-        /// connection limit was reached.
-        reason: &'static str,
+        /// Why.
+        reason: Refusal,
     },
     /// Bytes went through.
     Bytes {

@@ -16,29 +16,51 @@ const PP2_CLIENT_SSL: u8 = 0x01;
 const PP2_CLIENT_CERT_CONN: u8 = 0x02;
 const PP2_CLIENT_CERT_SESS: u8 = 0x04;
 
-/// A PROXY protocol v2 header for a connection from `source` to `destination` (both `None`
-/// for a Unix socket: the `UNSPEC` family, no addresses), with, when the caller came over
-/// TLS, a `PP2_TYPE_SSL` TLV (client certificate verified, `tls_version` such as `TLSv1.3`)
-/// and the caller's SPIFFE ID as a [`PP2_TYPE_SPIFFE_ID`] TLV.
+/// What a PROXY protocol v2 header says of the caller's TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsInfo<'a> {
+    /// The TLS version agreed.
+    pub version: rustls::ProtocolVersion,
+    /// The caller's SPIFFE ID, verified by a SPIFFE verifier; `None` when the caller
+    /// presented no X509-SVID that was verified as one.
+    pub peer_id: Option<&'a SpiffeId>,
+}
+
+impl<'a> TlsInfo<'a> {
+    /// TLS at `version`, from a caller verified as `peer_id` (if any).
+    pub fn new(version: rustls::ProtocolVersion, peer_id: Option<&'a SpiffeId>) -> Self {
+        Self { version, peer_id }
+    }
+}
+
+/// A PROXY protocol v2 header for a connection from `source` to `destination` (TCP; both
+/// `None` for a Unix socket: the `AF_UNIX` family with empty paths, since the caller of a
+/// Unix socket has no address) and, when the caller came over TLS, a `PP2_TYPE_SSL` TLV
+/// (`PP2_CLIENT_SSL`; with a verified caller also `PP2_CLIENT_CERT_CONN` and
+/// `PP2_CLIENT_CERT_SESS` and `verify` 0; the version as `PP2_SUBTYPE_SSL_VERSION`) and the
+/// caller's SPIFFE ID as a [`PP2_TYPE_SPIFFE_ID`] TLV.
 ///
 /// ```
 /// # use meshid::SpiffeId;
+/// use meshid::proxy::TlsInfo;
+/// use meshid::tls::rustls::ProtocolVersion;
 /// let id = SpiffeId::new("spiffe://example.org/frontend").unwrap();
 /// let header = meshid::proxy::proxy_v2_header(
 ///     Some("10.0.0.1:40000".parse().unwrap()),
 ///     Some("10.0.0.2:8443".parse().unwrap()),
-///     Some((&id, "TLSv1.3")),
+///     Some(TlsInfo::new(ProtocolVersion::TLSv1_3, Some(&id))),
 /// );
 /// assert!(header.starts_with(b"\r\n\r\n\0\r\nQUIT\n\x21\x11"));
 /// ```
 pub fn proxy_v2_header(
     source: Option<SocketAddr>,
     destination: Option<SocketAddr>,
-    tls: Option<(&SpiffeId, &str)>,
+    tls: Option<TlsInfo<'_>>,
 ) -> Vec<u8> {
-    let mut body = Vec::with_capacity(128);
-    let family = match (source, destination) {
-        (Some(s), Some(d)) => match (s.ip(), d.ip()) {
+    let mut body = Vec::with_capacity(256);
+    let family = if let (Some(s), Some(d)) = (source, destination) {
+        match (s.ip().to_canonical(), d.ip().to_canonical()) {
             (IpAddr::V4(si), IpAddr::V4(di)) => {
                 body.extend_from_slice(&si.octets());
                 body.extend_from_slice(&di.octets());
@@ -53,15 +75,32 @@ pub fn proxy_v2_header(
                 body.extend_from_slice(&d.port().to_be_bytes());
                 0x21 // TCP over IPv6
             }
-        },
-        _ => 0x00, // UNSPEC: the receiver takes the socket's own addresses
+        }
+    } else {
+        // UNIX stream: two 108-byte paths, empty (receivers such as nginx parse TLVs only
+        // after a family they know, so UNSPEC would lose the ID).
+        body.resize(216, 0);
+        0x31
     };
-    if let Some((id, version)) = tls {
-        let mut ssl = vec![PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS];
-        ssl.extend_from_slice(&0u32.to_be_bytes()); // verify: 0 means the certificate verified
+    if let Some(tls) = tls {
+        let verified = tls.peer_id.is_some();
+        let mut ssl = vec![if verified {
+            PP2_CLIENT_SSL | PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS
+        } else {
+            PP2_CLIENT_SSL
+        }];
+        // verify: 0 when a client certificate was presented and verified.
+        ssl.extend_from_slice(&u32::from(!verified).to_be_bytes());
+        let version = match tls.version {
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            _ => "TLS",
+        };
         tlv(&mut ssl, PP2_SUBTYPE_SSL_VERSION, version.as_bytes());
         tlv(&mut body, PP2_TYPE_SSL, &ssl);
-        tlv(&mut body, PP2_TYPE_SPIFFE_ID, id.as_str().as_bytes());
+        if let Some(id) = tls.peer_id {
+            tlv(&mut body, PP2_TYPE_SPIFFE_ID, id.as_str().as_bytes());
+        }
     }
     let mut header = Vec::with_capacity(16 + body.len());
     header.extend_from_slice(&SIGNATURE);
@@ -110,7 +149,7 @@ mod tests {
         let h = proxy_v2_header(
             Some("10.0.0.1:40000".parse().unwrap()),
             Some("10.0.0.2:8443".parse().unwrap()),
-            Some((&id, "TLSv1.3")),
+            Some(TlsInfo::new(rustls::ProtocolVersion::TLSv1_3, Some(&id))),
         );
         assert_eq!(&h[..12], &SIGNATURE);
         assert_eq!(h[12], 0x21);
@@ -154,7 +193,35 @@ mod tests {
                 .unwrap()
                 .octets()
         );
+        // A v4-mapped pair is sent as IPv4.
+        let h = proxy_v2_header(
+            Some("[::ffff:10.0.0.1]:1".parse().unwrap()),
+            Some("[::ffff:10.0.0.2]:2".parse().unwrap()),
+            None,
+        );
+        assert_eq!(h[13], 0x11);
+        // Unix: AF_UNIX with empty paths, then the TLVs.
         let h = proxy_v2_header(None, None, None);
-        assert_eq!(h, [&SIGNATURE[..], &[0x21, 0x00, 0, 0]].concat());
+        assert_eq!(h[..14], [&SIGNATURE[..], &[0x21, 0x31]].concat());
+        assert_eq!(u16::from_be_bytes([h[14], h[15]]), 216);
+        assert!(h[16..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn tls_without_a_verified_caller_says_so_and_carries_no_id() {
+        let h = proxy_v2_header(
+            Some("10.0.0.1:1".parse().unwrap()),
+            Some("10.0.0.2:2".parse().unwrap()),
+            Some(TlsInfo::new(rustls::ProtocolVersion::TLSv1_2, None)),
+        );
+        let tlvs = tlvs(&h[28..]);
+        assert_eq!(tlvs.len(), 1, "no ID TLV");
+        assert_eq!(tlvs[0].0, PP2_TYPE_SSL);
+        assert_eq!(tlvs[0].1[0], PP2_CLIENT_SSL);
+        assert_eq!(&tlvs[0].1[1..5], &[0, 0, 0, 1], "verify is non-zero");
+        assert_eq!(
+            self::tlvs(&tlvs[0].1[5..]),
+            vec![(PP2_SUBTYPE_SSL_VERSION, b"TLSv1.2".to_vec())]
+        );
     }
 }

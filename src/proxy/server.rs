@@ -11,9 +11,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use super::net::{Address, Listener, Stream};
-use super::observe::{Kind, ProxyEvent, ProxyObserver, Way};
+use super::observe::{Kind, ProxyEvent, ProxyObserver, Refusal, Way};
 use super::sniff::{sniff, Protocol};
-use super::{proxy_v2_header, relay, Acceptor, Connector, PeerStream, ProxyError};
+use super::{proxy_v2_header, relay, Acceptor, Connector, PeerStream, ProxyError, TlsInfo};
 
 /// How an inbound proxy passes the verified caller's SPIFFE ID on to the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,6 +44,13 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
     /// Permissive mode: how long a client may take to send its first bytes. Default 5 s.
     pub detect_timeout: Duration,
+    /// HTTP forwarding ([`ForwardId::Http`]): how long a caller may take to send a request
+    /// head, and so how long a kept-alive connection may sit idle between requests.
+    /// Default 30 s.
+    pub header_timeout: Duration,
+    /// HTTP forwarding: how long the target may take to begin a response (then `504`).
+    /// Default 60 s.
+    pub response_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -54,6 +61,8 @@ impl Default for Limits {
             idle_timeout: Some(Duration::from_secs(3600)),
             shutdown_timeout: Duration::from_secs(10),
             detect_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -89,6 +98,18 @@ impl Limits {
         self.detect_timeout = timeout;
         self
     }
+    /// Sets `header_timeout`.
+    #[must_use]
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+    /// Sets `response_timeout`.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
 }
 
 enum Secure {
@@ -118,6 +139,8 @@ pub struct Proxy {
     permissive: bool,
     forward: ForwardId,
     observer: Option<Arc<dyn ProxyObserver>>,
+    /// Set once shutdown begins: HTTP connections then close when idle.
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -139,6 +162,7 @@ impl Proxy {
             permissive: false,
             forward: ForwardId::None,
             observer: None,
+            draining: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -199,8 +223,10 @@ impl Proxy {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addrs)) => {
+                        // Reap what has finished, so the count is of live connections.
+                        while connections.try_join_next().is_some() {}
                         if connections.len() >= this.limits.max_connections {
-                            this.observe(ProxyEvent::Refused { way, reason: "max_conns" });
+                            this.observe(ProxyEvent::Refused { way, reason: Refusal::MaxConns });
                             tracing::debug!(way = way.as_str(), "proxy: connection limit reached");
                             drop(stream);
                             continue;
@@ -217,6 +243,7 @@ impl Proxy {
             }
         };
         listener_cleanup(listener);
+        this.draining.send_replace(true);
         let in_flight = connections.len();
         if in_flight > 0 {
             tracing::info!(connections = in_flight, timeout = ?this.limits.shutdown_timeout,
@@ -245,7 +272,7 @@ impl Proxy {
             tracing::debug!(way = way.as_str(), error = %e, "proxy: connection refused");
             self.observe(ProxyEvent::Refused {
                 way,
-                reason: e.kind(),
+                reason: e.refusal(),
             });
         }
     }
@@ -288,14 +315,16 @@ impl Proxy {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let version = match tls.get_ref().get_ref().1.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "TLSv1.3",
-        };
+        let version = tls
+            .get_ref()
+            .get_ref()
+            .1
+            .protocol_version()
+            .unwrap_or(rustls::ProtocolVersion::TLSv1_3);
         let kind = kind_of(&tls);
         let peer = tls.peer_id().cloned();
         let target = self
-            .forward_header(peer.as_ref().map(|id| (id, version)), addrs)
+            .forward_header(Some(TlsInfo::new(version, peer.as_ref())), addrs)
             .await?;
         self.deliver(tls, target, peer, kind).await
     }
@@ -303,7 +332,7 @@ impl Proxy {
     /// Connects to the target and, with PROXY protocol forwarding, writes the header.
     async fn forward_header(
         &self,
-        tls: Option<(&crate::SpiffeId, &str)>,
+        tls: Option<TlsInfo<'_>>,
         addrs: Option<(SocketAddr, SocketAddr)>,
     ) -> Result<Option<Stream>, ProxyError> {
         if self.forward == ForwardId::Http {
@@ -332,20 +361,24 @@ impl Proxy {
             return Ok(());
         }
         let way = self.way();
-        self.observe(ProxyEvent::Opened { way, kind });
+        let _open = self.opened(kind);
         let address = self.target.clone();
         let timeout = self.limits.connect_timeout;
         let connect = move || {
             let address = address.clone();
             async move { address.connect(timeout).await.map_err(io::Error::other) }
         };
-        let header_timeout = self.limits.detect_timeout.max(Duration::from_secs(1));
+        let limits =
+            super::HttpLimits::new(self.limits.header_timeout, self.limits.response_timeout);
+        let mut draining = self.draining.subscribe();
+        let shutdown = async move {
+            let _ = draining.wait_for(|on| *on).await;
+        };
         if let Err(e) =
-            super::forward_http(downstream, peer.as_ref(), connect, header_timeout).await
+            super::forward_http(downstream, peer.as_ref(), connect, limits, shutdown).await
         {
-            tracing::debug!(error = %e, "proxy: HTTP connection ended with an error");
+            tracing::debug!(way = way.as_str(), error = %e, "proxy: HTTP connection ended with an error");
         }
-        self.observe(ProxyEvent::Closed { way, kind });
         Ok(())
     }
 
@@ -355,7 +388,7 @@ impl Proxy {
         B: AsyncRead + AsyncWrite,
     {
         let way = self.way();
-        self.observe(ProxyEvent::Opened { way, kind });
+        let _open = self.opened(kind);
         let progress = |direction: relay::Direction, bytes: u64| {
             self.observe(ProxyEvent::Bytes {
                 way,
@@ -372,7 +405,33 @@ impl Proxy {
             ),
             Err(e) => tracing::debug!(way = way.as_str(), error = %e, "proxy: connection ended"),
         }
-        self.observe(ProxyEvent::Closed { way, kind });
+    }
+
+    /// Reports the connection opened now, and closed when the guard drops: also when the
+    /// task is aborted at the end of a shutdown.
+    fn opened(&self, kind: Kind) -> Open<'_> {
+        let way = self.way();
+        self.observe(ProxyEvent::Opened { way, kind });
+        Open {
+            proxy: self,
+            way,
+            kind,
+        }
+    }
+}
+
+struct Open<'a> {
+    proxy: &'a Proxy,
+    way: Way,
+    kind: Kind,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.proxy.observe(ProxyEvent::Closed {
+            way: self.way,
+            kind: self.kind,
+        });
     }
 }
 

@@ -29,18 +29,21 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Acceptor {
     inner: TlsAcceptor,
     timeout: Duration,
-    require_id: bool,
+    spiffe: bool,
 }
 
 impl Acceptor {
-    /// An acceptor for `config`. With a SPIFFE client-certificate verifier every accepted
-    /// peer has a SPIFFE ID; with a configuration that does not require client certificates
-    /// (one-way TLS, or Web PKI client certificates), call [`Acceptor::optional_peer_id`].
+    /// An acceptor for `config`, whose client-certificate verifier must be a SPIFFE one
+    /// ([`SpiffeClientCertVerifier`](crate::tls::SpiffeClientCertVerifier), as in
+    /// [`tls::server_config`](crate::tls::server_config) and
+    /// [`tls::mtls_web_server_config`](crate::tls::mtls_web_server_config)): every accepted
+    /// peer then has a verified SPIFFE ID. For any other configuration (one-way TLS, Web PKI
+    /// client certificates) call [`Acceptor::without_peer_id`].
     pub fn new(config: Arc<ServerConfig>) -> Self {
         Self {
             inner: TlsAcceptor::from(config),
             timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            require_id: true,
+            spiffe: true,
         }
     }
 
@@ -51,12 +54,14 @@ impl Acceptor {
         self
     }
 
-    /// Accept peers without a SPIFFE ID too ([`PeerStream::peer_id`] is then `None` for
-    /// them). By default a completed handshake without a peer X509-SVID is refused with
-    /// [`ProxyError::NoPeerId`].
+    /// For a configuration whose verifier is not a SPIFFE one (or that asks for no client
+    /// certificate): accept every peer the configuration accepts and never report a SPIFFE
+    /// ID ([`PeerStream::peer_id`] is `None`), whatever URI the peer's certificate carries,
+    /// since nothing checked that its chain leads to that trust domain's bundle. By default
+    /// a peer without an X509-SVID is refused with [`ProxyError::NoPeerId`].
     #[must_use]
-    pub fn optional_peer_id(mut self) -> Self {
-        self.require_id = false;
+    pub fn without_peer_id(mut self) -> Self {
+        self.spiffe = false;
         self
     }
 
@@ -65,15 +70,10 @@ impl Acceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let stream = tokio::time::timeout(self.timeout, self.inner.accept(io))
-            .await
-            .map_err(|_| ProxyError::HandshakeTimeout(self.timeout))?
-            .map_err(ProxyError::handshake)?;
-        let peer = crate::tls::peer_id(stream.get_ref().1);
-        if peer.is_none() && self.require_id {
-            return Err(ProxyError::NoPeerId);
-        }
-        Ok(PeerStream { stream, peer })
+        finish(self.timeout, self.spiffe, self.inner.accept(io), |s| {
+            &**s.get_ref().1
+        })
+        .await
     }
 }
 
@@ -81,7 +81,7 @@ impl std::fmt::Debug for Acceptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Acceptor")
             .field("handshake_timeout", &self.timeout)
-            .field("require_id", &self.require_id)
+            .field("spiffe", &self.spiffe)
             .finish_non_exhaustive()
     }
 }
@@ -94,7 +94,7 @@ pub struct Connector {
     inner: TlsConnector,
     name: ServerName<'static>,
     timeout: Duration,
-    require_id: bool,
+    spiffe: bool,
 }
 
 impl Connector {
@@ -103,9 +103,10 @@ impl Connector {
     pub fn new(config: Arc<ClientConfig>) -> Self {
         Self {
             inner: TlsConnector::from(config),
-            name: ServerName::try_from("spiffe").expect("a valid DNS name"),
+            name: ServerName::try_from("spiffe")
+                .unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())),
             timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            require_id: true,
+            spiffe: true,
         }
     }
 
@@ -123,11 +124,14 @@ impl Connector {
         self
     }
 
-    /// Accept servers without a SPIFFE ID (a Web PKI server); by default a server that
-    /// presents no X509-SVID is refused with [`ProxyError::NoPeerId`].
+    /// For a configuration whose verifier is not a SPIFFE one (a Web PKI server, as with
+    /// [`tls::web_client_config`](crate::tls::web_client_config)): never report a SPIFFE ID
+    /// ([`PeerStream::peer_id`] is `None`), whatever URI the server's certificate carries.
+    /// By default the verifier must be a SPIFFE one, and a server that presents no X509-SVID
+    /// is refused with [`ProxyError::NoPeerId`].
     #[must_use]
-    pub fn optional_peer_id(mut self) -> Self {
-        self.require_id = false;
+    pub fn without_peer_id(mut self) -> Self {
+        self.spiffe = false;
         self
     }
 
@@ -136,15 +140,8 @@ impl Connector {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let stream = tokio::time::timeout(self.timeout, self.inner.connect(self.name.clone(), io))
-            .await
-            .map_err(|_| ProxyError::HandshakeTimeout(self.timeout))?
-            .map_err(ProxyError::handshake)?;
-        let peer = crate::tls::peer_id(stream.get_ref().1);
-        if peer.is_none() && self.require_id {
-            return Err(ProxyError::NoPeerId);
-        }
-        Ok(PeerStream { stream, peer })
+        let handshake = self.inner.connect(self.name.clone(), io);
+        finish(self.timeout, self.spiffe, handshake, |s| &**s.get_ref().1).await
     }
 }
 
@@ -153,13 +150,36 @@ impl std::fmt::Debug for Connector {
         f.debug_struct("Connector")
             .field("server_name", &self.name)
             .field("handshake_timeout", &self.timeout)
-            .field("require_id", &self.require_id)
+            .field("spiffe", &self.spiffe)
             .finish_non_exhaustive()
     }
 }
 
+/// What both halves do with a handshake: bound it by `timeout`, tell a refused peer apart,
+/// and take the peer's verified ID from the connection `state` finds in the stream.
+async fn finish<S>(
+    timeout: Duration,
+    spiffe: bool,
+    handshake: impl std::future::Future<Output = io::Result<S>>,
+    state: impl Fn(&S) -> &rustls::CommonState,
+) -> Result<PeerStream<S>, ProxyError> {
+    let stream = tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| ProxyError::HandshakeTimeout(timeout))?
+        .map_err(ProxyError::handshake)?;
+    if !spiffe {
+        // The verifier is not a SPIFFE one: a URI in the peer's certificate proves nothing.
+        return Ok(PeerStream { stream, peer: None });
+    }
+    let peer = crate::tls::peer_id(state(&stream)).ok_or(ProxyError::NoPeerId)?;
+    Ok(PeerStream {
+        stream,
+        peer: Some(peer),
+    })
+}
+
 /// An established TLS stream and its peer's verified SPIFFE ID. It reads and writes as the
-/// stream does, so hyper, axum, tonic or [`relay`](super::relay) take it as it is.
+/// stream does, so hyper, axum, tonic or [`relay`](fn@super::relay) take it as it is.
 #[derive(Debug)]
 pub struct PeerStream<S> {
     stream: S,
@@ -167,8 +187,8 @@ pub struct PeerStream<S> {
 }
 
 impl<S> PeerStream<S> {
-    /// The peer's SPIFFE ID, verified and authorized during the handshake (`None` only with
-    /// `optional_peer_id`).
+    /// The peer's SPIFFE ID, verified and authorized during the handshake by the SPIFFE
+    /// verifier (`None` only with `without_peer_id`).
     pub fn peer_id(&self) -> Option<&SpiffeId> {
         self.peer.as_ref()
     }

@@ -13,4 +13,4 @@ pub use policy::RotationPolicy;
 #[cfg(feature = "metrics")]
 pub(crate) use rotator::StatusReader;
 pub use rotator::{Issuer, RenewalFailure, RotationStatus, Rotator, RotatorConfig};
-pub use store::{SvidSource, SvidStore};
+pub use store::{NotReady, SvidSource, SvidStore};

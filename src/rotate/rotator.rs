@@ -112,6 +112,39 @@ impl std::fmt::Display for RenewalFailure {
 }
 
 /// What a [`Rotator`] renews and how.
+///
+/// Build it with [`RotatorConfig::new`] from an in-process [`Authority`](crate::Authority)
+/// (feature `ca`: it issues, and its root is the bundle), or with
+/// [`with_issuer`](Self::with_issuer) for any [`Issuer`]; both default the lifetime
+/// ([`DEFAULT_TTL`](Self::DEFAULT_TTL)), the [`policy`](Self::policy) and the
+/// [`algorithms`](Self::algorithms), which the builder methods change. The fields are
+/// public too, for a struct literal.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use meshid::{RotatorConfig, SpiffeId, SvidStore, TrustDomain, X509Bundle};
+/// # struct RemoteCa;
+/// # impl meshid::Issuer for RemoteCa {
+/// #     fn issue_svid(&self, _: &SpiffeId, _: Duration)
+/// #         -> Result<meshid::X509Svid, Box<dyn std::error::Error + Send + Sync>> {
+/// #         Err("offline".into())
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let bundle = X509Bundle::from_authorities(TrustDomain::new("example.org")?, [])?;
+/// let config = RotatorConfig::with_issuer(
+///     SpiffeId::new("spiffe://example.org/web")?,
+///     Arc::new(RemoteCa),   // any `Issuer`
+///     Arc::new(bundle),     // what each new SVID must verify against
+///     Arc::new(SvidStore::new()),
+/// )
+/// .ttl(Duration::from_secs(600));
+/// assert_eq!(config.ttl, Duration::from_secs(600));
+/// assert_eq!(config.policy, meshid::RotationPolicy::default());
+/// # Ok(())
+/// # }
+/// ```
 pub struct RotatorConfig {
     /// The SPIFFE ID to keep an SVID for.
     pub id: SpiffeId,
@@ -127,6 +160,70 @@ pub struct RotatorConfig {
     pub algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
     /// Where the current SVID is published.
     pub store: Arc<SvidStore>,
+}
+
+impl RotatorConfig {
+    /// The lifetime asked for unless [`ttl`](Self::ttl) says otherwise: 1 hour, as SPIRE.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+
+    /// Renew `id` from `issuer`, verify each new SVID against `bundles` and publish it to
+    /// `store`; with the [`DEFAULT_TTL`](Self::DEFAULT_TTL), [`RotationPolicy::default`],
+    /// and the verification algorithms of the crypto backend built in (`ring`'s, else
+    /// `aws-lc-rs`'s). With neither feature there are none and every renewal fails to
+    /// verify: set [`algorithms`](Self::algorithms).
+    pub fn with_issuer(
+        id: SpiffeId,
+        issuer: Arc<dyn Issuer>,
+        bundles: Arc<dyn BundleSource>,
+        store: Arc<SvidStore>,
+    ) -> Self {
+        Self {
+            id,
+            ttl: Self::DEFAULT_TTL,
+            policy: RotationPolicy::default(),
+            issuer,
+            bundles,
+            algorithms: crate::verify::default_algorithms(),
+            store,
+        }
+    }
+
+    /// Asks for SVIDs that live `ttl`.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Renews by `policy`.
+    #[must_use]
+    pub fn policy(mut self, policy: RotationPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Verifies each new SVID with `algorithms` (such as `meshid::ring_algorithms()`, or a
+    /// rustls provider's `signature_verification_algorithms.all`).
+    #[must_use]
+    pub fn algorithms(
+        mut self,
+        algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
+    ) -> Self {
+        self.algorithms = algorithms;
+        self
+    }
+}
+
+impl std::fmt::Debug for RotatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatorConfig")
+            .field("id", &self.id)
+            .field("ttl", &self.ttl)
+            .field("policy", &self.policy)
+            .field("algorithms", &self.algorithms.len())
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Requests to the worker, guarded by one mutex so none is lost between checks.
@@ -145,35 +242,30 @@ struct Shared {
 
 /// Keeps an SVID fresh in an [`SvidStore`] on a background thread.
 ///
+/// The store holds nothing until the first renewal succeeds: wait for it with
+/// [`SvidStore::wait_ready`] (or [`SvidStore::ready`] in async code) before serving.
+/// [`stop`](Self::stop) (or dropping the rotator) never blocks;
+/// [`stop_and_wait`](Self::stop_and_wait) also waits for the thread to exit.
+///
 /// ```
-/// # #[cfg(feature = "ca")]
+/// # #[cfg(all(feature = "ca", any(feature = "ring", feature = "aws-lc-rs")))]
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use meshid::{Authority, BundleSet, KeyType, RotationPolicy, Rotator, RotatorConfig,
-///              SpiffeId, SvidSource, SvidStore, TrustDomain, X509Bundle};
+/// use meshid::{Authority, KeyType, Rotator, RotatorConfig, SpiffeId, SvidStore, TrustDomain};
 ///
 /// let td = TrustDomain::new("example.org")?;
-/// let ca = Arc::new(Authority::new_root(td.clone(), Duration::from_secs(3600), KeyType::P256)?);
-/// let mut bundles = BundleSet::new();
-/// bundles.insert(X509Bundle::from_authorities(td, ca.root().cloned())?);
+/// let ca = Arc::new(Authority::new_root(td, Duration::from_secs(3600), KeyType::P256)?);
 /// let store = Arc::new(SvidStore::new());
-/// let rotator = Rotator::start(RotatorConfig {
-///     id: SpiffeId::new("spiffe://example.org/web")?,
-///     ttl: Duration::from_secs(60),
-///     policy: RotationPolicy::default(),
-///     issuer: ca,
-///     bundles: Arc::new(bundles),
-///     algorithms: webpki::ALL_VERIFICATION_ALGS, // or a rustls provider's algorithms
-///     store: Arc::clone(&store),
-/// });
-/// store.wait_for_change(0, Duration::from_secs(5));
-/// assert_eq!(store.x509_svid().unwrap().id().as_str(), "spiffe://example.org/web");
+/// let id = SpiffeId::new("spiffe://example.org/web")?;
+/// let rotator = Rotator::start(RotatorConfig::new(id, ca, store.clone())?.ttl(Duration::from_secs(60)));
+/// let svid = store.wait_ready(Duration::from_secs(10))?;
+/// assert_eq!(svid.id().as_str(), "spiffe://example.org/web");
 /// assert_eq!(rotator.status().successes, 1);
 /// rotator.stop();
 /// # Ok(())
 /// # }
-/// # #[cfg(not(feature = "ca"))]
+/// # #[cfg(not(all(feature = "ca", any(feature = "ring", feature = "aws-lc-rs"))))]
 /// # fn main() {}
 /// ```
 pub struct Rotator {
@@ -223,25 +315,39 @@ impl Rotator {
         self.shared.wake.notify_all();
     }
 
-    /// Stops the rotator and waits for its thread (which finishes any issuance under way).
-    /// The store keeps the last SVID.
-    pub fn stop(mut self) {
-        self.signal_stop();
+    /// Asks the rotator to stop, and returns at once: it never blocks, so it is safe to
+    /// call from async code (a tokio worker thread) or while the issuer hangs. The thread
+    /// finishes the issuance under way, if any (its SVID may still be published), and
+    /// exits; the store keeps the last SVID, served until it expires. The status stays
+    /// readable. Calling it again does nothing; dropping the rotator does the same.
+    ///
+    /// To also wait until the thread has exited, call [`stop_and_wait`](Self::stop_and_wait).
+    pub fn stop(&self) {
+        lock(&self.shared.control).stop = true;
+        self.shared.wake.notify_all();
+    }
+
+    /// Stops the rotator and blocks until its thread has exited, so that nothing is
+    /// published after it returns. That wait lasts as long as an issuance under way: from
+    /// async code, call [`stop`](Self::stop) instead (or this one in
+    /// `tokio::task::spawn_blocking`).
+    pub fn stop_and_wait(mut self) {
+        self.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 
-    fn signal_stop(&self) {
-        lock(&self.shared.control).stop = true;
-        self.shared.wake.notify_all();
+    /// True once the rotator's thread has exited (after a stop), or if it never started.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 }
 
 impl Drop for Rotator {
     fn drop(&mut self) {
         // Signal, but do not wait: an issuer that hangs must not hang the caller.
-        self.signal_stop();
+        self.stop();
     }
 }
 

@@ -8,7 +8,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::NoServerSessionStorage;
 use rustls::version::{TLS12, TLS13};
-use rustls::{ClientConfig, CommonState, Error as TlsError, ServerConfig};
+use rustls::{
+    ClientConfig, CommonState, Error as TlsError, ServerConfig, SupportedProtocolVersion,
+};
 
 use super::{SpiffeClientCertVerifier, SpiffeServerCertVerifier, SvidResolver};
 use crate::svid::profile::{self, CertView};
@@ -39,13 +41,11 @@ pub fn server_config_with_verifier(
     verifier: Arc<dyn ClientCertVerifier>,
 ) -> Result<ServerConfig, TlsError> {
     let resolver = SvidResolver::new(svid, Arc::clone(&provider));
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&TLS13, &TLS12])?
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(resolver));
-    config.session_storage = Arc::new(NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
-    Ok(config)
+    Ok(server_without_resumption(config))
 }
 
 /// A client configuration for SPIFFE mTLS: presents `svid`'s current SVID, requires a server
@@ -74,13 +74,29 @@ pub fn client_config_with_verifier(
     verifier: Arc<dyn ServerCertVerifier>,
 ) -> Result<ClientConfig, TlsError> {
     let resolver = SvidResolver::new(svid, Arc::clone(&provider));
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&TLS13, &TLS12])?
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(VERSIONS)?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(Arc::new(resolver));
+    Ok(client_without_resumption(config))
+}
+
+/// The TLS versions of every configuration here: 1.3 and 1.2.
+pub(super) const VERSIONS: &[&SupportedProtocolVersion] = &[&TLS13, &TLS12];
+
+/// `config` with session resumption off: no session cache, no TLS 1.3 tickets (see the
+/// [module docs](super)).
+pub(super) fn server_without_resumption(mut config: ServerConfig) -> ServerConfig {
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config
+}
+
+/// `config` with session resumption off (see the [module docs](super)).
+pub(super) fn client_without_resumption(mut config: ClientConfig) -> ClientConfig {
     config.resumption = Resumption::disabled();
-    Ok(config)
+    config
 }
 
 /// The SPIFFE ID of the connection's peer, once the handshake has completed; `None` before

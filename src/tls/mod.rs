@@ -16,6 +16,44 @@
 //!   choose, TLS 1.3 and 1.2, and session resumption off (see below).
 //! - [`peer_id`] gives the application the authenticated peer's SPIFFE ID.
 //!
+//! Beside SPIFFE mTLS, the configurations of go-spiffe's `tlsconfig` package, with the same
+//! versions and resumption off:
+//!
+//! | here | go-spiffe | server presents | client presents |
+//! | --- | --- | --- | --- |
+//! | [`server_config`] / [`client_config`] | `MTLSServerConfig` / `MTLSClientConfig` | its SVID | its SVID (required) |
+//! | [`tls_server_config`] / [`tls_client_config`] | `TLSServerConfig` / `TLSClientConfig` | its SVID | nothing (one-way TLS) |
+//! | [`mtls_web_server_config`] | `MTLSWebServerConfig` | a Web PKI certificate | its SVID (required) |
+//! | [`web_client_config`] | `MTLSWebClientConfig` (with an SVID) | a Web PKI certificate, name checked | its SVID when asked, or nothing |
+//!
+//! # ALPN: HTTP/2 and gRPC
+//!
+//! These configurations offer no ALPN protocol. gRPC runs over HTTP/2, and gRPC clients
+//! and servers expect to agree on `h2` by ALPN (grpc-go refuses a server that does not
+//! select it); set [`ALPN_H2`] on both sides for tonic, or for hyper serving HTTP/2:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use std::sync::Arc;
+//! # use std::time::Duration;
+//! # use meshid::{authorize, Authority, KeyType, SpiffeId, TrustDomain, X509Bundle};
+//! use meshid::tls;
+//! # let provider = Arc::new(tls::rustls::crypto::ring::default_provider());
+//! # let td = TrustDomain::new("example.org")?;
+//! # let ca = Authority::new_root(td.clone(), Duration::from_secs(3600), KeyType::P256)?;
+//! # let bundle = Arc::new(X509Bundle::from_authorities(td, ca.root().cloned())?);
+//! # let svid = Arc::new(ca.issue(&SpiffeId::new("spiffe://example.org/api")?, Duration::from_secs(600))?);
+//! let mut server = tls::server_config(provider, svid, bundle, authorize::any())?;
+//! server.alpn_protocols = vec![tls::ALPN_H2.to_vec()]; // HTTP/2 only
+//! // Serving HTTP/2 and HTTP/1.1 on one port: offer both, h2 first.
+//! server.alpn_protocols = vec![tls::ALPN_H2.to_vec(), tls::ALPN_HTTP11.to_vec()];
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A peer that offers ALPN protocols none of which the server has is refused
+//! (`NoApplicationProtocol`); one that offers none connects without.
+//!
 //! # Why session resumption is off
 //!
 //! A resumed TLS session skips certificate verification: the peer is taken to be whoever it
@@ -88,17 +126,28 @@
 
 mod config;
 mod files;
+mod oneway;
 mod resolver;
 mod verifier;
+mod web;
 
 pub use config::{
     client_config, client_config_with_verifier, peer_id, server_config, server_config_with_verifier,
 };
 pub use files::{CertFiles, CertFilesError};
+pub use oneway::{tls_client_config, tls_server_config};
 pub use resolver::SvidResolver;
 pub use verifier::{
     io_rejection, rejection, PeerRejected, SpiffeClientCertVerifier, SpiffeServerCertVerifier,
 };
+pub use web::{mtls_web_server_config, web_client_config};
+
+/// The ALPN protocol ID of HTTP/2 (`h2`, RFC 9113 §3.2), which gRPC needs: put it in a
+/// configuration's `alpn_protocols` (see [ALPN](self#alpn-http2-and-grpc)).
+pub const ALPN_H2: &[u8] = b"h2";
+
+/// The ALPN protocol ID of HTTP/1.1 (`http/1.1`).
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// The rustls this crate is built against (0.23): name its types through this path
 /// (`meshid::tls::rustls::ServerConfig`) and a `rustls` of another version in the

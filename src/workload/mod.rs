@@ -7,7 +7,9 @@
 //!   [`Endpoint`] (`unix:///path` or `tcp://IP:port`, or `SPIFFE_ENDPOINT_SOCKET`).
 //! - [`X509Source`] keeps the workload's SVID and bundles live over that client, and is an
 //!   [`SvidSource`](crate::SvidSource) and [`BundleSource`](crate::BundleSource): it feeds
-//!   the rustls integration directly.
+//!   the rustls integration directly. [`X509Source::from_env`] connects to
+//!   `SPIFFE_ENDPOINT_SOCKET` in one call; a workload issued several SVIDs chooses the one
+//!   served with a [`Pick`] ([Several identities](self#several-identities)).
 //! - [`JwtSource`] keeps the JWT bundles live, fetches JWT-SVIDs per audience (cached until
 //!   half their lifetime) and validates tokens locally: a
 //!   [`JwtBundleSource`](crate::JwtBundleSource).
@@ -18,6 +20,37 @@
 //!   streaming a new message on every rotation.
 //!
 //! The messages are written with prost derives in [`proto`]; no `protoc` is needed.
+//!
+//! # Several identities
+//!
+//! A Workload API server may issue one workload several X509-SVIDs (SPIRE does when several
+//! registration entries match it), and sends all of them in every message, in its own
+//! order. An [`X509Source`] serves one, chosen by [`X509SourceOptions::pick`]:
+//!
+//! - [`Pick::Default`] (the default): the first of each message, the server's default.
+//! - [`Pick::Id`]: the SVID for that SPIFFE ID, whatever its position.
+//! - [`Pick::Hint`]: the SVID the server labels with that hint (a registration entry's
+//!   `hint` in SPIRE).
+//!
+//! An update without the picked SVID is refused ([`WorkloadApiError::NotPicked`]) and the
+//! last good state kept. To serve two identities, run one source per [`Pick`]:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use meshid::workload::{Endpoint, Pick, X509Source, X509SourceOptions};
+//! use meshid::{SpiffeId, SvidSource};
+//!
+//! let endpoint = Endpoint::from_env()?; // SPIFFE_ENDPOINT_SOCKET
+//! let pick = |id: &str| -> Result<X509SourceOptions, meshid::IdError> {
+//!     Ok(X509SourceOptions::default().pick(Pick::Id(SpiffeId::new(id)?)))
+//! };
+//! let api = X509Source::new(endpoint.clone(), pick("spiffe://example.org/api")?).await?;
+//! let admin = X509Source::new(endpoint, pick("spiffe://example.org/admin")?).await?;
+//! assert_eq!(api.x509_svid().map(|s| s.id().clone()), Some(SpiffeId::new("spiffe://example.org/api")?));
+//! # let _ = admin;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Acceptance
 //!

@@ -15,6 +15,33 @@ use crate::{BundleSet, BundleSource, RotationPolicy, SpiffeId, SvidSource, Trust
 use crate::{X509Bundle, X509Svid};
 
 /// Which of the workload's SVIDs a source serves.
+///
+/// A Workload API server may issue a workload several identities (SPIRE does when several
+/// registration entries match it: one per service it plays, or an old and a new ID during
+/// a migration). Every message carries all of them, in the server's order; the source
+/// serves one. [`Pick::Default`] takes the first, which is what a workload with a single
+/// identity wants. With several, pick by SPIFFE ID ([`Pick::Id`]) or by the hint the
+/// server labels an SVID with ([`Pick::Hint`]; SPIRE's registration entries set it), so
+/// that the identity served never depends on the server's order. An update without the
+/// picked SVID is refused whole ([`WorkloadApiError::NotPicked`]), and the last good state
+/// is kept; at start, [`X509Source::new`] fails with the same error if no update holds it.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), meshid::workload::WorkloadApiError> {
+/// use meshid::workload::{Endpoint, Pick, X509Source, X509SourceOptions};
+/// use meshid::SpiffeId;
+///
+/// // The workload is both `/api` and `/worker`: serve `/api` here, whatever the order.
+/// let id = SpiffeId::new("spiffe://example.org/api").expect("a valid ID");
+/// let options = X509SourceOptions::default().pick(Pick::Id(id));
+/// let api = X509Source::new(Endpoint::from_env()?, options).await?;
+///
+/// // Or by the hint the server labels it with.
+/// let options = X509SourceOptions::default().pick(Pick::Hint("internal".into()));
+/// let internal = X509Source::new(Endpoint::from_env()?, options).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Pick {
@@ -64,14 +91,7 @@ impl Default for X509SourceOptions {
     }
 }
 
-pub(crate) fn default_algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
-    #[cfg(feature = "ring")]
-    return crate::ring_algorithms();
-    #[cfg(all(not(feature = "ring"), feature = "aws-lc-rs"))]
-    return crate::aws_lc_rs_algorithms();
-    #[cfg(not(any(feature = "ring", feature = "aws-lc-rs")))]
-    return &[];
-}
+pub(crate) use crate::verify::default_algorithms;
 
 impl X509SourceOptions {
     /// Serve the SVID picked by `pick`.
@@ -100,6 +120,17 @@ impl X509SourceOptions {
     #[must_use]
     pub fn message_timeout(mut self, timeout: Duration) -> Self {
         self.message_timeout = timeout;
+        self
+    }
+
+    /// Verify each update's SVIDs with `algorithms` (by default the `ring` backend's,
+    /// else `aws-lc-rs`'s; with neither feature there are none, so set them).
+    #[must_use]
+    pub fn algorithms(
+        mut self,
+        algorithms: &'static [&'static dyn SignatureVerificationAlgorithm],
+    ) -> Self {
+        self.algorithms = algorithms;
         self
     }
 }
@@ -165,6 +196,27 @@ impl Shared {
 /// or stalled connections are retried with capped exponential backoff and jitter, never
 /// waiting more than half of what is left of the SVID held; `InvalidArgument` and
 /// `Unimplemented` stop the source ([`X509Source::stopped`] resolves).
+///
+/// [`new`](Self::new) (and [`from_env`](Self::from_env)) return once the first good update
+/// is in, so a TLS config built on the source can serve at once; [`ready`](Self::ready)
+/// waits again after the identity was lost. A workload issued several identities serves
+/// the one its [`Pick`] chooses (the first, by default).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use meshid::workload::X509Source;
+/// use meshid::{authorize, tls, SpiffeId};
+///
+/// // The agent named by SPIFFE_ENDPOINT_SOCKET; returns once the first SVID is in.
+/// let source = Arc::new(X509Source::from_env().await?);
+/// let provider = Arc::new(tls::rustls::crypto::ring::default_provider());
+/// let config = tls::server_config(provider, source.clone(), source,
+///     authorize::exact(SpiffeId::new("spiffe://example.org/frontend")?))?;
+/// # let _ = config;
+/// # Ok(())
+/// # }
+/// ```
 pub struct X509Source {
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
@@ -190,29 +242,43 @@ impl X509Source {
             stop,
             task: Some(task),
         };
-        let synced = tokio::time::timeout(timeout, async {
-            loop {
-                let seen = source.shared.current.generation();
-                if source.shared.current.get().is_some() {
-                    return Ok(());
-                }
-                let status = source.status();
-                if status.stopped {
-                    return Err(WorkloadApiError::Stopped {
-                        reason: status.last_error.unwrap_or_default(),
-                    });
-                }
-                source.shared.current.changes().changed(seen).await;
-            }
-        })
-        .await;
-        match synced {
-            Ok(Ok(())) => Ok(source),
+        match tokio::time::timeout(timeout, source.ready()).await {
+            Ok(Ok(_)) => Ok(source),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(WorkloadApiError::InitialSyncTimeout {
                 waited: timeout,
                 last_error: source.status().last_error,
             }),
+        }
+    }
+
+    /// [`new`](Self::new) with the endpoint named by `SPIFFE_ENDPOINT_SOCKET`
+    /// ([`Endpoint::from_env`]) and the default options: the one call a workload under a
+    /// SPIFFE agent (SPIRE's, or `meshid serve agent`) needs. An unset or invalid variable
+    /// is a [`WorkloadApiError::InvalidEndpoint`]. For other options,
+    /// `X509Source::new(Endpoint::from_env()?, options)`.
+    pub async fn from_env() -> Result<Self, WorkloadApiError> {
+        Self::new(Endpoint::from_env()?, X509SourceOptions::default()).await
+    }
+
+    /// Completes with the SVID served once an unexpired one is held: at once after
+    /// [`new`](Self::new), or, once the identity was lost (expired with the agent away, or
+    /// no longer issued), when a good update brings one back. Fails with
+    /// [`WorkloadApiError::Stopped`] if the source stops for good with none held. Bound
+    /// it with `tokio::time::timeout`.
+    pub async fn ready(&self) -> Result<Arc<X509Svid>, WorkloadApiError> {
+        loop {
+            let seen = self.generation();
+            if let Some(svid) = self.x509_svid() {
+                return Ok(svid);
+            }
+            let status = self.status();
+            if status.stopped {
+                return Err(WorkloadApiError::Stopped {
+                    reason: status.last_error.unwrap_or_default(),
+                });
+            }
+            self.changes().changed(seen).await;
         }
     }
 

@@ -23,10 +23,10 @@ use crate::files::Failure;
 pub(crate) enum ProxyCommand {
     /// Terminate TLS from callers (SPIFFE mTLS by default) and forward the plaintext to a
     /// local program, until SIGINT/SIGTERM.
-    Inbound(InboundArgs),
+    Inbound(Box<InboundArgs>),
     /// Take a local program's plaintext and originate TLS (SPIFFE mTLS by default) to a
     /// target, until SIGINT/SIGTERM.
-    Outbound(OutboundArgs),
+    Outbound(Box<OutboundArgs>),
 }
 
 /// Where our SVID and the bundles come from.
@@ -121,6 +121,13 @@ pub(crate) struct InboundArgs {
     /// Pass the caller's SPIFFE ID on in a PROXY protocol v2 header (TLV 0xE0).
     #[arg(long, conflicts_with = "http")]
     proxy_protocol: bool,
+    /// With --http: how long a caller may take to send a request's headers, and so how
+    /// long a kept-alive connection may sit idle between requests.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    header_timeout: Duration,
+    /// With --http: how long the app may take to begin a response (then 504).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    response_timeout: Duration,
     /// The target speaks HTTP/1: pass the caller's SPIFFE ID on in an
     /// `x-forwarded-client-cert: URI=<id>` header on every request (one a caller sends is
     /// removed).
@@ -159,10 +166,19 @@ pub(crate) struct OutboundArgs {
     /// The name to send (SNI) and, with --tls web, to verify the server's certificate for.
     #[arg(long, value_name = "HOST")]
     server_name: Option<String>,
-    /// With --tls web: trust this CA file (PEM) instead of the built-in Web PKI roots
-    /// (webpki-roots, Mozilla's).
+    /// With --tls web: trust this CA file (PEM) instead of --roots.
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
+    /// With --tls web and no --ca-file: system (the operating system's trust store, as
+    /// SSL_CERT_FILE / SSL_CERT_DIR or the distribution's bundle) or mozilla (Mozilla's
+    /// roots built in, from webpki-roots).
+    #[arg(long, value_enum, default_value_t = Roots::System)]
+    roots: Roots,
+    /// Listen on an address other hosts can reach. Whoever can connect to an outbound
+    /// proxy calls out with this workload's identity, so by default --listen must be a
+    /// loopback address (or a Unix socket, made mode 0600).
+    #[arg(long)]
+    allow_remote: bool,
     /// With --tls web: svid offers our SVID when the server asks for a client
     /// certificate; none never does.
     #[arg(long, value_enum, default_value_t = ClientCert::None)]
@@ -175,6 +191,14 @@ enum OutboundTls {
     Spiffe,
     /// Web PKI.
     Web,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Roots {
+    /// The operating system's trust store.
+    System,
+    /// Mozilla's roots, built in.
+    Mozilla,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -347,7 +371,7 @@ fn inbound(args: &InboundArgs) -> Result<(), Failure> {
     let mut acceptor =
         Acceptor::new(Arc::new(config)).handshake_timeout(args.common.handshake_timeout);
     if args.tls == InboundTls::File {
-        acceptor = acceptor.optional_peer_id();
+        acceptor = acceptor.without_peer_id();
     }
     let forward = if args.http {
         ForwardId::Http
@@ -357,13 +381,32 @@ fn inbound(args: &InboundArgs) -> Result<(), Failure> {
         ForwardId::None
     };
     let proxy = Proxy::inbound(acceptor, args.common.target.clone())
-        .limits(limits(&args.common, args.detect_timeout))
+        .limits(
+            limits(&args.common, args.detect_timeout)
+                .header_timeout(args.header_timeout)
+                .response_timeout(args.response_timeout),
+        )
         .permissive(args.permissive)
         .forward_id(forward);
-    serve(proxy, &args.common, identity, observed, &runtime, "inbound")
+    serve(
+        proxy,
+        &args.common,
+        identity,
+        observed.as_ref(),
+        &runtime,
+        "inbound",
+    )
 }
 
 fn outbound(args: &OutboundArgs) -> Result<(), Failure> {
+    if let Address::Tcp(listen) = &args.common.listen {
+        if !args.allow_remote && !loopback(listen) {
+            return Err(usage(format!(
+                "--listen {listen}: other hosts could call out as this workload; listen on \
+                 loopback or a Unix socket, or say --allow-remote"
+            )));
+        }
+    }
     let rules = any_of(&args.expect, &args.expect_prefix, &args.expect_td);
     let provider = provider();
     let runtime = crate::workload::runtime()?;
@@ -406,17 +449,18 @@ fn outbound(args: &OutboundArgs) -> Result<(), Failure> {
                     "--tls web needs --server-name HOST (the name verified)",
                 ));
             }
-            let roots = match &args.ca_file {
-                Some(file) => roots_from(file)?,
-                None => RootCertStore {
+            let roots = match (&args.ca_file, args.roots) {
+                (Some(file), _) => roots_from(file)?,
+                (None, Roots::Mozilla) => RootCertStore {
                     roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
                 },
+                (None, Roots::System) => system_roots()?,
             };
             let identity = match args.client_cert {
                 ClientCert::Svid => Some(args.identity.start(&runtime)?),
                 ClientCert::None => None,
             };
-            let config = web_client_config(
+            let config = meshid::tls::web_client_config(
                 Arc::clone(&provider),
                 Arc::new(roots),
                 identity.as_ref().map(|i| Arc::clone(&i.svid)),
@@ -433,7 +477,7 @@ fn outbound(args: &OutboundArgs) -> Result<(), Failure> {
         connector = connector.server_name(name);
     }
     if web {
-        connector = connector.optional_peer_id();
+        connector = connector.without_peer_id();
     }
     let proxy = Proxy::outbound(connector, args.common.target.clone())
         .limits(limits(&args.common, Duration::from_secs(5)));
@@ -441,32 +485,36 @@ fn outbound(args: &OutboundArgs) -> Result<(), Failure> {
         proxy,
         &args.common,
         identity,
-        observed,
+        observed.as_ref(),
         &runtime,
         "outbound",
     )
 }
 
-/// TEMPORARY until `meshid::tls::web_client_config` lands from the ergonomics branch.
-fn web_client_config(
-    provider: Arc<CryptoProvider>,
-    roots: Arc<RootCertStore>,
-    client_svid: Option<Arc<dyn SvidSource>>,
-) -> Result<rustls::ClientConfig, rustls::Error> {
-    let verifier =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_webpki_verifier(verifier);
-    let mut config = match client_svid {
-        Some(svid) => builder
-            .with_client_cert_resolver(Arc::new(meshid::tls::SvidResolver::new(svid, provider))),
-        None => builder.with_no_client_auth(),
-    };
-    config.resumption = rustls::client::Resumption::disabled();
-    Ok(config)
+/// The operating system's trust store; refused when it holds no usable root.
+fn system_roots() -> Result<RootCertStore, Failure> {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "part of the system trust store could not be read");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(Failure::refused(
+            "--roots system: the system trust store holds no usable root (install \
+             ca-certificates, set SSL_CERT_FILE, or use --roots mozilla or --ca-file)",
+        ));
+    }
+    Ok(roots)
+}
+
+/// Whether every address `host_port` resolves to is a loopback one.
+fn loopback(host_port: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    host_port.to_socket_addrs().is_ok_and(|addrs| {
+        let addrs: Vec<_> = addrs.collect();
+        !addrs.is_empty() && addrs.iter().all(|a| a.ip().to_canonical().is_loopback())
+    })
 }
 
 /// A PEM file's certificates as trust anchors.
@@ -509,11 +557,11 @@ fn serve(
     mut proxy: Proxy,
     common: &CommonArgs,
     identity: Option<Identity>,
-    observed: Option<Metered>,
+    observed: Option<&Metered>,
     runtime: &tokio::runtime::Runtime,
     way: &str,
 ) -> Result<(), Failure> {
-    if let Some((observed, _, metrics)) = &observed {
+    if let Some((observed, _, metrics)) = observed {
         proxy = proxy.observer(metrics.observer());
         match identity.as_ref() {
             Some(Identity {
@@ -527,13 +575,26 @@ fn serve(
             _ => observed.ready.check(Vec::new),
         }
     }
+    // Signal handlers first: a supervisor may signal as soon as it reads `listening on`.
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _entered = runtime.enter();
+        signal(SignalKind::terminate())
+            .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+            .map_err(|e| Failure::io(Path::new("signal handlers"), e))?
+    };
     let listener = runtime
         .block_on(common.listen.bind())
         .map_err(|e| usage(format!("--listen {}: {e}", common.listen)))?;
+    if let (Address::Unix(path), "outbound") = (&common.listen, way) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Failure::io(path, e))?;
+    }
     let bound = listener
         .local_address()
         .map_err(|e| Failure::io(Path::new("listener"), e))?;
-    if let Some((observed, _, _)) = &observed {
+    if let Some((observed, _, _)) = observed {
         observed.listening();
     }
     match &identity {
@@ -541,8 +602,12 @@ fn serve(
         None => println!("proxy {way} to {}", common.target),
     }
     println!("listening on {bound}");
-    let served = runtime.block_on(proxy.serve(listener, async {
-        crate::workload::interrupted().await;
+    let (mut term, mut interrupt) = signals;
+    let served = runtime.block_on(proxy.serve(listener, async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
         println!("stopping");
     }));
     if let Some(Identity {
