@@ -13,7 +13,9 @@ use super::ServeError;
 /// A bound socket file: removed on drop, but only while it is still the file we bound.
 pub(crate) struct BoundSocket {
     path: PathBuf,
-    identity: Identity,
+    /// `None` when the path was already no longer ours right after the rename: then it is
+    /// never removed.
+    identity: Option<Identity>,
 }
 
 /// What tells our socket file from one that replaced it: its device and inode, and its
@@ -28,7 +30,7 @@ fn identity(meta: &std::fs::Metadata) -> Identity {
 impl Drop for BoundSocket {
     fn drop(&mut self) {
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if meta.file_type().is_socket() && identity(&meta) == self.identity {
+            if meta.file_type().is_socket() && Some(identity(&meta)) == self.identity {
                 let _ = std::fs::remove_file(&self.path);
             }
         }
@@ -92,18 +94,30 @@ pub(crate) async fn bind(
             // Someone else created the path meanwhile: do not replace it.
             return Err(io::Error::from(io::ErrorKind::AlreadyExists));
         }
+        // The file's device and inode survive the rename (its change time does not).
+        let staged_meta = std::fs::symlink_metadata(&staged)?;
         std::fs::rename(&staged, path)?;
-        Ok(listener)
+        Ok((listener, (staged_meta.dev(), staged_meta.ino())))
     })();
     let _ = std::fs::remove_file(&staged);
     let _ = std::fs::remove_dir(&private);
-    let listener = bound.map_err(io)?;
-    let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    let (listener, (dev, ino)) = bound.map_err(io)?;
+    // Someone may replace or remove the path right after the rename: the listener is still
+    // ours and serves, but the path is then never ours to remove (seen in CI: this stat
+    // failed with NotFound and the whole bind with it).
+    let identity = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.dev() == dev && meta.ino() == ino => Some(identity(&meta)),
+        _ => {
+            tracing::warn!(socket = %path.display(),
+                "the socket file was replaced right after it was bound; it will not be removed");
+            None
+        }
+    };
     Ok((
         listener,
         BoundSocket {
             path: path.to_path_buf(),
-            identity: identity(&meta),
+            identity,
         },
     ))
 }
