@@ -662,7 +662,8 @@ fn cert_trust_domain(
     cert: &Certificate,
     given: Option<&TrustDomain>,
 ) -> Result<TrustDomain, CaError> {
-    let found = profile::uri_sans(&profile::CertView::of(cert, 0))?
+    let found = profile::CertView::of(cert, 0)
+        .uri_sans()?
         .iter()
         .find_map(|uri| SpiffeId::from_bytes(uri).ok())
         .map(|id| id.trust_domain());

@@ -6,6 +6,7 @@ mod certs;
 mod dir;
 mod inspect;
 pub(crate) mod profile;
+mod view;
 
 pub use certs::parse_certificates;
 #[cfg(unix)]
