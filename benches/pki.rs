@@ -4,8 +4,12 @@
 //! - `issue`: one leaf from an already-parsed CSR. meshid `Authority::sign_csr` with the
 //!   ring signer vs rcgen `CertificateParams::signed_by` on ring (same backend); meshid with
 //!   the pure-Rust p256 signer vs a bare p256 signature over a TBS of the same size.
-//! - `verify`: root → intermediate → leaf. meshid `verify_x509_svid` (SPIFFE rules + webpki)
-//!   vs bare `rustls-webpki` `verify_for_usage` with its anchors built once.
+//! - `verify_3_cert_chain`: root → intermediate → leaf. meshid `verify_x509_svid` (SPIFFE
+//!   rules + webpki, no cache) vs bare `rustls-webpki` `verify_for_usage` with its anchors
+//!   built once.
+//! - `verify_repeat_chain`: the same chain again through a `VerifiedChainCache` (a repeat
+//!   peer) vs bare webpki; `verify_new_chain`: 6,000 distinct chains in turn, more than the
+//!   cache holds, so every lookup misses (asserted) vs bare webpki on the same chains.
 //! - `keygen`, `csr`: P-256 key generation and CSR build, meshid's two backends vs rcgen.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function
 
@@ -15,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use meshid::{
     Authority, BundleSet, CsrBuilder, KeyPair, KeyType, RingKeyPair, SpiffeId, SvidRequest,
-    TrustDomain, X509Bundle,
+    TrustDomain, Usage, VerifiedChainCache, X509Bundle,
 };
 use p256::ecdsa::signature::Signer as _;
 use p256::elliptic_curve::Generate as _;
@@ -104,27 +108,72 @@ fn verify(c: &mut Criterion) {
         .collect();
     let time = rustls_pki_types::UnixTime::now();
 
+    let bare = |chain: &[CertificateDer<'static>]| {
+        let ee = webpki::EndEntityCert::try_from(&chain[0]).unwrap();
+        ee.verify_for_usage(
+            algs,
+            &anchors,
+            &chain[1..],
+            time,
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map(|_| ())
+        .unwrap();
+    };
+
+    // Full verification every time (no cache): the SPIFFE checks' own cost.
     let mut g = c.benchmark_group("verify_3_cert_chain");
     g.bench_function("meshid", |b| {
         b.iter(|| meshid::verify_x509_svid(black_box(&chain), &set, now, algs).unwrap());
     });
+    g.bench_function("bare_webpki", |b| b.iter(|| bare(black_box(&chain))));
+    g.finish();
+
+    // A repeat peer: the same chain again, through the verified-chain cache.
+    let cache = VerifiedChainCache::default();
+    let mut g = c.benchmark_group("verify_repeat_chain");
+    g.bench_function("meshid_cached", |b| {
+        b.iter(|| {
+            cache
+                .verify(black_box(&chain), &set, now, algs, Usage::ServerAuth)
+                .unwrap()
+        });
+    });
+    g.bench_function("bare_webpki", |b| b.iter(|| bare(black_box(&chain))));
+    g.finish();
+    let repeat = cache.stats();
+    assert!(repeat.misses == 1 && repeat.hits > 0, "{repeat:?}");
+
+    // Every chain new: more distinct chains than the cache holds, taken in turn, so each
+    // lookup misses (checked below) and each verification pays hashing and insertion too.
+    let pool: Vec<Vec<CertificateDer<'static>>> = (0..6000)
+        .map(|n| {
+            let id = SpiffeId::new(&format!("spiffe://example.org/w/{n}")).unwrap();
+            inter.issue(&id, DAY).unwrap().chain().to_vec()
+        })
+        .collect();
+    let cold = VerifiedChainCache::default();
+    let mut g = c.benchmark_group("verify_new_chain");
+    let mut next = 0;
+    g.bench_function("meshid_cached", |b| {
+        b.iter(|| {
+            next = (next + 1) % pool.len();
+            cold.verify(black_box(&pool[next]), &set, now, algs, Usage::ServerAuth)
+                .unwrap()
+        });
+    });
     g.bench_function("bare_webpki", |b| {
         b.iter(|| {
-            let ee = webpki::EndEntityCert::try_from(black_box(&chain[0])).unwrap();
-            ee.verify_for_usage(
-                algs,
-                &anchors,
-                &chain[1..],
-                time,
-                webpki::KeyUsage::server_auth(),
-                None,
-                None,
-            )
-            .map(|_| ())
-            .unwrap();
+            next = (next + 1) % pool.len();
+            bare(black_box(&pool[next]));
         });
     });
     g.finish();
+    let cold = cold.stats();
+    assert!(cold.hits == 0 && cold.misses > 0, "{cold:?}");
+    eprintln!("verify_repeat_chain: {repeat:?}\nverify_new_chain: {cold:?}");
 }
 
 fn keygen_and_csr(c: &mut Criterion) {

@@ -26,10 +26,21 @@
 //!   the cost of the metrics; the target is at most 1.03. The handshake is dominated by
 //!   ECDSA and X25519, so the lines are within a few percent of each other: on a noisy
 //!   machine, repeat the run before reading much into one ratio.
+//!
+//!   Since the verified-chain cache (on by default), `meshid` and `meshid_metrics` are a
+//!   *repeat* peer: the same client and server every iteration, so both verifiers answer
+//!   from their caches after the first; `meshid_no_cache` is `meshid` with both caches off
+//!   (`without_cache()`), the full verification every time. Target `meshid / rustls_plain`
+//!   at most 0.80.
+//! - `handshake_new_client`: every handshake with a client never seen: 6,000 client SVIDs
+//!   in turn (more than the server's default cache holds), the clients' shared cache cleared
+//!   before each handshake; no hit on either side (asserted after the run). `meshid` against
+//!   `rustls_plain` with the same certificates; target at most 1.02.
 //! - `verify_client_cert`: the server's verification of a client chain alone (what the
 //!   metrics decorate, without the ECDSA signing and key exchange around it in a
-//!   handshake): `spiffe` (`SpiffeClientCertVerifier`) against `spiffe_metrics` (the same
-//!   verifier decorated by `TlsMetrics::server_verifier`). Target at most 1.03.
+//!   handshake): `spiffe` (`SpiffeClientCertVerifier` without cache) against
+//!   `spiffe_metrics` (the same verifier decorated by `TlsMetrics::server_verifier`), target
+//!   at most 1.03; and `spiffe_cached`, the default verifier on a repeat chain.
 //! - `resolve`: `SvidResolver::current()`, what both `resolve()` impls call on every
 //!   handshake (a `ClientHello` cannot be built outside rustls), over an `Arc<SvidStore>`.
 //!   - `arc_clone_floor`: `Arc::clone` of a fixed `Arc<CertifiedKey>`, the least any
@@ -92,7 +103,7 @@ use meshid::metrics::{SvidMetrics, TlsMetrics};
 use meshid::tls::{SpiffeClientCertVerifier, SpiffeServerCertVerifier};
 use meshid::{
     authorize, tls, Authority, BundleSet, BundleSource, CsrBuilder, KeyPair, KeyType, SpiffeId,
-    SvidRequest, SvidSource, SvidStore, TrustDomain, X509Bundle, X509Svid,
+    SvidRequest, SvidSource, SvidStore, TrustDomain, VerifiedChainCache, X509Bundle, X509Svid,
 };
 use prometheus_client::registry::Registry;
 use rustls::client::Resumption;
@@ -307,6 +318,143 @@ fn handshake(
     (c, s)
 }
 
+/// [`meshid_configs`] with the verified-chain cache off on both sides.
+fn uncached_configs(
+    provider: &Arc<CryptoProvider>,
+    pki: &Pki,
+) -> (Arc<ClientConfig>, Arc<ServerConfig>) {
+    let server_store = Arc::new(SvidStore::new());
+    server_store.publish(pki.server.clone());
+    let client_store = Arc::new(SvidStore::new());
+    client_store.publish(pki.client.clone());
+    let client_verifier = SpiffeClientCertVerifier::new(
+        Arc::new(pki.bundle()) as Arc<dyn BundleSource>,
+        authorize::any(),
+        Arc::clone(provider),
+    )
+    .without_cache();
+    let server = tls::server_config_with_verifier(
+        Arc::clone(provider),
+        server_store,
+        Arc::new(client_verifier),
+    )
+    .unwrap();
+    let server_verifier = SpiffeServerCertVerifier::new(
+        Arc::new(pki.bundle()) as Arc<dyn BundleSource>,
+        authorize::any(),
+        Arc::clone(provider),
+    )
+    .without_cache();
+    let client = tls::client_config_with_verifier(
+        Arc::clone(provider),
+        client_store,
+        Arc::new(server_verifier),
+    )
+    .unwrap();
+    (Arc::new(client), Arc::new(server))
+}
+
+/// How many distinct clients `handshake_new_client` takes in turn: more than a default
+/// cache holds (4,096), so the server never sees a client its cache still knows.
+const NEW_CLIENTS: usize = 6000;
+
+/// Every handshake with a client the server has not seen (and that has not seen the
+/// server): [`NEW_CLIENTS`] client SVIDs in turn; meshid's server keeps its default cache,
+/// its clients share one that is cleared before every handshake (a new process knows no
+/// server), both asserted to have had no hit; rustls plain with the same certificates.
+fn new_clients(c: &mut Criterion) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let pki = Pki::new();
+    let name = ServerName::try_from(SERVER_NAME).unwrap();
+    let svids: Vec<X509Svid> = (0..NEW_CLIENTS)
+        .map(|n| {
+            let id = SpiffeId::new(&format!("spiffe://example.org/client/{n}")).unwrap();
+            pki.ca.issue(&id, DAY).unwrap()
+        })
+        .collect();
+
+    let server_store = Arc::new(SvidStore::new());
+    server_store.publish(pki.server.clone());
+    let server_verifier = Arc::new(SpiffeClientCertVerifier::new(
+        Arc::new(pki.bundle()) as Arc<dyn BundleSource>,
+        authorize::any(),
+        Arc::clone(&provider),
+    ));
+    let server = Arc::new(
+        tls::server_config_with_verifier(
+            Arc::clone(&provider),
+            server_store,
+            server_verifier.clone(),
+        )
+        .unwrap(),
+    );
+    let client_cache = Arc::new(VerifiedChainCache::default());
+    let clients: Vec<Arc<ClientConfig>> = svids
+        .iter()
+        .map(|svid| {
+            let store = Arc::new(SvidStore::new());
+            store.publish(svid.clone());
+            let verifier = SpiffeServerCertVerifier::new(
+                Arc::new(pki.bundle()) as Arc<dyn BundleSource>,
+                authorize::any(),
+                Arc::clone(&provider),
+            )
+            .with_cache(Arc::clone(&client_cache));
+            Arc::new(
+                tls::client_config_with_verifier(Arc::clone(&provider), store, Arc::new(verifier))
+                    .unwrap(),
+            )
+        })
+        .collect();
+
+    let plain_server = plain_configs(&provider, &pki).1;
+    let plain_clients: Vec<Arc<ClientConfig>> = svids
+        .iter()
+        .map(|svid| {
+            let mut client = ClientConfig::builder_with_provider(Arc::clone(&provider))
+                .with_protocol_versions(&[&TLS13, &TLS12])
+                .unwrap()
+                .with_root_certificates(pki.roots())
+                .with_client_auth_cert(svid.chain().to_vec(), key_der(svid))
+                .unwrap();
+            client.resumption = Resumption::disabled();
+            Arc::new(client)
+        })
+        .collect();
+
+    let mut buf = Vec::with_capacity(8 * 1024);
+    for (client, server) in [(&clients[0], &server), (&plain_clients[0], &plain_server)] {
+        let (_, sc) = handshake(client, server, &name, &mut buf);
+        assert_eq!(sc.peer_certificates(), Some(svids[0].chain()));
+    }
+    let mut g = c.benchmark_group("handshake_new_client");
+    let mut next = 0;
+    g.bench_function("meshid", |b| {
+        b.iter(|| {
+            next = (next + 1) % NEW_CLIENTS;
+            client_cache.clear();
+            handshake(&clients[next], &server, black_box(&name), &mut buf)
+        });
+    });
+    g.bench_function("rustls_plain", |b| {
+        b.iter(|| {
+            next = (next + 1) % NEW_CLIENTS;
+            handshake(
+                &plain_clients[next],
+                &plain_server,
+                black_box(&name),
+                &mut buf,
+            )
+        });
+    });
+    g.finish();
+    let server_stats = server_verifier.cache().unwrap().stats();
+    let client_stats = client_cache.stats();
+    assert_eq!(server_stats.hits, 0, "{server_stats:?}");
+    assert_eq!(client_stats.hits, 0, "{client_stats:?}");
+    eprintln!("handshake_new_client: server cache {server_stats:?}, client cache {client_stats:?}");
+}
+
 fn handshakes(c: &mut Criterion) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let pki = Pki::new();
@@ -338,9 +486,13 @@ fn handshakes(c: &mut Criterion) {
     assert_eq!(sample(&text, SERVER_ACCEPTED), Some(1.0), "{text}");
     assert_eq!(sample(&text, CLIENT_ACCEPTED), Some(1.0), "{text}");
 
+    let uncached = uncached_configs(&provider, &pki);
     let mut g = c.benchmark_group("handshake");
     g.bench_function("meshid", |b| {
         b.iter(|| handshake(&meshid.0, &meshid.1, black_box(&name), &mut buf));
+    });
+    g.bench_function("meshid_no_cache", |b| {
+        b.iter(|| handshake(&uncached.0, &uncached.1, black_box(&name), &mut buf));
     });
     let mut metered_ran = false; // not when filtered out
     g.bench_function("meshid_metrics", |b| {
@@ -436,7 +588,15 @@ fn verify(c: &mut Criterion) {
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let pki = Pki::new();
-    let plain: Arc<dyn ClientCertVerifier> = Arc::new(SpiffeClientCertVerifier::new(
+    let plain: Arc<dyn ClientCertVerifier> = Arc::new(
+        SpiffeClientCertVerifier::new(
+            Arc::new(pki.bundle()) as Arc<dyn BundleSource>,
+            authorize::any(),
+            Arc::clone(&provider),
+        )
+        .without_cache(),
+    );
+    let cached: Arc<dyn ClientCertVerifier> = Arc::new(SpiffeClientCertVerifier::new(
         Arc::new(pki.bundle()) as Arc<dyn BundleSource>,
         authorize::any(),
         Arc::clone(&provider),
@@ -470,12 +630,15 @@ fn verify(c: &mut Criterion) {
     g.bench_function("spiffe_metrics", |b| {
         b.iter(|| metered.verify_client_cert(black_box(&chain[0]), &chain[1..], now));
     });
+    g.bench_function("spiffe_cached", |b| {
+        b.iter(|| cached.verify_client_cert(black_box(&chain[0]), &chain[1..], now));
+    });
     g.finish();
 }
 
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = handshakes, resolve, verify
+    targets = handshakes, new_clients, resolve, verify
 }
 criterion_main!(benches);

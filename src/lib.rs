@@ -147,7 +147,8 @@ pub use verify::aws_lc_rs_algorithms;
 #[cfg(feature = "ring")]
 pub use verify::ring_algorithms;
 pub use verify::{
-    validate_path, verify_x509_svid, verify_x509_svid_for, Usage, VerifiedSvid, VerifyError,
+    validate_path, verify_x509_svid, verify_x509_svid_for, ChainCacheStats, Usage,
+    VerifiedChainCache, VerifiedSvid, VerifyError,
 };
 
 /// The README's Rust examples, compiled and run as doc tests.

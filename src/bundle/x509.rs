@@ -29,6 +29,10 @@ pub struct X509Bundle {
 }
 
 struct Inner {
+    /// Unique in the process: no two bundles built here share it, so a verified-chain
+    /// cache entry made against this bundle never matches another one, even one with the
+    /// same content (see [`crate::VerifiedChainCache`]).
+    instance: u64,
     trust_domain: TrustDomain,
     authorities: Vec<CertificateDer<'static>>,
     /// The authorities as trust anchors, built on first use by the verifier.
@@ -193,11 +197,18 @@ impl X509Bundle {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                instance: next_instance(),
                 trust_domain,
                 authorities,
                 anchors: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// This bundle's identity in the process: equal for clones, different for every bundle
+    /// built (parsed, loaded or assembled), whatever its content.
+    pub(crate) fn instance(&self) -> u64 {
+        self.inner.instance
     }
 
     /// The authorities as trust anchors for path validation, built once per bundle so no
@@ -222,6 +233,12 @@ impl fmt::Debug for X509Bundle {
             .field("authorities", &self.inner.authorities.len())
             .finish()
     }
+}
+
+/// A fresh bundle identity. 2^64 bundles are never built in one process.
+fn next_instance() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn check_len(input: &[u8]) -> Result<(), BundleError> {

@@ -12,8 +12,8 @@ use rustls::{Error as TlsError, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use thiserror::Error;
 
-use crate::verify::verify_parts;
-use crate::{Authorizer, BundleSource, Unauthorized, Usage, VerifyError};
+use crate::verify::{verify_parts, CacheContext};
+use crate::{Authorizer, BundleSource, Unauthorized, Usage, VerifiedChainCache, VerifyError};
 
 /// Why a peer's certificate was refused in a handshake. rustls reports it as
 /// `Error::InvalidCertificate(CertificateError::Other(..))` (the peer receives a
@@ -65,23 +65,49 @@ pub fn io_rejection(error: &std::io::Error) -> Option<&PeerRejected> {
         .and_then(rejection)
 }
 
-/// What both verifiers share: where roots come from, who decides, which algorithms.
+/// What both verifiers share: where roots come from, who decides, which algorithms, and
+/// the verdicts already known.
 struct Checks {
     bundles: Arc<dyn BundleSource>,
     authorizer: Arc<dyn Authorizer>,
     provider: Arc<CryptoProvider>,
+    usage: Usage,
+    cache: Option<(Arc<VerifiedChainCache>, CacheContext)>,
 }
 
 impl Checks {
+    fn new(
+        bundles: Arc<dyn BundleSource>,
+        authorizer: Arc<dyn Authorizer>,
+        provider: Arc<CryptoProvider>,
+        usage: Usage,
+    ) -> Self {
+        let mut checks = Self {
+            bundles,
+            authorizer,
+            provider,
+            usage,
+            cache: None,
+        };
+        checks.set_cache(Some(Arc::new(VerifiedChainCache::default())));
+        checks
+    }
+
+    fn set_cache(&mut self, cache: Option<Arc<VerifiedChainCache>>) {
+        self.cache = cache.map(|cache| {
+            let algorithms = self.provider.signature_verification_algorithms.all;
+            (cache, CacheContext::new(algorithms, self.usage))
+        });
+    }
+
     fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
-        usage: Usage,
     ) -> Result<(), TlsError> {
         let at = UNIX_EPOCH + Duration::from_secs(now.as_secs());
-        self.check(end_entity, intermediates, at, usage)
+        self.check(end_entity, intermediates, at)
             .map_err(|rejected| {
                 tracing::debug!(error = %rejected, "refused a peer certificate");
                 TlsError::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
@@ -90,25 +116,37 @@ impl Checks {
             })
     }
 
-    /// The SPIFFE checks, then the authorizer, on the certificates as rustls holds them
-    /// (nothing copied on the handshake path).
+    /// The SPIFFE checks (through the cache when there is one), then the authorizer, which
+    /// is asked on every handshake; on the certificates as rustls holds them (nothing
+    /// copied on the handshake path).
     fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         at: SystemTime,
-        usage: Usage,
     ) -> Result<(), PeerRejected> {
         let algorithms = self.provider.signature_verification_algorithms.all;
-        let (id, _) = verify_parts(
-            end_entity,
-            intermediates,
-            &*self.bundles,
-            at,
-            algorithms,
-            usage,
-        )?;
-        self.authorizer.authorize(&id)?;
+        let bundles = &*self.bundles;
+        let verified = match &self.cache {
+            Some((cache, context)) => cache.verify_parts(
+                context,
+                end_entity,
+                intermediates,
+                bundles,
+                at,
+                algorithms,
+                self.usage,
+            ),
+            None => verify_parts(
+                end_entity,
+                intermediates,
+                bundles,
+                at,
+                algorithms,
+                self.usage,
+            ),
+        }?;
+        self.authorizer.authorize(&verified.id)?;
         Ok(())
     }
 
@@ -149,13 +187,45 @@ impl Checks {
 
 impl fmt::Debug for Checks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Checks").finish_non_exhaustive()
+        f.debug_struct("Checks")
+            .field("usage", &self.usage)
+            .field("cache", &self.cache.as_ref().map(|(cache, _)| cache))
+            .finish_non_exhaustive()
     }
+}
+
+/// The cache methods both verifiers share.
+macro_rules! cache_methods {
+    () => {
+        /// Verifies through `cache` instead of the verifier's own: several verifiers (a
+        /// server's and a client's, or one per listener) can share one. See
+        /// [`VerifiedChainCache`] for what a hit checks and why that is sound.
+        #[must_use]
+        pub fn with_cache(mut self, cache: Arc<VerifiedChainCache>) -> Self {
+            self.0.set_cache(Some(cache));
+            self
+        }
+
+        /// Verifies every chain in full, every time: the verified-chain cache off.
+        #[must_use]
+        pub fn without_cache(mut self) -> Self {
+            self.0.set_cache(None);
+            self
+        }
+
+        /// The verified-chain cache in use (its [`stats`](VerifiedChainCache::stats)), if any.
+        pub fn cache(&self) -> Option<&Arc<VerifiedChainCache>> {
+            self.0.cache.as_ref().map(|(cache, _)| cache)
+        }
+    };
 }
 
 /// A TLS client's check of its server: the server's chain must be an X509-SVID that
 /// verifies against the bundle of its own trust domain, and the authorizer must accept its
 /// SPIFFE ID. The server name the client connects with is **not** checked.
+///
+/// Chains already verified are remembered in a [`VerifiedChainCache`] of its own
+/// (default bounds) unless [`without_cache`](Self::without_cache) says otherwise.
 #[derive(Debug)]
 pub struct SpiffeServerCertVerifier(Checks);
 
@@ -167,12 +237,15 @@ impl SpiffeServerCertVerifier {
         authorizer: impl Authorizer + 'static,
         provider: Arc<CryptoProvider>,
     ) -> Self {
-        Self(Checks {
+        Self(Checks::new(
             bundles,
-            authorizer: Arc::new(authorizer),
+            Arc::new(authorizer),
             provider,
-        })
+            Usage::ServerAuth,
+        ))
     }
+
+    cache_methods!();
 }
 
 impl ServerCertVerifier for SpiffeServerCertVerifier {
@@ -185,7 +258,7 @@ impl ServerCertVerifier for SpiffeServerCertVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
         self.0
-            .verify(end_entity, intermediates, now, Usage::ServerAuth)
+            .verify(end_entity, intermediates, now)
             .map(|()| ServerCertVerified::assertion())
     }
 
@@ -218,6 +291,9 @@ impl ServerCertVerifier for SpiffeServerCertVerifier {
 ///
 /// No CA names are sent in the CertificateRequest: an SVID workload has exactly one
 /// identity to present, and bundle subjects would only leak the trust configuration.
+///
+/// Chains already verified are remembered in a [`VerifiedChainCache`] of its own
+/// (default bounds) unless [`without_cache`](Self::without_cache) says otherwise.
 #[derive(Debug)]
 pub struct SpiffeClientCertVerifier(Checks);
 
@@ -229,12 +305,15 @@ impl SpiffeClientCertVerifier {
         authorizer: impl Authorizer + 'static,
         provider: Arc<CryptoProvider>,
     ) -> Self {
-        Self(Checks {
+        Self(Checks::new(
             bundles,
-            authorizer: Arc::new(authorizer),
+            Arc::new(authorizer),
             provider,
-        })
+            Usage::ClientAuth,
+        ))
     }
+
+    cache_methods!();
 }
 
 impl ClientCertVerifier for SpiffeClientCertVerifier {
@@ -257,7 +336,7 @@ impl ClientCertVerifier for SpiffeClientCertVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, TlsError> {
         self.0
-            .verify(end_entity, intermediates, now, Usage::ClientAuth)
+            .verify(end_entity, intermediates, now)
             .map(|()| ClientCertVerified::assertion())
     }
 

@@ -19,6 +19,11 @@ use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnch
 use thiserror::Error;
 use webpki::{EndEntityCert, KeyUsage};
 
+mod cache;
+
+pub(crate) use cache::CacheContext;
+pub use cache::{ChainCacheStats, VerifiedChainCache};
+
 use crate::svid::profile::{self, CertView, RootFault};
 use crate::time::Rfc3339;
 use crate::{BundleSource, SpiffeId, SvidError, TrustDomain};
@@ -149,6 +154,14 @@ pub struct VerifiedSvid {
 }
 
 impl VerifiedSvid {
+    fn new(verified: Verified, chain: &[CertificateDer<'_>]) -> Self {
+        Self {
+            id: verified.id,
+            chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
+            not_after: verified.not_after,
+        }
+    }
+
     /// The peer's SPIFFE ID.
     pub fn id(&self) -> &SpiffeId {
         &self.id
@@ -221,17 +234,26 @@ pub fn verify_x509_svid_for(
     usage: Usage,
 ) -> Result<VerifiedSvid, VerifyError> {
     let (leaf, intermediates) = chain.split_first().ok_or(VerifyError::EmptyChain)?;
-    let (id, not_after) = verify_parts(leaf, intermediates, bundles, at, algorithms, usage)?;
-    Ok(VerifiedSvid {
-        id,
-        chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
-        not_after,
-    })
+    let verified = verify_parts(leaf, intermediates, bundles, at, algorithms, usage)?;
+    Ok(VerifiedSvid::new(verified, chain))
+}
+
+/// What the checks of [`verify_parts`] established: the peer's ID and the validity window
+/// of the verified path (leaf, the intermediates it goes through, anchor), within which
+/// the same verification at another time gives the same verdict.
+#[derive(Debug, Clone)]
+pub(crate) struct Verified {
+    pub(crate) id: SpiffeId,
+    /// The latest notBefore of the path.
+    pub(crate) not_before: SystemTime,
+    /// The earliest notAfter of the path.
+    pub(crate) not_after: SystemTime,
+    /// The instance of the bundle the path was validated against.
+    pub(crate) bundle: u64,
 }
 
 /// The checks of [`verify_x509_svid_for`] on a leaf and its intermediates as rustls hands
-/// them over, copying nothing: the peer's ID and the verified path's earliest notAfter
-/// (leaf, intermediates on the path, anchor).
+/// them over, copying nothing.
 pub(crate) fn verify_parts(
     leaf_der: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -239,20 +261,20 @@ pub(crate) fn verify_parts(
     at: SystemTime,
     algorithms: &[&dyn SignatureVerificationAlgorithm],
     usage: Usage,
-) -> Result<(SpiffeId, SystemTime), VerifyError> {
+) -> Result<Verified, VerifyError> {
     let leaf = CertView::parse(leaf_der, 0)?;
     let id = profile::check_leaf(&leaf)?;
-    let mut presented_not_after = Vec::with_capacity(intermediates.len());
+    let mut presented = Vec::with_capacity(intermediates.len());
     for (i, der) in intermediates.iter().enumerate() {
         let cert = CertView::parse(der, i + 1)?;
         profile::check_signing(&cert)?;
-        presented_not_after.push(cert.not_after());
+        presented.push((cert.not_before(), cert.not_after()));
     }
     let trust_domain = id.trust_domain();
     let bundle = bundles
         .x509_bundle(&trust_domain)
         .ok_or(VerifyError::NoBundle { trust_domain })?;
-    let path_not_after = validate_with_anchors(
+    let (not_before, not_after) = validate_with_anchors(
         leaf_der,
         intermediates,
         bundle.anchors(),
@@ -260,9 +282,14 @@ pub(crate) fn verify_parts(
         algorithms,
         usage,
         // The profile step above already checked every presented intermediate.
-        Some(&presented_not_after),
+        Some(&presented),
     )?;
-    Ok((id, leaf.not_after().min(path_not_after)))
+    Ok(Verified {
+        id,
+        not_before: leaf.not_before().max(not_before),
+        not_after: leaf.not_after().min(not_after),
+        bundle: bundle.instance(),
+    })
 }
 
 /// RFC 5280 path validation alone: from `leaf` through any of `intermediates` to one of
@@ -340,10 +367,11 @@ pub(crate) fn anchors_of(roots: &[CertificateDer<'_>]) -> Anchors {
     anchors
 }
 
-/// Path validation with meshid's checks on top of webpki's; returns the earliest notAfter
-/// of the path's intermediates and anchor. `presented_not_after` holds the notAfter of each
-/// presented intermediate when the caller has already checked them against the profile;
-/// with `None`, the path's intermediates are checked here for keyCertSign.
+/// Path validation with meshid's checks on top of webpki's; returns the latest notBefore
+/// and the earliest notAfter of the path's intermediates and anchor. `presented` holds the
+/// validity of each presented intermediate when the caller has already checked them
+/// against the profile; with `None`, the path's intermediates are checked here for
+/// keyCertSign.
 fn validate_with_anchors(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -351,8 +379,8 @@ fn validate_with_anchors(
     at: SystemTime,
     algorithms: &[&dyn SignatureVerificationAlgorithm],
     usage: Usage,
-    presented_not_after: Option<&[SystemTime]>,
-) -> Result<SystemTime, VerifyError> {
+    presented: Option<&[(SystemTime, SystemTime)]>,
+) -> Result<(SystemTime, SystemTime), VerifyError> {
     let end_entity = EndEntityCert::try_from(leaf).map_err(map_webpki)?;
     let time = UnixTime::since_unix_epoch(at.duration_since(UNIX_EPOCH).unwrap_or_default());
     // webpki compares validity in whole seconds; the anchor is judged the same way.
@@ -391,7 +419,7 @@ fn validate_with_anchors(
         if facts.path_len.is_some_and(|max| below > usize::from(max)) {
             return refuse(VerifyError::PathLenExceeded);
         }
-        if presented_not_after.is_none() {
+        if presented.is_none() {
             for cert in path.intermediate_certificates() {
                 let der = cert.der();
                 let signs =
@@ -418,23 +446,27 @@ fn validate_with_anchors(
         (Err(e), None) => return Err(map_webpki(e)),
     };
     let index = anchor_index(anchors, path.anchor()).ok_or(VerifyError::UnknownIssuer)?;
+    let mut not_before = anchors.facts[index].not_before;
     let mut not_after = anchors.facts[index].not_after;
     for cert in path.intermediate_certificates() {
         let der = cert.der();
         // webpki's path borrows the presented certificates: find each by address.
-        let known = presented_not_after.and_then(|known| {
+        let known = presented.and_then(|known| {
             intermediates
                 .iter()
                 .position(|p| p.as_ref().as_ptr() == der.as_ref().as_ptr())
                 .and_then(|i| known.get(i).copied())
         });
-        let cert_not_after = match known {
-            Some(t) => t,
-            None => CertView::parse(&der, 1)?.not_after(),
+        let (cert_not_before, cert_not_after) = if let Some(validity) = known {
+            validity
+        } else {
+            let view = CertView::parse(&der, 1)?;
+            (view.not_before(), view.not_after())
         };
+        not_before = not_before.max(cert_not_before);
         not_after = not_after.min(cert_not_after);
     }
-    Ok(not_after)
+    Ok((not_before, not_after))
 }
 
 /// The signature algorithms of the crypto backend built in: `ring`'s, else `aws-lc-rs`'s,
