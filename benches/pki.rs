@@ -134,7 +134,9 @@ fn verify(c: &mut Criterion) {
     // A repeat peer: the same chain again, through the verified-chain cache.
     let cache = VerifiedChainCache::default();
     let mut g = c.benchmark_group("verify_repeat_chain");
+    let mut repeat_ran = false; // not when filtered out
     g.bench_function("meshid_cached", |b| {
+        repeat_ran = true;
         b.iter(|| {
             cache
                 .verify(black_box(&chain), &set, now, algs, Usage::ServerAuth)
@@ -144,7 +146,7 @@ fn verify(c: &mut Criterion) {
     g.bench_function("bare_webpki", |b| b.iter(|| bare(black_box(&chain))));
     g.finish();
     let repeat = cache.stats();
-    assert!(repeat.misses == 1 && repeat.hits > 0, "{repeat:?}");
+    assert!(!repeat_ran || (repeat.misses == 1 && repeat.hits > 0), "{repeat:?}");
 
     // Every chain new: more distinct chains than the cache holds, taken in turn, so each
     // lookup misses (checked below) and each verification pays hashing and insertion too.
@@ -157,7 +159,9 @@ fn verify(c: &mut Criterion) {
     let cold = VerifiedChainCache::default();
     let mut g = c.benchmark_group("verify_new_chain");
     let mut next = 0;
+    let mut cold_ran = false;
     g.bench_function("meshid_cached", |b| {
+        cold_ran = true;
         b.iter(|| {
             next = (next + 1) % pool.len();
             cold.verify(black_box(&pool[next]), &set, now, algs, Usage::ServerAuth)
@@ -172,7 +176,7 @@ fn verify(c: &mut Criterion) {
     });
     g.finish();
     let cold = cold.stats();
-    assert!(cold.hits == 0 && cold.misses > 0, "{cold:?}");
+    assert!(!cold_ran || (cold.hits == 0 && cold.misses > 0), "{cold:?}");
     eprintln!("verify_repeat_chain: {repeat:?}\nverify_new_chain: {cold:?}");
 }
 
