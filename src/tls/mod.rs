@@ -12,6 +12,10 @@
 //!   [`BundleSource`](crate::BundleSource) with [`verify_x509_svid_for`](crate::verify_x509_svid_for),
 //!   then ask an [`Authorizer`](crate::Authorizer). No DNS name is checked: SPIFFE
 //!   authenticates the peer's ID, and the authorizer decides whether that ID may talk to us.
+//!   Each keeps a [`VerifiedChainCache`](crate::VerifiedChainCache), so a peer that
+//!   connects again is not path-validated again while its bundle and validity allow (a
+//!   handshake about a quarter faster); the authorizer and the peer's CertificateVerify
+//!   signature are still checked every time. `without_cache()` turns it off.
 //! - [`server_config`] and [`client_config`] put them together with a crypto provider you
 //!   choose, TLS 1.3 and 1.2, and session resumption off (see below).
 //! - [`peer_id`] gives the application the authenticated peer's SPIFFE ID.

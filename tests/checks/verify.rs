@@ -1,6 +1,9 @@
-//! Invariant of chain verification under mutation: a valid chain with bytes changed is never
+//! Invariants of chain verification under mutation: a valid chain with bytes changed is never
 //! accepted unless the signed parts (every TBSCertificate) are byte-identical to the
-//! original's. Shared by the `verify` fuzz target and the corpus replay.
+//! original's; and a `VerifiedChainCache` (one for the whole run, so that it holds every
+//! chain accepted before, the unmutated one first) gives the very verdict of uncached
+//! verification, whether the chain is new to it or a repeat. Shared by the `verify` fuzz
+//! target and the corpus replay.
 //!
 //! Input: pairs of bytes `(position, xor)` applied to the concatenated DER of the fixed
 //! chain in `tests/data/verify-chain/` (root → intermediate → leaf, valid until 2122), plus
@@ -9,13 +12,14 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use meshid::{verify_x509_svid, BundleSet, TrustDomain, X509Bundle};
+use meshid::{verify_x509_svid, BundleSet, TrustDomain, Usage, VerifiedChainCache, X509Bundle};
 use rustls_pki_types::CertificateDer;
 
 struct Fixture {
     chain: Vec<Vec<u8>>,
     tbs: Vec<Vec<u8>>,
     bundles: BundleSet,
+    cache: VerifiedChainCache,
 }
 
 fn fixture() -> &'static Fixture {
@@ -33,10 +37,17 @@ fn fixture() -> &'static Fixture {
         let tbs = chain.iter().map(|c| tbs_of(c).unwrap().to_vec()).collect();
         let mut bundles = BundleSet::new();
         bundles.insert(X509Bundle::parse_pem(td, root_pem).unwrap());
+        let cache = VerifiedChainCache::new(256, 1 << 20);
+        let unmutated: Vec<CertificateDer<'_>> =
+            chain.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
+        cache
+            .verify(&unmutated, &bundles, at(), webpki::ALL_VERIFICATION_ALGS, Usage::ServerAuth)
+            .expect("the fixture verifies");
         Fixture {
             chain,
             tbs,
             bundles,
+            cache,
         }
     })
 }
@@ -99,7 +110,17 @@ pub fn check(data: &[u8]) {
         .map(|c| CertificateDer::from(c.as_slice()))
         .collect();
     let algorithms = webpki::ALL_VERIFICATION_ALGS;
-    if let Ok(verified) = verify_x509_svid(&chain, &f.bundles, at(), algorithms) {
+    let uncached = verify_x509_svid(&chain, &f.bundles, at(), algorithms);
+    let verdict = |r: &Result<meshid::VerifiedSvid, meshid::VerifyError>| {
+        r.as_ref().map(|v| (v.id().clone(), v.not_after())).map_err(Clone::clone)
+    };
+    for _ in 0..2 {
+        let cached = f
+            .cache
+            .verify(&chain, &f.bundles, at(), algorithms, Usage::ServerAuth);
+        assert_eq!(verdict(&cached), verdict(&uncached), "the cache changed a verdict");
+    }
+    if let Ok(verified) = uncached {
         for (i, cert) in certs.iter().enumerate() {
             assert_eq!(
                 tbs_of(cert),
