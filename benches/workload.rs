@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use meshid::serve::ServeLimits;
 use meshid::workload::proto::{self, X509SvidMessage, X509SvidResponse};
 use meshid::workload::{
     Endpoint, WorkloadApiClient, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
@@ -65,6 +66,8 @@ const FANOUT_ROTATIONS: usize = 5;
 const CPU_ITERATIONS: usize = 300;
 /// How long the program waits for any one event before calling it lost.
 const PATIENCE: Duration = Duration::from_secs(10);
+/// The server's connection cap here: above any `--clients` the runs use.
+const MAX_CONNECTIONS: usize = 4096;
 /// Let the process settle before reading its RSS.
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -153,6 +156,9 @@ fn parse_args() -> Res<Args> {
     if args.rotations == 0 || args.clients == 0 || args.fanout_rotations == 0 {
         return Err("--rotations, --clients and --fanout-rotations must be at least 1".into());
     }
+    if args.clients > MAX_CONNECTIONS {
+        return Err(format!("--clients must be at most {MAX_CONNECTIONS}").into());
+    }
     Ok(args)
 }
 
@@ -240,7 +246,10 @@ impl Agent {
         ));
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("agent.sock");
-        let api = WorkloadApiServer::new(bundles.clone()).with_svid(Arc::clone(&store));
+        // Room for every client of the largest runs (the default cap is 512 connections).
+        let api = WorkloadApiServer::new(bundles.clone())
+            .with_svid(Arc::clone(&store))
+            .limits(ServeLimits::default().max_connections(MAX_CONNECTIONS));
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(api.serve(path.clone(), async {
             let _ = stopped.await;
