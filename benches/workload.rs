@@ -1,5 +1,7 @@
 //! Workload API latency and memory measurements: `cargo bench --features workload-api --bench workload`
-//! (`-- --rotations N --clients N` to change the defaults, 200 and 200).
+//! (`-- --rotations N --clients N` to change the defaults, 200 and 200; `--only latency` runs
+//! measurement 1 alone, `--only fanout` the combined run of measurement 2 alone, with
+//! `--fanout-rotations N` rotations pushed to all clients, 5 by default).
 //!
 //! A plain program rather than criterion: the results are latency distributions and memory
 //! figures, not per-iteration times. Everything runs over a Unix socket on loopback against
@@ -34,6 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use meshid::serve::ServeLimits;
 use meshid::workload::proto::{self, X509SvidMessage, X509SvidResponse};
 use meshid::workload::{
     Endpoint, WorkloadApiClient, WorkloadApiServer, X509Context, X509Source, X509SourceOptions,
@@ -56,12 +59,15 @@ const HOUR: Duration = Duration::from_secs(3600);
 const SPACING: Duration = Duration::from_millis(5);
 /// Rotations before the measured ones in each latency loop (first-use costs).
 const WARMUP: usize = 10;
-/// Rotations pushed to all clients in the combined memory run.
+/// Rotations pushed to all clients in the combined memory run, unless
+/// `--fanout-rotations` says otherwise.
 const FANOUT_ROTATIONS: usize = 5;
 /// Iterations of each CPU step timed in the breakdown.
 const CPU_ITERATIONS: usize = 300;
 /// How long the program waits for any one event before calling it lost.
 const PATIENCE: Duration = Duration::from_secs(10);
+/// The server's connection cap here: above any `--clients` the runs use.
+const MAX_CONNECTIONS: usize = 4096;
 /// Let the process settle before reading its RSS.
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -80,11 +86,24 @@ enum Role {
     Clients,
 }
 
+/// Which measurements the main role runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    /// Everything.
+    All,
+    /// Measurement 1: rotation latency and the CPU breakdown.
+    Latency,
+    /// The combined child of measurement 2 alone: fan-out of rotations to all clients.
+    Fanout,
+}
+
 #[derive(Debug)]
 struct Args {
     rotations: usize,
     clients: usize,
+    fanout_rotations: usize,
     role: Role,
+    only: Only,
     socket: Option<PathBuf>,
 }
 
@@ -92,7 +111,9 @@ fn parse_args() -> Res<Args> {
     let mut args = Args {
         rotations: 200,
         clients: 200,
+        fanout_rotations: FANOUT_ROTATIONS,
         role: Role::Main,
+        only: Only::All,
         socket: None,
     };
     let mut it = std::env::args().skip(1);
@@ -101,6 +122,16 @@ fn parse_args() -> Res<Args> {
         match arg.as_str() {
             "--rotations" => args.rotations = value("--rotations")?.parse()?,
             "--clients" => args.clients = value("--clients")?.parse()?,
+            "--fanout-rotations" => {
+                args.fanout_rotations = value("--fanout-rotations")?.parse()?;
+            }
+            "--only" => {
+                args.only = match value("--only")?.as_str() {
+                    "latency" => Only::Latency,
+                    "fanout" => Only::Fanout,
+                    other => return Err(format!("unknown --only {other}").into()),
+                }
+            }
             "--socket" => args.socket = Some(value("--socket")?.into()),
             "--role" => {
                 args.role = match value("--role")?.as_str() {
@@ -113,14 +144,20 @@ fn parse_args() -> Res<Args> {
             // cargo bench passes --bench to harness = false targets.
             "--bench" => {}
             "--help" | "-h" => {
-                println!("usage: cargo bench --bench workload -- [--rotations N] [--clients N]");
+                println!(
+                    "usage: cargo bench --bench workload -- [--rotations N] [--clients N] \
+                     [--fanout-rotations N] [--only latency|fanout]"
+                );
                 std::process::exit(0);
             }
             other => eprintln!("workload bench: ignoring argument {other:?}"),
         }
     }
-    if args.rotations == 0 || args.clients == 0 {
-        return Err("--rotations and --clients must be at least 1".into());
+    if args.rotations == 0 || args.clients == 0 || args.fanout_rotations == 0 {
+        return Err("--rotations, --clients and --fanout-rotations must be at least 1".into());
+    }
+    if args.clients > MAX_CONNECTIONS {
+        return Err(format!("--clients must be at most {MAX_CONNECTIONS}").into());
     }
     Ok(args)
 }
@@ -132,7 +169,7 @@ fn main() -> Res<()> {
         .build()?;
     match args.role {
         Role::Main => run_main(&args, &runtime),
-        Role::Combined => runtime.block_on(combined(args.clients)),
+        Role::Combined => runtime.block_on(combined(args.clients, args.fanout_rotations)),
         Role::Server => server_child(&runtime),
         Role::Clients => {
             let socket = args.socket.ok_or("--role clients needs --socket")?;
@@ -150,18 +187,28 @@ fn run_main(args: &Args, runtime: &tokio::runtime::Runtime) -> Res<()> {
         args.rotations, args.clients
     );
     println!();
-    runtime.block_on(latency(args.rotations))?;
-    println!();
+    if args.only != Only::Fanout {
+        runtime.block_on(latency(args.rotations))?;
+        println!();
+    }
+    if args.only == Only::Latency {
+        println!("total run time {:.1} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     println!("== 2. Memory per connected client ==");
     let exe = std::env::current_exe()?;
     let status = Command::new(&exe)
         .args(["--role", "combined", "--clients"])
         .arg(args.clients.to_string())
+        .arg("--fanout-rotations")
+        .arg(args.fanout_rotations.to_string())
         .status()?;
     if !status.success() {
         return Err(format!("combined child failed: {status}").into());
     }
-    split(&exe, args.clients)?;
+    if args.only == Only::All {
+        split(&exe, args.clients)?;
+    }
     println!();
     println!("total run time {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
@@ -199,7 +246,10 @@ impl Agent {
         ));
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("agent.sock");
-        let api = WorkloadApiServer::new(bundles.clone()).with_svid(Arc::clone(&store));
+        // Room for every client of the largest runs (the default cap is 512 connections).
+        let api = WorkloadApiServer::new(bundles.clone())
+            .with_svid(Arc::clone(&store))
+            .limits(ServeLimits::default().max_connections(MAX_CONNECTIONS));
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(api.serve(path.clone(), async {
             let _ = stopped.await;
@@ -745,11 +795,11 @@ async fn collect_messages(
     Ok((latencies, mismatches))
 }
 
-/// Child: server and `n` clients in this process.
-async fn combined(n: usize) -> Res<()> {
+/// Child: server and `n` clients in this process; `rotations` pushed to all of them.
+async fn combined(n: usize, rotations: usize) -> Res<()> {
     println!("  -- combined: server and {n} clients in one fresh process --");
     let mut agent = Agent::start().await?;
-    let svids = agent.issue_many(FANOUT_ROTATIONS)?;
+    let svids = agent.issue_many(rotations)?;
     tokio::time::sleep(SETTLE).await;
     let before = own_rss()?;
     let (mut events, connecting) = connect_clients(&agent.endpoint(), n).await?;
@@ -785,10 +835,12 @@ async fn combined(n: usize) -> Res<()> {
     for d in &to_all {
         let _ = write!(line, " {}", fmt_d(*d));
     }
-    println!(
-        "  {FANOUT_ROTATIONS} rotations pushed to all {n} clients (each decodes and checks it):"
-    );
+    println!("  {rotations} rotations pushed to all {n} clients (each decodes and checks it):");
     println!("      time until the last client has it:{line}");
+    println!(
+        "      time until the last client has it, over the rotations: {}",
+        summary(&mut to_all)
+    );
     println!(
         "      per client, publish -> message decoded: {}  (leaf mismatches {mismatches})",
         summary(&mut all)

@@ -30,6 +30,8 @@ pub use jwt::{JwtBundleSource, JwtBundles};
 pub use set::BundleSet;
 #[cfg_attr(not(feature = "workload-api"), allow(unused_imports))]
 pub(crate) use x509::split_der;
+#[cfg(feature = "workload-api")]
+pub(crate) use x509::split_der_parsed;
 pub use x509::X509Bundle;
 
 use crate::TrustDomain;

@@ -263,16 +263,39 @@ pub(crate) fn dedup(list: &mut Vec<CertificateDer<'static>>) {
 /// on failure, the index of the first certificate that does not decode, and why.
 pub(crate) fn split_der(der: &[u8]) -> Result<Vec<CertificateDer<'static>>, (usize, der::Error)> {
     let mut certs = Vec::new();
+    for_each_der(der, |cert, _| certs.push(cert))?;
+    Ok(certs)
+}
+
+/// [`split_der`], keeping each certificate's parse as well (the parse `split_der` makes to
+/// find where each certificate ends), for callers that read the certificates next.
+#[cfg(feature = "workload-api")]
+pub(crate) fn split_der_parsed(
+    der: &[u8],
+) -> Result<Vec<(CertificateDer<'static>, Certificate)>, (usize, der::Error)> {
+    let mut certs = Vec::new();
+    for_each_der(der, |cert, parsed| certs.push((cert, parsed)))?;
+    Ok(certs)
+}
+
+/// Decodes each of the concatenated DER certificates of `der` in turn and hands it to `f`,
+/// as its bytes and its parse; stops at the first that does not decode (its index, why).
+fn for_each_der(
+    der: &[u8],
+    mut f: impl FnMut(CertificateDer<'static>, Certificate),
+) -> Result<(), (usize, der::Error)> {
     let mut rest = der;
+    let mut index = 0;
     while !rest.is_empty() {
-        let (_, after) =
-            Certificate::from_der_partial(rest).map_err(|source| (certs.len(), source))?;
+        let (parsed, after) =
+            Certificate::from_der_partial(rest).map_err(|source| (index, source))?;
         // `after` is a suffix of `rest`: what precedes it is the certificate.
         let (cert, _) = rest.split_at(rest.len() - after.len());
-        certs.push(CertificateDer::from(cert.to_vec()));
+        f(CertificateDer::from(cert.to_vec()), parsed);
         rest = after;
+        index += 1;
     }
-    Ok(certs)
+    Ok(())
 }
 
 #[cfg(test)]

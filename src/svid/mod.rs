@@ -127,6 +127,9 @@ pub struct X509Svid {
     key: PrivateKey,
     not_before: SystemTime,
     not_after: SystemTime,
+    /// The leaf's serial number, as its DER INTEGER's content bytes.
+    #[cfg_attr(not(feature = "workload-api"), allow(dead_code))]
+    serial: Box<[u8]>,
 }
 
 impl X509Svid {
@@ -172,12 +175,41 @@ impl X509Svid {
             let cert = profile::parse_certificate(der, i + 1)?;
             profile::check_signing(&profile::CertView::of(&cert, i + 1))?;
         }
-        key.check_matches(leaf.tbs_certificate().subject_public_key_info())?;
-        let validity = leaf.tbs_certificate().validity();
+        Self::checked(chain, &leaf, id, key)
+    }
+
+    /// [`new`](Self::new) for a chain already parsed: each certificate's DER with its parse
+    /// (as [`split_der_parsed`](crate::bundle::split_der_parsed) gives them), so that no
+    /// certificate is parsed twice. The same checks, in the same order.
+    #[cfg(feature = "workload-api")]
+    pub(crate) fn from_parsed(
+        certs: Vec<(CertificateDer<'static>, x509_cert::Certificate)>,
+        key: PrivateKey,
+    ) -> Result<Self, SvidError> {
+        let (chain, parsed): (Vec<_>, Vec<_>) = certs.into_iter().unzip();
+        let (leaf, rest) = parsed.split_first().ok_or(SvidError::NoCertificates)?;
+        let id = profile::check_leaf(&profile::CertView::of(leaf, 0))?;
+        for (i, cert) in rest.iter().enumerate() {
+            profile::check_signing(&profile::CertView::of(cert, i + 1))?;
+        }
+        Self::checked(chain, leaf, id, key)
+    }
+
+    /// The last step of [`new`](Self::new): the key must match the leaf.
+    fn checked(
+        chain: Vec<CertificateDer<'static>>,
+        leaf: &x509_cert::Certificate,
+        id: SpiffeId,
+        key: PrivateKey,
+    ) -> Result<Self, SvidError> {
+        let tbs = leaf.tbs_certificate();
+        key.check_matches(tbs.subject_public_key_info())?;
+        let validity = tbs.validity();
         Ok(Self {
             id,
             not_before: validity.not_before.to_system_time(),
             not_after: validity.not_after.to_system_time(),
+            serial: tbs.serial_number().as_bytes().into(),
             chain,
             key,
         })
@@ -211,6 +243,14 @@ impl X509Svid {
     /// The end of the leaf's validity.
     pub fn not_after(&self) -> SystemTime {
         self.not_after
+    }
+
+    /// The leaf's serial number in hexadecimal, as
+    /// [`CertificateInfo::serial_hex`](crate::CertificateInfo::serial_hex) shows it (for
+    /// logs, without parsing the leaf again).
+    #[cfg_attr(not(feature = "workload-api"), allow(dead_code))]
+    pub(crate) fn serial_hex(&self) -> String {
+        inspect::hex(&self.serial)
     }
 
     /// The chain as PEM `CERTIFICATE` blocks, leaf first.

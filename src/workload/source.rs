@@ -565,8 +565,7 @@ async fn follow(
                 shared.current.publish(current);
                 tracing::info!(
                     %id,
-                    serial = crate::CertificateInfo::from_der(svid.leaf())
-                        .map_or_else(|_| String::new(), |info| info.serial_hex().to_owned()),
+                    serial = svid.serial_hex(),
                     valid_until = %crate::time::Rfc3339(not_after),
                     "Workload API update accepted"
                 );
