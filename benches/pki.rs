@@ -147,7 +147,10 @@ fn verify(c: &mut Criterion) {
     g.bench_function("bare_webpki", |b| b.iter(|| bare(black_box(&chain))));
     g.finish();
     let repeat = cache.stats();
-    assert!(!repeat_ran || (repeat.misses == 1 && repeat.hits > 0), "{repeat:?}");
+    assert!(
+        !repeat_ran || (repeat.misses == 1 && repeat.hits > 0),
+        "{repeat:?}"
+    );
 
     // Every chain new: more distinct chains than the cache holds, taken in turn, so each
     // lookup misses (checked below) and each verification pays hashing and insertion too.

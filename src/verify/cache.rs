@@ -32,8 +32,10 @@ type Key = [u8; 32];
 ///
 /// An entry is made only after a full verification succeeded. It is found again only by a
 /// SHA-256 over the **exact bytes** of every presented certificate, in order, together with
-/// the [`Usage`] and the signature algorithms allowed: a chain that differs in one byte,
-/// or is verified for another purpose or with other algorithms, is a different key. A hit
+/// the [`Usage`] and the signature algorithms allowed (each told apart by its identifiers
+/// and by the identity of the algorithm object, as rustls's and webpki's are statics): a
+/// chain that differs in one byte, or is verified for another purpose or with other
+/// algorithms, is a different key. A hit
 /// is then used only when all of the following hold; otherwise the chain is verified in
 /// full again, exactly as without a cache:
 ///
@@ -87,6 +89,8 @@ type Key = [u8; 32];
 /// ```
 pub struct VerifiedChainCache {
     shards: Box<[Mutex<Shard>]>,
+    /// The context [`verify`](Self::verify) last derived, and what it was derived from.
+    memo: Mutex<Option<Memo>>,
     max_entries: usize,
     max_bytes: usize,
     hits: AtomicU64,
@@ -236,6 +240,7 @@ impl VerifiedChainCache {
     pub fn new(max_entries: usize, max_bytes: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            memo: Mutex::new(None),
             max_entries,
             max_bytes,
             hits: AtomicU64::new(0),
@@ -256,7 +261,7 @@ impl VerifiedChainCache {
         usage: Usage,
     ) -> Result<VerifiedSvid, VerifyError> {
         let (leaf, intermediates) = chain.split_first().ok_or(VerifyError::EmptyChain)?;
-        let context = CacheContext::new(algorithms, usage);
+        let context = self.context(algorithms, usage);
         let verified = self.verify_parts(
             &context,
             leaf,
@@ -314,6 +319,37 @@ impl VerifiedChainCache {
         let verified = verify_parts(leaf, intermediates, bundles, at, algorithms, usage)?;
         self.insert(key, &verified);
         Ok(verified)
+    }
+
+    /// The context for `algorithms` and `usage`: the last one derived when they are the
+    /// same algorithm objects (a caller passes the same list every time), else a new one.
+    fn context(
+        &self,
+        algorithms: &[&dyn SignatureVerificationAlgorithm],
+        usage: Usage,
+    ) -> CacheContext {
+        let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = memo.as_ref() {
+            let same = m.usage == usage
+                && m.algorithms.len() == algorithms.len()
+                && m.algorithms
+                    .iter()
+                    .zip(algorithms)
+                    .all(|(known, alg)| *known == AlgorithmIdentity::of(*alg));
+            if same {
+                return m.context.clone();
+            }
+        }
+        let context = CacheContext::new(algorithms, usage);
+        *memo = Some(Memo {
+            usage,
+            algorithms: algorithms
+                .iter()
+                .map(|a| AlgorithmIdentity::of(*a))
+                .collect(),
+            context: context.clone(),
+        });
+        context
     }
 
     fn shard(&self, key: &Key) -> &Mutex<Shard> {
@@ -385,6 +421,34 @@ impl VerifiedChainCache {
             h.update(c);
         }
         self.insert(h.finalize().into(), verified);
+    }
+}
+
+/// The last context [`VerifiedChainCache::verify`] derived.
+struct Memo {
+    usage: Usage,
+    algorithms: Vec<AlgorithmIdentity>,
+    context: CacheContext,
+}
+
+/// Which algorithm object this is: its address and those of its identifiers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct AlgorithmIdentity {
+    object: usize,
+    public_key: (usize, usize),
+    signature: (usize, usize),
+    fips: bool,
+}
+
+impl AlgorithmIdentity {
+    fn of(alg: &dyn SignatureVerificationAlgorithm) -> Self {
+        let slice = |id: &[u8]| (id.as_ptr() as usize, id.len());
+        Self {
+            object: std::ptr::from_ref(alg).cast::<()>() as usize,
+            public_key: slice(alg.public_key_alg_id().as_ref()),
+            signature: slice(alg.signature_alg_id().as_ref()),
+            fips: alg.fips(),
+        }
     }
 }
 

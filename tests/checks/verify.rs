@@ -38,10 +38,18 @@ fn fixture() -> &'static Fixture {
         let mut bundles = BundleSet::new();
         bundles.insert(X509Bundle::parse_pem(td, root_pem).unwrap());
         let cache = VerifiedChainCache::new(256, 1 << 20);
-        let unmutated: Vec<CertificateDer<'_>> =
-            chain.iter().map(|c| CertificateDer::from(c.as_slice())).collect();
+        let unmutated: Vec<CertificateDer<'_>> = chain
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
         cache
-            .verify(&unmutated, &bundles, at(), webpki::ALL_VERIFICATION_ALGS, Usage::ServerAuth)
+            .verify(
+                &unmutated,
+                &bundles,
+                at(),
+                webpki::ALL_VERIFICATION_ALGS,
+                Usage::ServerAuth,
+            )
             .expect("the fixture verifies");
         Fixture {
             chain,
@@ -112,13 +120,19 @@ pub fn check(data: &[u8]) {
     let algorithms = webpki::ALL_VERIFICATION_ALGS;
     let uncached = verify_x509_svid(&chain, &f.bundles, at(), algorithms);
     let verdict = |r: &Result<meshid::VerifiedSvid, meshid::VerifyError>| {
-        r.as_ref().map(|v| (v.id().clone(), v.not_after())).map_err(Clone::clone)
+        r.as_ref()
+            .map(|v| (v.id().clone(), v.not_after()))
+            .map_err(Clone::clone)
     };
     for _ in 0..2 {
         let cached = f
             .cache
             .verify(&chain, &f.bundles, at(), algorithms, Usage::ServerAuth);
-        assert_eq!(verdict(&cached), verdict(&uncached), "the cache changed a verdict");
+        assert_eq!(
+            verdict(&cached),
+            verdict(&uncached),
+            "the cache changed a verdict"
+        );
     }
     if let Ok(verified) = uncached {
         for (i, cert) in certs.iter().enumerate() {
