@@ -336,7 +336,8 @@ fn world() -> &'static World {
             Some(bundle_of(&[other_td.root_der()])),
             None,
         ];
-        // Every edge of every window, a second either side, and times between them.
+        // Every edge of every window, half a second and a second either side, and times
+        // between them.
         let mut times = vec![
             day(2019, 6, 1),
             day(2026, 1, 1),
@@ -350,7 +351,8 @@ fn world() -> &'static World {
             day(2027, 3, 1),
             day(2028, 1, 1),
         ] {
-            times.extend([edge - SECOND, edge, edge + SECOND]);
+            let half = Duration::from_millis(500);
+            times.extend([edge - SECOND, edge - half, edge, edge + half, edge + SECOND]);
         }
         World {
             chains,
@@ -374,7 +376,7 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => (0..8_usize, 0..19_usize).prop_map(|(chain, time)| Step::Verify { chain, time }),
+        6 => (0..8_usize, 0..29_usize).prop_map(|(chain, time)| Step::Verify { chain, time }),
         1 => (0..5_usize).prop_map(|bundle| Step::Swap { bundle }),
     ]
 }

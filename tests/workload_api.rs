@@ -595,7 +595,7 @@ async fn x509_source_feeds_rustls_follows_rotations_and_survives_a_server_restar
     let client_config = Arc::new(
         tls::client_config(
             Arc::clone(&provider),
-            client_svid,
+            Arc::clone(&client_svid),
             Arc::new(agent.bundles.clone()),
             authorize::exact(id("spiffe://example.org/web")),
         )
@@ -604,6 +604,22 @@ async fn x509_source_feeds_rustls_follows_rotations_and_survives_a_server_restar
     let (we, they) = handshake(Arc::clone(&server_config), Arc::clone(&client_config)).await;
     assert_eq!(we.unwrap().unwrap().as_str(), "spiffe://example.org/client");
     assert_eq!(they.unwrap().unwrap().as_str(), "spiffe://example.org/web");
+
+    // A chain verified against the source's bundle, cached.
+    let cache = meshid::VerifiedChainCache::default();
+    let algorithms = meshid::ring_algorithms();
+    let verify_client = || {
+        cache
+            .verify(
+                client_svid.chain(),
+                &*source,
+                std::time::SystemTime::now(),
+                algorithms,
+                meshid::Usage::ClientAuth,
+            )
+            .unwrap()
+    };
+    verify_client();
 
     // Rotations reach the source.
     let mut seen = source.generation();
@@ -615,6 +631,11 @@ async fn x509_source_feeds_rustls_follows_rotations_and_survives_a_server_restar
     }
     assert_ne!(source.x509_svid().unwrap().leaf(), first.leaf());
     assert!(source.status().updates >= 3);
+    // Updates that only rotated the SVID keep the bundle's identity: the cached chain is
+    // still a hit.
+    verify_client();
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.hits), (1, 1), "{stats:?}");
 
     // Kill the server: the source keeps its SVID; restart it: the source reconnects.
     let path = agent.path.clone();

@@ -233,8 +233,7 @@ impl<'a> CertView<'a> {
         decode().map(Some).ok_or_else(|| self.malformed(NAME))
     }
 
-    /// keyUsage ::= BIT STRING: its bits; a bit past decipherOnly (8) is refused as
-    /// malformed.
+    /// keyUsage ::= BIT STRING: its bits; more than 16 bits are refused as malformed.
     pub(crate) fn key_usage(&self) -> Result<Option<KeyUsageBits>, SvidError> {
         const NAME: &str = "keyUsage";
         let Some(value) = self.value(self.key_usage, NAME)? else {
@@ -242,19 +241,20 @@ impl<'a> CertView<'a> {
         };
         let decode = || {
             let bytes = bit_string(Reader::new(value).only(BIT_STRING)?)?;
+            // At most 16 bits, as x509-cert read them; those past decipherOnly (8) mean
+            // nothing and are ignored.
+            if bytes.len() > 2 {
+                return None;
+            }
             let mut bits = 0_u16;
             for (i, byte) in bytes.iter().enumerate() {
                 for j in 0..8 {
                     if byte & (0x80 >> j) != 0 {
-                        let bit = i * 8 + j;
-                        if bit > 8 {
-                            return None;
-                        }
-                        bits |= 1 << bit;
+                        bits |= 1 << (i * 8 + j);
                     }
                 }
             }
-            Some(KeyUsageBits(bits))
+            Some(KeyUsageBits(bits & 0x01ff))
         };
         decode().map(Some).ok_or_else(|| self.malformed(NAME))
     }

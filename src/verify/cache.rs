@@ -32,26 +32,28 @@ type Key = [u8; 32];
 ///
 /// An entry is made only after a full verification succeeded. It is found again only by a
 /// SHA-256 over the **exact bytes** of every presented certificate, in order, together with
-/// the [`Usage`] and the signature algorithms allowed (each told apart by its identifiers
-/// and by the identity of the algorithm object, as rustls's and webpki's are statics): a
-/// chain that differs in one byte, or is verified for another purpose or with other
-/// algorithms, is a different key. A hit
+/// the [`Usage`] and the signature algorithms allowed (each `'static`, told apart by its
+/// identifiers, its `Debug` text and its address): a chain that differs in one byte, or
+/// is verified for another purpose or with other algorithms, is a different key. A hit
 /// is then used only when all of the following hold; otherwise the chain is verified in
 /// full again, exactly as without a cache:
 ///
 /// 1. **The same bundle.** The bundle the source returns now for the leaf's trust domain
 ///    is the very bundle the chain was validated against (every bundle built in the
 ///    process has its own identity, so any change of a source's bundle, such as a rotation,
-///    an authority removed or tainted, or a federated bundle refreshed, invalidates every
-///    entry of that trust domain at once). A source that builds a new bundle on every call
-///    gets no hits, never wrong ones.
+///    an authority removed, or a federated bundle refreshed, invalidates every entry of that
+///    trust domain at once). A source that builds a new bundle on every call gets no hits,
+///    never wrong ones; [`X509Source`](crate::workload::X509Source) keeps a bundle's identity
+///    across updates that leave it unchanged.
 /// 2. **The time.** The verification time lies within the validity window of the verified
 ///    path: at or after the latest notBefore, and at or before the earliest notAfter, of the
 ///    leaf, the intermediates the path went through and the bundle authority it ended at.
 ///    Within that window every certificate of the path is valid, so path validation would
 ///    succeed again; once any of them expires the entry is dropped.
 ///
-/// The result is the cached SPIFFE ID. **Authorization is never cached**: the TLS verifiers
+/// The result is the cached SPIFFE ID, and the validity end of the path verified when the
+/// entry was made (a chain that offers several valid paths may get another path's end
+/// from a full verification). **Authorization is never cached**: the TLS verifiers
 /// ask their [`Authorizer`](crate::Authorizer) on every handshake, hit or not. And rustls
 /// still checks the peer's CertificateVerify signature over the handshake on every
 /// connection with the leaf's public key: that signature, not the chain, proves the peer
@@ -61,20 +63,24 @@ type Key = [u8; 32];
 ///
 /// # Bounds
 ///
-/// A cache holds at most `max_entries` entries and `max_bytes` bytes of entries (its own
-/// accounting: the key, the entry and the SPIFFE ID). When full, it evicts by CLOCK, a
-/// recently used entry surviving one pass. Only successes are stored, so a peer sending
-/// garbage fills nothing. [`default`](Self::default) holds 4,096 entries in 4 MiB.
+/// A cache holds about `max_entries` entries and at most `max_bytes` bytes of entries (its
+/// own accounting: the key, the entry and the SPIFFE ID, about 170 bytes with a short ID),
+/// split evenly over 16 shards, each holding a 16th of both bounds rounded up. When a shard
+/// is full it evicts by CLOCK, a recently used entry surviving one pass; an entry larger
+/// than a shard's share of `max_bytes` is not stored. Only chains that verified are stored:
+/// garbage fills nothing, though a peer can present a valid chain (certificates are public)
+/// in many byte-different forms, each a separate entry, and so evict others: that costs
+/// hits, never a wrong verdict. [`default`](Self::default) holds 4,096 entries in 4 MiB.
 ///
 /// ```
-/// use std::time::SystemTime;
-/// use meshid::{Authority, KeyType, SpiffeId, SvidRequest, TrustDomain, Usage, VerifiedChainCache};
+/// use std::time::{Duration, SystemTime};
+/// use meshid::{Authority, KeyType, SpiffeId, TrustDomain, Usage, VerifiedChainCache, X509Bundle};
 ///
 /// let td = TrustDomain::new("example.org")?;
-/// let ca = Authority::new_root(td, std::time::Duration::from_secs(3600), KeyType::P256)?;
+/// let ca = Authority::new_root(td.clone(), Duration::from_secs(3600), KeyType::P256)?;
 /// let id = SpiffeId::new("spiffe://example.org/web")?;
-/// let svid = ca.issue_svid(&id, KeyType::P256, &SvidRequest::new())?;
-/// let bundle = ca.bundle();
+/// let svid = ca.issue(&id, Duration::from_secs(600))?;
+/// let bundle = X509Bundle::from_authorities(td, ca.root().cloned())?;
 /// let algorithms = meshid::ring_algorithms();
 ///
 /// let cache = VerifiedChainCache::default();
@@ -124,6 +130,13 @@ struct Entry {
 }
 
 impl Entry {
+    fn same(&self, other: &Self) -> bool {
+        self.bundle == other.bundle
+            && self.not_before == other.not_before
+            && self.not_after == other.not_after
+            && self.id == other.id
+    }
+
     /// What the entry costs: its slot, its key in the index, and the ID's text.
     fn cost(&self) -> usize {
         std::mem::size_of::<Option<Slot>>()
@@ -186,6 +199,9 @@ impl Shard {
     fn insert(&mut self, key: Key, entry: Entry, max_entries: usize, max_bytes: usize) -> u64 {
         self.remove(&key);
         let cost = entry.cost();
+        if cost > max_bytes || max_entries == 0 {
+            return 0; // it would never fit: evict nothing for it
+        }
         let mut evicted = 0;
         while !self.index.is_empty()
             && (self.entries() + 1 > max_entries || self.bytes + cost > max_bytes)
@@ -257,7 +273,7 @@ impl VerifiedChainCache {
         chain: &[CertificateDer<'_>],
         bundles: &(impl BundleSource + ?Sized),
         at: SystemTime,
-        algorithms: &[&dyn SignatureVerificationAlgorithm],
+        algorithms: &[&'static dyn SignatureVerificationAlgorithm],
         usage: Usage,
     ) -> Result<VerifiedSvid, VerifyError> {
         let (leaf, intermediates) = chain.split_first().ok_or(VerifyError::EmptyChain)?;
@@ -325,17 +341,18 @@ impl VerifiedChainCache {
     /// same algorithm objects (a caller passes the same list every time), else a new one.
     fn context(
         &self,
-        algorithms: &[&dyn SignatureVerificationAlgorithm],
+        algorithms: &[&'static dyn SignatureVerificationAlgorithm],
         usage: Usage,
     ) -> CacheContext {
         let mut memo = self.memo.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = memo.as_ref() {
+            // The same objects: address and vtable (`ptr::eq` on `dyn` compares both).
             let same = m.usage == usage
                 && m.algorithms.len() == algorithms.len()
                 && m.algorithms
                     .iter()
                     .zip(algorithms)
-                    .all(|(known, alg)| *known == AlgorithmIdentity::of(*alg));
+                    .all(|(known, alg)| std::ptr::eq(*known, *alg));
             if same {
                 return m.context.clone();
             }
@@ -343,10 +360,7 @@ impl VerifiedChainCache {
         let context = CacheContext::new(algorithms, usage);
         *memo = Some(Memo {
             usage,
-            algorithms: algorithms
-                .iter()
-                .map(|a| AlgorithmIdentity::of(*a))
-                .collect(),
+            algorithms: algorithms.to_vec(),
             context: context.clone(),
         });
         context
@@ -383,7 +397,12 @@ impl VerifiedChainCache {
                 .x509_bundle(&entry.id.trust_domain())
                 .is_some_and(|b| b.instance() == entry.bundle);
         if !same_bundle {
-            lock(self.shard(key)).remove(key);
+            // Unless another thread has stored a new verdict under the key meanwhile.
+            let mut shard = lock(self.shard(key));
+            let still = shard.index.get(key).and_then(|i| shard.slots[*i].as_ref());
+            if still.is_some_and(|slot| slot.entry.same(&entry)) {
+                shard.remove(key);
+            }
             return None;
         }
         Some(Verified {
@@ -427,29 +446,8 @@ impl VerifiedChainCache {
 /// The last context [`VerifiedChainCache::verify`] derived.
 struct Memo {
     usage: Usage,
-    algorithms: Vec<AlgorithmIdentity>,
+    algorithms: Vec<&'static dyn SignatureVerificationAlgorithm>,
     context: CacheContext,
-}
-
-/// Which algorithm object this is: its address and those of its identifiers.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct AlgorithmIdentity {
-    object: usize,
-    public_key: (usize, usize),
-    signature: (usize, usize),
-    fips: bool,
-}
-
-impl AlgorithmIdentity {
-    fn of(alg: &dyn SignatureVerificationAlgorithm) -> Self {
-        let slice = |id: &[u8]| (id.as_ptr() as usize, id.len());
-        Self {
-            object: std::ptr::from_ref(alg).cast::<()>() as usize,
-            public_key: slice(alg.public_key_alg_id().as_ref()),
-            signature: slice(alg.signature_alg_id().as_ref()),
-            fips: alg.fips(),
-        }
-    }
 }
 
 /// What a cache key binds besides the chain: the use verified and the algorithms allowed,
@@ -460,14 +458,20 @@ pub(crate) struct CacheContext {
 }
 
 impl CacheContext {
-    pub(crate) fn new(algorithms: &[&dyn SignatureVerificationAlgorithm], usage: Usage) -> Self {
+    pub(crate) fn new(
+        algorithms: &[&'static dyn SignatureVerificationAlgorithm],
+        usage: Usage,
+    ) -> Self {
         let mut h = Sha256::new();
-        h.update(b"meshid verified-chain cache: algorithms v1");
+        h.update(b"meshid verified-chain cache: algorithms v2");
         for alg in algorithms {
-            // The identifiers say what is checked, the address which code checks it.
+            // The identifiers say what is checked; the `Debug` text (the type and its
+            // settings) and the address say which code checks it: zero-sized algorithm
+            // types may share an address, never a type name.
             let public_key = alg.public_key_alg_id();
             let signature = alg.signature_alg_id();
-            for part in [public_key.as_ref(), signature.as_ref()] {
+            let debug = format!("{alg:?}");
+            for part in [public_key.as_ref(), signature.as_ref(), debug.as_bytes()] {
                 h.update((part.len() as u64).to_be_bytes());
                 h.update(part);
             }
@@ -593,5 +597,70 @@ mod tests {
         cache.insert_for_test(&[&third.to_be_bytes()], &entry);
         assert!(held(first) && !held(second) && held(third));
         assert_eq!(cache.stats().evictions, 1);
+    }
+
+    /// Two zero-sized algorithm types (which may share an address) with the same
+    /// identifiers, one accepting every signature: never the same context.
+    #[derive(Debug)]
+    struct Lenient;
+    #[derive(Debug)]
+    struct Strict;
+
+    impl SignatureVerificationAlgorithm for Lenient {
+        fn verify_signature(
+            &self,
+            _: &[u8],
+            _: &[u8],
+            _: &[u8],
+        ) -> Result<(), rustls_pki_types::InvalidSignature> {
+            Ok(())
+        }
+        fn public_key_alg_id(&self) -> rustls_pki_types::AlgorithmIdentifier {
+            rustls_pki_types::alg_id::ECDSA_P256
+        }
+        fn signature_alg_id(&self) -> rustls_pki_types::AlgorithmIdentifier {
+            rustls_pki_types::alg_id::ECDSA_SHA256
+        }
+    }
+
+    impl SignatureVerificationAlgorithm for Strict {
+        fn verify_signature(
+            &self,
+            _: &[u8],
+            _: &[u8],
+            _: &[u8],
+        ) -> Result<(), rustls_pki_types::InvalidSignature> {
+            Err(rustls_pki_types::InvalidSignature)
+        }
+        fn public_key_alg_id(&self) -> rustls_pki_types::AlgorithmIdentifier {
+            rustls_pki_types::alg_id::ECDSA_P256
+        }
+        fn signature_alg_id(&self) -> rustls_pki_types::AlgorithmIdentifier {
+            rustls_pki_types::alg_id::ECDSA_SHA256
+        }
+    }
+
+    static LENIENT: Lenient = Lenient;
+    static STRICT: Strict = Strict;
+
+    #[test]
+    fn look_alike_algorithms_never_share_a_context() {
+        let lenient: &[&'static dyn SignatureVerificationAlgorithm] = &[&LENIENT];
+        let strict: &[&'static dyn SignatureVerificationAlgorithm] = &[&STRICT];
+        let (a, b) = (
+            CacheContext::new(lenient, Usage::ClientAuth),
+            CacheContext::new(strict, Usage::ClientAuth),
+        );
+        assert_ne!(a.prefix, b.prefix);
+        // The memo of `verify` tells them apart too.
+        let cache = VerifiedChainCache::default();
+        let first = cache.context(lenient, Usage::ClientAuth);
+        let second = cache.context(strict, Usage::ClientAuth);
+        assert_eq!(first.prefix, a.prefix);
+        assert_eq!(second.prefix, b.prefix);
+        assert_ne!(
+            cache.context(strict, Usage::ServerAuth).prefix,
+            second.prefix
+        );
     }
 }

@@ -431,6 +431,25 @@ fn accept(context: &X509Context, options: &X509SourceOptions) -> Result<Current,
     })
 }
 
+/// `current` with every bundle equal to the one held already replaced by the held one: an
+/// update that only rotated an SVID keeps the bundles' identity, and so every chain the
+/// TLS verifiers have cached against them (see [`crate::VerifiedChainCache`]).
+fn keep_unchanged_bundles(shared: &Shared, mut current: Current) -> Current {
+    let Some(held) = shared.current.get() else {
+        return current;
+    };
+    let bundles = current
+        .bundles
+        .iter()
+        .map(|new| match held.bundles.get(new.trust_domain()) {
+            Some(old) if old == new => old.clone(),
+            _ => new.clone(),
+        })
+        .collect();
+    current.bundles = Arc::new(bundles);
+    current
+}
+
 /// The background task: connect, follow the stream, reconnect with backoff.
 async fn run(
     endpoint: Endpoint,
@@ -553,6 +572,7 @@ async fn follow(
             }
             Ok(current) => {
                 reconnect.reset();
+                let current = keep_unchanged_bundles(shared, current);
                 let (id, not_after) = (current.svid.id().clone(), current.valid_until);
                 let svid = Arc::clone(&current.svid);
                 {
