@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use x509_cert::Certificate;
 
 use super::SvidError;
+use crate::time::{days_from_civil, days_in_month};
 
 const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
 const KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
@@ -465,24 +466,19 @@ fn time(reader: &mut Reader<'_>) -> Option<SystemTime> {
     let hour = digits(&rest[4..6])?;
     let minute = digits(&rest[6..8])?;
     let second = digits(&rest[8..10])?;
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
+    let (y, m, d) = (i64::from(year), i64::from(month), i64::from(day));
     if !(1970..=9999).contains(&year)
-        || day == 0
-        || day > month_days
+        || !(1..=12).contains(&month)
+        || d == 0
+        || d > days_in_month(y, m)
         || hour > 23
         || minute > 59
         || second > 59
     {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    // From 1970 on, the day count is not negative.
+    let days = u64::try_from(days_from_civil(y, m, d)).ok()?;
     let secs = days * 86_400 + u64::from(hour * 3600 + minute * 60 + second);
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
@@ -491,17 +487,6 @@ fn digits(ascii: &[u8]) -> Option<u32> {
     ascii.iter().try_fold(0, |a, b| {
         b.is_ascii_digit().then(|| a * 10 + u32::from(b - b'0'))
     })
-}
-
-/// Days from 1970-01-01 to a date of 1970 or later (Howard Hinnant's algorithm).
-fn days_from_civil(year: u32, month: u32, day: u32) -> u64 {
-    let y = u64::from(if month <= 2 { year - 1 } else { year });
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let m = u64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + u64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

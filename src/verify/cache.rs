@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm};
 use sha2::{Digest, Sha256};
 
-use super::{verify_parts, Usage, Verified, VerifiedSvid, VerifyError};
+use super::{verify_parts, whole_seconds, Usage, Verified, VerifiedSvid, VerifyError};
 use crate::{BundleSource, SpiffeId};
 
 /// The number of independently locked parts of a cache: handshakes on different cores
@@ -506,10 +506,6 @@ impl fmt::Debug for CacheContext {
     }
 }
 
-fn whole_seconds(at: SystemTime) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
-}
-
 fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
     // A panic under the lock leaves a consistent map (every update is a single step).
     shard.lock().unwrap_or_else(PoisonError::into_inner)
@@ -517,6 +513,8 @@ fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
 
     fn verified(id: &str) -> Verified {

@@ -382,7 +382,7 @@ fn validate_with_anchors(
     presented: Option<&[(SystemTime, SystemTime)]>,
 ) -> Result<(SystemTime, SystemTime), VerifyError> {
     let end_entity = EndEntityCert::try_from(leaf).map_err(map_webpki)?;
-    let time = UnixTime::since_unix_epoch(at.duration_since(UNIX_EPOCH).unwrap_or_default());
+    let time = unix_time(at);
     // webpki compares validity in whole seconds; the anchor is judged the same way.
     let at_whole = to_system_time(time);
     // webpki's hook can only return webpki errors; our own finding is kept aside and
@@ -523,6 +523,15 @@ pub fn aws_lc_rs_algorithms() -> &'static [&'static dyn SignatureVerificationAlg
         a::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
     ];
     ALGS
+}
+
+/// `at` truncated to whole seconds, as path validation compares times.
+pub(crate) fn whole_seconds(at: SystemTime) -> SystemTime {
+    to_system_time(unix_time(at))
+}
+
+fn unix_time(at: SystemTime) -> UnixTime {
+    UnixTime::since_unix_epoch(at.duration_since(UNIX_EPOCH).unwrap_or_default())
 }
 
 fn to_system_time(t: UnixTime) -> SystemTime {
